@@ -1,0 +1,131 @@
+//! The autofs mounts of a mount table and what sits on them, from mountinfo alone: nothing here
+//! walks a path, so nothing here can wait on a master that no longer answers.
+
+use std::collections::HashMap;
+
+use crate::mountinfo::{AutofsOptions, Mount};
+
+/// A mount table with its parent → children index. Built once per read, O(mounts).
+pub struct Table<'a> {
+    pub mounts: Vec<Mount<'a>>,
+    children: HashMap<u32, Vec<usize>>,
+}
+
+/// An autofs mount and what is mounted on it.
+pub struct Autofs<'t, 'a> {
+    pub mount: &'t Mount<'a>,
+    pub options: AutofsOptions,
+    /// The mounts stacked on its root, at the same mount point, the lowest first.
+    pub stack: Vec<&'t Mount<'a>>,
+    /// How many more mounts sit below its mount point: submounts of the stack, or the keys of
+    /// an indirect map mounted inside it.
+    pub inside: usize,
+}
+
+impl<'a> Table<'a> {
+    pub fn new(mounts: Vec<Mount<'a>>) -> Self {
+        let mut children: HashMap<u32, Vec<usize>> = HashMap::with_capacity(mounts.len());
+        for (i, m) in mounts.iter().enumerate() {
+            // The root's parent is outside the table (or itself): never a child.
+            if m.parent != m.id {
+                children.entry(m.parent).or_default().push(i);
+            }
+        }
+        Table { mounts, children }
+    }
+
+    fn children(&self, id: u32) -> impl Iterator<Item = &Mount<'a>> {
+        self.children.get(&id).into_iter().flatten().map(|&i| &self.mounts[i])
+    }
+
+    fn descendants(&self, id: u32) -> usize {
+        let mut count = 0;
+        let mut todo = vec![id];
+        while let Some(id) = todo.pop() {
+            for c in self.children(id) {
+                count += 1;
+                todo.push(c.id);
+            }
+        }
+        count
+    }
+
+    /// Every autofs mount, in mountinfo order.
+    pub fn autofs(&self) -> Vec<Autofs<'_, 'a>> {
+        self.mounts.iter().filter(|m| &*m.fs_type == b"autofs").map(|m| self.describe(m)).collect()
+    }
+
+    /// The autofs mount at `mount_point` that is highest in its stack (after a restart, the
+    /// new one).
+    pub fn autofs_at(&self, mount_point: &[u8]) -> Option<Autofs<'_, 'a>> {
+        self.mounts
+            .iter()
+            .rfind(|m| &*m.fs_type == b"autofs" && &*m.mount_point == mount_point)
+            .map(|m| self.describe(m))
+    }
+
+    fn describe<'t>(&'t self, mount: &'t Mount<'a>) -> Autofs<'t, 'a> {
+        let mut stack = Vec::new();
+        let mut top = mount.id;
+        // A mount stacked on `top` is its child at the same mount point. With tucked mounts
+        // (propagation) there can be two: the later one is the one a path walk reaches.
+        while let Some(m) = self.children(top).filter(|c| c.mount_point == mount.mount_point).last() {
+            stack.push(m);
+            top = m.id;
+        }
+        let inside = self.descendants(mount.id) - stack.len();
+        Autofs { mount, options: AutofsOptions::parse(&mount.super_options), stack, inside }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mountinfo::{AutofsKind, parse};
+
+    const TABLE: &[u8] = b"\
+67 42 0:41 / / rw,relatime shared:1 - overlay ctr rw
+68 67 0:44 / /proc rw,relatime shared:2 - proc proc rw
+45 68 0:51 / /proc/sys/fs/binfmt_misc rw,relatime shared:19 - autofs systemd-1 rw,fd=26,pgrp=2395,timeout=0,minproto=5,maxproto=5,direct,pipe_ino=6044
+51 67 0:57 / /srv/data rw,relatime shared:28 - autofs systemd-1 rw,fd=38,pgrp=2395,timeout=0,minproto=5,maxproto=5,direct,pipe_ino=5608
+54 51 0:61 / /srv/data rw,relatime shared:32 - tmpfs srv-data rw,size=1024k
+55 54 0:62 / /srv/data/sub rw,relatime shared:33 - tmpfs sub rw
+56 54 0:63 / /srv/data rw,relatime shared:34 - tmpfs upper rw
+60 67 0:70 / /srv/ind rw,relatime shared:40 - autofs /etc/auto.ind rw,fd=7,pgrp=300,timeout=300,minproto=5,maxproto=5,indirect,pipe_ino=999
+61 60 0:71 / /srv/ind/k rw,relatime shared:41 - tmpfs k rw
+";
+
+    #[test]
+    fn stacks_submounts_and_mounts_inside() {
+        let table = Table::new(parse(TABLE).unwrap());
+        let all = table.autofs();
+        assert_eq!(all.len(), 3);
+
+        let binfmt = &all[0];
+        assert_eq!(&*binfmt.mount.mount_point, b"/proc/sys/fs/binfmt_misc");
+        assert!(binfmt.stack.is_empty());
+        assert_eq!(binfmt.inside, 0);
+        assert_eq!(binfmt.options.pgrp, Some(2395));
+
+        let data = &all[1];
+        assert_eq!(data.stack.iter().map(|m| m.id).collect::<Vec<_>>(), [54, 56]);
+        assert_eq!(data.inside, 1, "the submount of the lower tmpfs");
+
+        let ind = &all[2];
+        assert_eq!(ind.options.kind, Some(AutofsKind::Indirect));
+        assert!(ind.stack.is_empty());
+        assert_eq!(ind.inside, 1);
+    }
+
+    #[test]
+    fn autofs_at_takes_the_highest_one() {
+        let text = b"\
+1 0 0:1 / / rw - ext4 r rw
+10 1 0:50 / /w rw - autofs old rw,fd=-1,pgrp=1,direct,pipe_ino=-1
+11 10 0:51 / /w rw - autofs new rw,fd=5,pgrp=1,direct,pipe_ino=8
+";
+        let table = Table::new(parse(text).unwrap());
+        assert_eq!(table.autofs_at(b"/w").unwrap().mount.id, 11);
+        assert!(table.autofs_at(b"/x").is_none());
+    }
+}

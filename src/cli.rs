@@ -1,0 +1,257 @@
+//! The command line and the environment: what to do, with which settings.
+
+use std::ffi::OsString;
+use std::os::unix::ffi::OsStrExt;
+use std::time::Duration;
+
+use lexopt::prelude::*;
+use rustix::process::Pid;
+
+use crate::criu;
+use crate::error::{Error, Result};
+use crate::mounts::Api;
+use crate::restart::Settings;
+use crate::systemd;
+
+pub const HELP: &str = "\
+autofs-restart: bring AutoFS mount points back to life after CRIU restores a container
+
+Usage:
+  autofs-restart                          as a CRIU action script (CRTOOLS_* environment)
+  autofs-restart restart --pid PID [--unit UNIT]... [--dry-run] [--probe] [-v]
+  autofs-restart status --pid PID
+  autofs-restart --help | --version
+
+Commands:
+  restart      restart the masters of the container's autofs mounts, keeping what is
+               mounted on top of them
+  status       list the container's autofs mounts: where, type, master, what is on top
+
+Options:
+  --pid PID        the container's init, as a host pid
+  --unit UNIT      only this automount unit (name, name without .automount, or path);
+                   repeatable
+  --timeout SECS   how long a program in the container may take (default 30)
+  --dry-run        say what would be done, change nothing
+  --probe          trigger each restarted automount afterwards (mounts its file system)
+  -v, --verbose    say each step
+  -h, --help       this text
+  -V, --version    the version and how it was built
+
+Environment (options win):
+  CRTOOLS_SCRIPT_ACTION   set by CRIU; only post-resume does anything
+  CRTOOLS_INIT_PID        set by CRIU: the restored init's host pid
+  AUTOFS_RESTART_UNITS    automount units to restart, separated by spaces or commas
+  AUTOFS_RESTART_TIMEOUT  seconds, as --timeout
+  AUTOFS_RESTART_PROBE    1 to probe, as --probe
+  AUTOFS_RESTART_VERBOSE  1 to say each step, as -v
+  AUTOFS_RESTART_MOUNT_API  new (default: open_tree/move_mount, falling back by itself) or
+                          legacy (bind and MS_MOVE)
+
+Exit status: 0 done or nothing to do, 1 a unit could not be restarted, 2 bad input.
+";
+
+pub enum Command {
+    /// A CRIU stage other than post-resume: nothing to do, nothing to say.
+    Ignore,
+    Help,
+    Version,
+    Status {
+        pid_name: &'static str,
+        pid: Pid,
+    },
+    Restart(Settings),
+    /// Internal: the child that `--probe` starts inside the container.
+    Probe(OsString),
+}
+
+/// Reads the command from `args` (without argv[0]) and settings from `env`.
+pub fn parse(args: Vec<OsString>, env: &dyn Fn(&str) -> Option<OsString>) -> Result<Command> {
+    if args.is_empty() {
+        // CRIU runs action scripts with no arguments and says the stage in the environment.
+        // The stage comes first: other stages must not fail over a setting they do not use.
+        let Some(action) = env(criu::ACTION_VAR) else {
+            return Err(Error::Usage("no command (see --help)".into()));
+        };
+        if !criu::is_post_resume(&action) {
+            return Ok(Command::Ignore);
+        }
+        let mut settings = settings_from_env(env)?;
+        settings.pid = criu::parse_pid(criu::PID_VAR, env(criu::PID_VAR).as_deref())?;
+        settings.pid_name = criu::PID_VAR;
+        return Ok(Command::Restart(settings));
+    }
+
+    if args.len() == 2 && args[0] == crate::restart::PROBE_ARG {
+        return Ok(Command::Probe(args[1].clone()));
+    }
+    let mut settings = settings_from_env(env)?;
+    let mut parser = lexopt::Parser::from_args(args);
+    let mut command = None;
+    let mut pid = None;
+    let mut units = Vec::new();
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Short('h') | Long("help") => return Ok(Command::Help),
+            Short('V') | Long("version") => return Ok(Command::Version),
+            Long("pid") => pid = Some(criu::parse_pid("--pid", Some(&parser.value()?))?),
+            Long("unit") => units.push(systemd::unit_from_arg(&parser.value()?)?),
+            Long("timeout") => settings.timeout = timeout("--timeout", &parser.value()?)?,
+            Long("dry-run") => settings.dry_run = true,
+            Long("probe") => settings.probe = true,
+            Short('v') | Long("verbose") => settings.verbose = true,
+            Value(v) if command.is_none() && (v == "restart" || v == "status") => command = Some(v),
+            _ => return Err(arg.unexpected().into()),
+        }
+    }
+    let Some(command) = command else {
+        return Err(Error::Usage("no command (see --help)".into()));
+    };
+    let pid = pid.ok_or_else(|| Error::Usage(format!("{} needs --pid PID", command.to_string_lossy())))?;
+    if command == "status" {
+        if !units.is_empty() || settings.dry_run || settings.probe {
+            return Err(Error::Usage("status takes only --pid".into()));
+        }
+        return Ok(Command::Status { pid_name: "--pid", pid });
+    }
+    settings.pid = pid;
+    settings.pid_name = "--pid";
+    if !units.is_empty() {
+        settings.units = units;
+    }
+    Ok(Command::Restart(settings))
+}
+
+fn settings_from_env(env: &dyn Fn(&str) -> Option<OsString>) -> Result<Settings> {
+    let flag = |name: &str| -> Result<bool> {
+        match env(name).as_deref().map(|v| v.as_bytes()) {
+            None | Some(b"" | b"0") => Ok(false),
+            Some(b"1") => Ok(true),
+            Some(_) => Err(Error::Usage(format!("{name} must be 0 or 1"))),
+        }
+    };
+    let mut units = Vec::new();
+    if let Some(list) = env("AUTOFS_RESTART_UNITS") {
+        for u in list.as_bytes().split(|&b| b == b' ' || b == b',' || b == b'\t' || b == b'\n') {
+            if !u.is_empty() {
+                units.push(systemd::unit_from_arg(std::ffi::OsStr::from_bytes(u))?);
+            }
+        }
+    }
+    let api = match env("AUTOFS_RESTART_MOUNT_API").as_deref().map(|v| v.as_bytes()) {
+        None | Some(b"" | b"new") => Api::New,
+        Some(b"legacy") => Api::Legacy,
+        Some(_) => return Err(Error::Usage("AUTOFS_RESTART_MOUNT_API must be new or legacy".into())),
+    };
+    Ok(Settings {
+        pid: Pid::INIT,
+        pid_name: "",
+        units,
+        dry_run: false,
+        probe: flag("AUTOFS_RESTART_PROBE")?,
+        verbose: flag("AUTOFS_RESTART_VERBOSE")?,
+        timeout: match env("AUTOFS_RESTART_TIMEOUT") {
+            Some(v) => timeout("AUTOFS_RESTART_TIMEOUT", &v)?,
+            None => Duration::from_secs(30),
+        },
+        api,
+    })
+}
+
+/// Seconds: a positive number, at most a day.
+fn timeout(name: &str, v: &std::ffi::OsStr) -> Result<Duration> {
+    v.to_str()
+        .filter(|s| s.bytes().all(|b| b.is_ascii_digit() || b == b'.'))
+        .and_then(|s| s.parse::<f64>().ok())
+        .filter(|&secs| secs > 0.0 && secs <= 86400.0)
+        .map(Duration::from_secs_f64)
+        .ok_or_else(|| {
+            Error::Usage(format!("{name}='{}': not a number of seconds from 0 to 86400", v.to_string_lossy()))
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_with(args: &[&str], env: &[(&str, &str)]) -> Result<Command> {
+        let env: Vec<(String, OsString)> = env.iter().map(|(k, v)| (k.to_string(), OsString::from(v))).collect();
+        let lookup = move |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        parse(args.iter().map(OsString::from).collect(), &lookup)
+    }
+
+    fn settings(c: Result<Command>) -> Settings {
+        match c {
+            Ok(Command::Restart(s)) => s,
+            _ => panic!("not a restart"),
+        }
+    }
+
+    #[test]
+    fn criu_stages_other_than_post_resume_are_ignored_whatever_else_is_set() {
+        for action in ["pre-dump", "post-restore", "pre-resume", "network-lock", "some-future-stage", ""] {
+            let c = parse_with(&[], &[("CRTOOLS_SCRIPT_ACTION", action), ("AUTOFS_RESTART_TIMEOUT", "x")]);
+            assert!(matches!(c, Ok(Command::Ignore)), "{action}");
+        }
+        let c = parse_with(&[], &[("CRTOOLS_SCRIPT_ACTION", "pre-dump"), ("CRTOOLS_INIT_PID", "junk")]);
+        assert!(matches!(c, Ok(Command::Ignore)));
+    }
+
+    #[test]
+    fn post_resume_takes_the_pid_and_settings_from_the_environment() {
+        let s = settings(parse_with(
+            &[],
+            &[
+                ("CRTOOLS_SCRIPT_ACTION", "post-resume"),
+                ("CRTOOLS_INIT_PID", "42"),
+                ("AUTOFS_RESTART_UNITS", "srv-data, /proc/sys/fs/binfmt_misc"),
+                ("AUTOFS_RESTART_TIMEOUT", "2.5"),
+            ],
+        ));
+        assert_eq!(s.pid.as_raw_nonzero().get(), 42);
+        assert_eq!(s.pid_name, "CRTOOLS_INIT_PID");
+        assert_eq!(s.units, ["srv-data.automount", "proc-sys-fs-binfmt_misc.automount"]);
+        assert_eq!(s.timeout, Duration::from_millis(2500));
+        assert!(!s.dry_run && !s.probe);
+        let e = parse_with(&[], &[("CRTOOLS_SCRIPT_ACTION", "post-resume")]).err().unwrap();
+        assert_eq!((e.exit_code(), e.to_string().as_str()), (2, "CRTOOLS_INIT_PID is not set"));
+    }
+
+    #[test]
+    fn the_command_line() {
+        let s = settings(parse_with(
+            &["restart", "--pid", "7", "--unit", "a", "--unit=/srv/b", "--dry-run", "--probe", "-v", "--timeout", "3"],
+            &[("AUTOFS_RESTART_UNITS", "ignored")],
+        ));
+        assert_eq!(s.units, ["a.automount", "srv-b.automount"]);
+        assert!(s.dry_run && s.probe && s.verbose);
+        assert_eq!(s.timeout, Duration::from_secs(3));
+        assert!(matches!(parse_with(&["status", "--pid", "7"], &[]), Ok(Command::Status { .. })));
+        assert!(matches!(parse_with(&["--help"], &[]), Ok(Command::Help)));
+        assert!(matches!(parse_with(&["-V"], &[]), Ok(Command::Version)));
+    }
+
+    #[test]
+    fn bad_command_lines_are_usage_errors() {
+        for (args, msg) in [
+            (&["restart"][..], "restart needs --pid PID"),
+            (&["frobnicate"], "unexpected argument \"frobnicate\""),
+            (&["restart", "--pid"], "missing argument for option '--pid'"),
+            (&["restart", "--pid", "x"], "--pid='x': is not a plain positive decimal"),
+            (&["restart", "--pid", "1", "--bogus"], "invalid option '--bogus'"),
+            (&["restart", "--pid", "1", "--timeout", "0"], "--timeout='0': not a number of seconds from 0 to 86400"),
+            (&["restart", "--pid", "1", "--timeout", "-1"], "--timeout='-1': not a number of seconds from 0 to 86400"),
+            (&["restart", "--pid", "1", "--unit", "x.mount"], "'x.mount' is not an automount unit"),
+            (&["status", "--pid", "1", "--dry-run"], "status takes only --pid"),
+            (&["restart", "status", "--pid", "1"], "unexpected argument \"status\""),
+        ] {
+            let e = parse_with(args, &[]).err().unwrap_or_else(|| panic!("{args:?} parsed"));
+            assert_eq!(e.exit_code(), 2, "{args:?}");
+            assert_eq!(e.to_string(), msg, "{args:?}");
+        }
+        let e = parse_with(&["status", "--pid", "1"], &[("AUTOFS_RESTART_PROBE", "yes")]).err().unwrap();
+        assert_eq!(e.to_string(), "AUTOFS_RESTART_PROBE must be 0 or 1");
+        let e = parse_with(&[], &[]).err().unwrap();
+        assert_eq!(e.to_string(), "no command (see --help)");
+    }
+}

@@ -1,0 +1,297 @@
+//! The restored container, held by a pidfd: its /proc entries read through the host's procfs,
+//! its mount namespace entered, its programs run inside it with a timeout.
+
+use std::ffi::OsStr;
+use std::fs::File;
+use std::io::Read;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::CommandExt;
+use std::process::{Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use rustix::event::{PollFd, PollFlags, Timespec, poll};
+use rustix::fs::{Dir, Mode, OFlags, openat, readlinkat};
+use rustix::io::Errno;
+use rustix::process::{Pid, PidfdFlags, chroot, fchdir, getpid, pidfd_open};
+use rustix::thread::{ThreadNameSpaceType, move_into_thread_name_spaces};
+
+use crate::error::{Error, Result, Shown};
+
+/// Where a program of the container is looked for (its own PATH is not ours to trust).
+const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+pub struct Container {
+    pub pid: Pid,
+    pidfd: OwnedFd,
+    /// The host's /proc: pids in it and in mountinfo's `pgrp=` are host pids.
+    proc: OwnedFd,
+    /// The host's /proc/PID of the init.
+    dir: OwnedFd,
+    /// The init's root directory.
+    root: OwnedFd,
+}
+
+/// How a program ended and what it said on stderr (its stdout goes to /dev/null).
+pub struct Output {
+    pub status: ExitStatus,
+    pub stderr: Vec<u8>,
+}
+
+impl Output {
+    /// The first line of stderr, or how it ended: enough for a one-line report.
+    pub fn summary(&self) -> String {
+        let line = self.stderr.split(|&b| b == b'\n').find(|l| !l.is_empty()).unwrap_or_default();
+        if line.is_empty() { self.status.to_string() } else { format!("{}: {}", self.status, Shown(line)) }
+    }
+}
+
+impl Container {
+    /// `pidfd_open(2)` the init first, then open its /proc entries and check that the pidfd's
+    /// process still runs: then the pid was not reused in between, and the entries are its.
+    /// `name` says where the pid came from, for errors.
+    pub fn open(name: &'static str, pid: Pid) -> Result<Self> {
+        let bad = |why| Error::Pid { name, value: Some(OsStr::new(&pid.to_string()).into()), why };
+        if pid == getpid() {
+            return Err(bad("is autofs-restart itself"));
+        }
+        let pidfd = pidfd_open(pid, PidfdFlags::empty()).map_err(|e| match e {
+            Errno::SRCH => bad("is no running process"),
+            e => Error::sys(format!("pidfd_open {pid}"), e),
+        })?;
+        let proc =
+            openat(rustix::fs::CWD, "/proc", dir_flags(), Mode::empty()).map_err(|e| Error::sys("opening /proc", e))?;
+        let dir = openat(&proc, pid.to_string(), dir_flags(), Mode::empty()).map_err(|e| match e {
+            Errno::NOENT => bad("is no running process"),
+            e => Error::sys(format!("opening /proc/{pid}"), e),
+        })?;
+        if exited(pidfd.as_fd())? {
+            return Err(bad("is no running process"));
+        }
+        // A kernel thread has no executable, and neither has a zombie: neither is a container.
+        if let Err(Errno::NOENT) = readlinkat(&dir, "exe", Vec::new()) {
+            return Err(bad("has no executable: a kernel thread or a zombie, not a container's init"));
+        }
+        let root = openat(&dir, "root", dir_flags(), Mode::empty())
+            .map_err(|e| Error::sys(format!("opening /proc/{pid}/root"), e))?;
+        Ok(Container { pid, pidfd, proc, dir, root })
+    }
+
+    /// The init's executable, as the kernel shows it (` (deleted)` after an upgrade).
+    pub fn exe(&self) -> Result<Vec<u8>> {
+        readlinkat(&self.dir, "exe", Vec::new())
+            .map(|p| p.into_bytes())
+            .map_err(|e| Error::sys(format!("reading /proc/{}/exe", self.pid), e))
+    }
+
+    /// Whether the init is systemd: only then are there systemd units to restart.
+    pub fn is_systemd(&self) -> Result<bool> {
+        Ok(is_systemd_exe(&self.exe()?))
+    }
+
+    /// The init's mountinfo: paths relative to its root, `pgrp=` in the host's pid namespace.
+    pub fn mountinfo(&self) -> Result<Vec<u8>> {
+        let doing = || format!("reading /proc/{}/mountinfo", self.pid);
+        let fd = openat(&self.dir, "mountinfo", OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
+            .map_err(|e| Error::sys(doing(), e))?;
+        let mut text = Vec::with_capacity(64 * 1024);
+        File::from(fd).read_to_end(&mut text).map_err(|e| io_error(doing(), &e))?;
+        Ok(text)
+    }
+
+    /// The command name of a host pid, if it still runs.
+    pub fn comm(&self, pid: u32) -> Option<Vec<u8>> {
+        let fd = openat(&self.proc, format!("{pid}/comm"), OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).ok()?;
+        let mut comm = Vec::new();
+        File::from(fd).read_to_end(&mut comm).ok()?;
+        comm.pop_if(|b| *b == b'\n');
+        Some(comm)
+    }
+
+    /// Whether host process `pid` holds the pipe with inode `ino` (an autofs master's end).
+    pub fn holds_pipe(&self, pid: u32, ino: u64) -> Result<bool> {
+        let doing = || format!("reading /proc/{pid}/fd");
+        let fds = openat(
+            &self.proc,
+            format!("{pid}/fd"),
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| Error::sys(doing(), e))?;
+        let want = format!("pipe:[{ino}]");
+        let mut dir = Dir::read_from(&fds).map_err(|e| Error::sys(doing(), e))?;
+        while let Some(entry) = dir.read() {
+            let entry = entry.map_err(|e| Error::sys(doing(), e))?;
+            // A closed fd between readdir and readlink is simply not the one.
+            if let Ok(link) = readlinkat(&fds, entry.file_name(), Vec::new())
+                && link.as_bytes() == want.as_bytes()
+            {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Joins the container's mount namespace and root for the mount work, and its pid namespace
+    /// for the programs started from now on. setns(2) through the pidfd, so the namespaces are
+    /// the init's even if its pid were reused; setns into a mount namespace needs a
+    /// single-threaded process, and we start no thread before this.
+    pub fn enter(&self) -> Result<()> {
+        move_into_thread_name_spaces(self.pidfd.as_fd(), ThreadNameSpaceType::MOUNT | ThreadNameSpaceType::PROCESS_ID)
+            .map_err(|e| Error::sys(format!("entering the namespaces of pid {}", self.pid), e))?;
+        // setns put us at the namespace's root; a container can be chrooted below it.
+        fchdir(&self.root)
+            .and_then(|()| chroot("."))
+            .and_then(|()| rustix::process::chdir("/"))
+            .map_err(|e| Error::sys(format!("entering the root of pid {}", self.pid), e))
+    }
+
+    /// Runs a program of the container (after `enter`): found in the container's standard
+    /// directories, unless it is a path, with a fixed environment, in the init's uts, ipc, net
+    /// and cgroup namespaces. After `timeout` it is killed and this is an error; the caller goes
+    /// on safely.
+    pub fn run(&self, program: &str, args: &[&[u8]], timeout: Duration) -> Result<Output> {
+        let shown: Vec<String> = args.iter().map(|a| Shown(a).to_string()).collect();
+        let doing = format!("{program} {}", shown.join(" "));
+        let path = if program.starts_with('/') {
+            program.to_string()
+        } else {
+            PATH.split(':')
+                .map(|dir| format!("{dir}/{program}"))
+                .find(|p| is_executable(p))
+                .ok_or_else(|| Error::Failed(format!("{doing}: the container has no {program} in {PATH}")))?
+        };
+        let pidfd = self.pidfd.as_raw_fd();
+        let mut cmd = Command::new(&path);
+        cmd.args(args.iter().map(|a| OsStr::from_bytes(a)))
+            .env_clear()
+            .env("PATH", PATH)
+            .env("LANG", "C")
+            .env("SYSTEMD_PAGER", "")
+            .current_dir("/")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        // SAFETY: runs in the forked child before exec; it only makes one raw system call on a
+        // file descriptor that `self` keeps open for as long as this borrow lasts.
+        unsafe {
+            cmd.pre_exec(move || {
+                let pidfd = BorrowedFd::borrow_raw(pidfd);
+                let rest = ThreadNameSpaceType::HOST_NAME_AND_NIS_DOMAIN_NAME
+                    | ThreadNameSpaceType::INTER_PROCESS_COMMUNICATION
+                    | ThreadNameSpaceType::NETWORK
+                    | ThreadNameSpaceType::CONTROL_GROUP;
+                move_into_thread_name_spaces(pidfd, rest).map_err(std::io::Error::from)
+            });
+        }
+        let child = cmd.spawn().map_err(|e| io_error(format!("starting {doing}"), &e))?;
+        wait(child, timeout, &doing)
+    }
+}
+
+fn dir_flags() -> OFlags {
+    OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC
+}
+
+fn is_executable(path: &str) -> bool {
+    rustix::fs::stat(path).is_ok_and(|st| st.st_mode & 0o170000 == 0o100000 && st.st_mode & 0o111 != 0)
+}
+
+/// Whether `exe` (a /proc/PID/exe link) is systemd. After an upgrade the old binary shows as
+/// deleted; merged-/usr and split layouts both occur.
+pub fn is_systemd_exe(exe: &[u8]) -> bool {
+    let exe = exe.strip_suffix(b" (deleted)").unwrap_or(exe);
+    matches!(exe, b"/usr/lib/systemd/systemd" | b"/lib/systemd/systemd")
+}
+
+/// Whether the process behind a pidfd has exited (the pidfd polls readable).
+fn exited(pidfd: BorrowedFd<'_>) -> Result<bool> {
+    let mut fds = [PollFd::new(&pidfd, PollFlags::IN)];
+    let zero = Timespec { tv_sec: 0, tv_nsec: 0 };
+    poll(&mut fds, Some(&zero)).map_err(|e| Error::sys("polling a pidfd", e))?;
+    Ok(!fds[0].revents().is_empty())
+}
+
+/// Collects a child's output until it exits, killing it with SIGKILL at `timeout`.
+fn wait(mut child: std::process::Child, timeout: Duration, doing: &str) -> Result<Output> {
+    // The child is ours and not yet reaped: its pid cannot have been reused.
+    let pidfd = pidfd_open(Pid::from_child(&child), PidfdFlags::empty())
+        .map_err(|e| Error::sys(format!("pidfd_open for {doing}"), e))?;
+    let mut pipes = [child.stderr.take().map(OwnedFd::from)];
+    for pipe in pipes.iter().flatten() {
+        rustix::fs::fcntl_setfl(pipe, OFlags::NONBLOCK).map_err(|e| Error::sys(format!("reading from {doing}"), e))?;
+    }
+    let mut out = [Vec::new()];
+    let deadline = Instant::now() + timeout;
+    loop {
+        for (pipe, buf) in pipes.iter_mut().zip(out.iter_mut()) {
+            if let Some(fd) = pipe
+                && drain(fd, buf).map_err(|e| Error::sys(format!("reading from {doing}"), e))?
+            {
+                *pipe = None;
+            }
+        }
+        // Once it has exited, what it wrote has been read: a grandchild may still hold the pipes.
+        if exited(pidfd.as_fd())? {
+            break;
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(Error::Failed(format!("{doing}: no answer in {} s, killed it", timeout.as_secs_f32())));
+        }
+        let mut fds: Vec<PollFd<'_>> = pipes.iter().flatten().map(|p| PollFd::new(p, PollFlags::IN)).collect();
+        fds.push(PollFd::new(&pidfd, PollFlags::IN));
+        let left = Timespec { tv_sec: left.as_secs() as i64, tv_nsec: i64::from(left.subsec_nanos()) };
+        match poll(&mut fds, Some(&left)) {
+            Ok(_) | Err(Errno::INTR) => {}
+            Err(e) => return Err(Error::sys(format!("waiting for {doing}"), e)),
+        }
+    }
+    for (pipe, buf) in pipes.iter().zip(out.iter_mut()) {
+        if let Some(fd) = pipe {
+            drain(fd, buf).map_err(|e| Error::sys(format!("reading from {doing}"), e))?;
+        }
+    }
+    let status = child.wait().map_err(|e| io_error(format!("waiting for {doing}"), &e))?;
+    let [stderr] = out;
+    Ok(Output { status, stderr })
+}
+
+/// Reads what a non-blocking pipe holds now; true at end of file. Keeps at most 1 MiB: we
+/// only ever need the first lines.
+fn drain(fd: &OwnedFd, buf: &mut Vec<u8>) -> rustix::io::Result<bool> {
+    let mut chunk = [0u8; 4096];
+    loop {
+        match rustix::io::read(fd, &mut chunk) {
+            Ok(0) => return Ok(true),
+            Ok(n) if buf.len() < 1 << 20 => buf.extend_from_slice(&chunk[..n]),
+            Ok(_) | Err(Errno::INTR) => {}
+            Err(Errno::AGAIN) => return Ok(false),
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+fn io_error(doing: String, e: &std::io::Error) -> Error {
+    match e.raw_os_error() {
+        Some(n) => Error::sys(doing, Errno::from_raw_os_error(n)),
+        None => Error::Failed(format!("{doing}: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn systemd_executables() {
+        assert!(is_systemd_exe(b"/usr/lib/systemd/systemd"));
+        assert!(is_systemd_exe(b"/lib/systemd/systemd"));
+        assert!(is_systemd_exe(b"/usr/lib/systemd/systemd (deleted)"));
+        assert!(!is_systemd_exe(b"/usr/sbin/automount"));
+        assert!(!is_systemd_exe(b"/usr/lib/systemd/systemd-journald"));
+        assert!(!is_systemd_exe(b"/sbin/init"));
+    }
+}

@@ -1,0 +1,77 @@
+//! autofs-restart: brings AutoFS mount points back to life after CRIU restores a container.
+//! See README.md for what it does and DESIGN.md for why it does it this way.
+
+mod autofs;
+mod cli;
+mod container;
+mod criu;
+mod error;
+mod mountinfo;
+mod mounts;
+mod restart;
+mod status;
+mod systemd;
+
+use std::os::fd::{AsRawFd, IntoRawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::process::ExitCode;
+
+use rustix::fs::{Mode, OFlags};
+
+use cli::Command;
+
+fn main() -> ExitCode {
+    let args = std::env::args_os().skip(1).collect();
+    let command = cli::parse(args, &|name| std::env::var_os(name));
+    if let Ok(Command::Ignore) = command {
+        return ExitCode::SUCCESS;
+    }
+    if ensure_std_fds().is_err() {
+        return ExitCode::from(1);
+    }
+    let result = command.and_then(|command| match command {
+        Command::Ignore => Ok(0),
+        Command::Help => {
+            print!("{}", cli::HELP);
+            Ok(0)
+        }
+        Command::Version => {
+            println!("{}", version());
+            Ok(0)
+        }
+        Command::Status { pid_name, pid } => status::run(pid_name, pid),
+        Command::Restart(settings) => restart::run(&settings),
+        Command::Probe(path) => restart::probe_child(path.as_bytes()),
+    });
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("autofs-restart: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+/// CRIU starts action scripts with stdin closed. Fill any closed fd of 0–2 with /dev/null, so
+/// that no fd opened later (a pidfd, a mount tree) lands there and leaks into a child as its
+/// stdin, stdout or stderr.
+fn ensure_std_fds() -> rustix::io::Result<()> {
+    loop {
+        // Without CLOEXEC: these become the standard fds, for children too.
+        let fd = rustix::fs::open("/dev/null", OFlags::RDWR | OFlags::NOCTTY, Mode::empty())?;
+        if fd.as_raw_fd() > 2 {
+            return Ok(());
+        }
+        let _kept_open = fd.into_raw_fd();
+    }
+}
+
+fn version() -> String {
+    format!(
+        "autofs-restart {} ({}, {}, {})",
+        env!("CARGO_PKG_VERSION"),
+        std::env::consts::ARCH,
+        if cfg!(target_env = "musl") { "musl" } else { "glibc" },
+        if cfg!(target_feature = "crt-static") { "static" } else { "dynamic" },
+    )
+}

@@ -1,0 +1,334 @@
+//! A parser for `/proc/PID/mountinfo` (proc(5)). Pure: bytes in, mounts out. Paths stay bytes.
+//!
+//! ```text
+//! 36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw,errors=continue
+//! (1)(2) (3)   (4)   (5)      (6)      (7)   (8) (9)    (10)         (11)
+//! ```
+//! (1) mount id, (2) parent id, (3) major:minor, (4) root, (5) mount point, (6) mount options,
+//! (7) zero or more optional fields, (8) the separator `-`, (9) file system type,
+//! (10) source, (11) super block options.
+
+use std::borrow::Cow;
+use std::fmt;
+
+/// One line of mountinfo. Borrowed from the text; escaped fields are decoded on demand.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mount<'a> {
+    /// (1)
+    pub id: u32,
+    /// (2)
+    pub parent: u32,
+    /// (3) the superblock's device number.
+    pub dev: Dev,
+    /// (4) the directory of the file system that is mounted here.
+    pub root: Cow<'a, [u8]>,
+    /// (5) relative to the root of the process whose mountinfo this is.
+    pub mount_point: Cow<'a, [u8]>,
+    /// (6)
+    pub options: &'a [u8],
+    /// (7)
+    pub propagation: Propagation,
+    /// (9)
+    pub fs_type: Cow<'a, [u8]>,
+    /// (10)
+    pub source: Cow<'a, [u8]>,
+    /// (11)
+    pub super_options: Cow<'a, [u8]>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Dev {
+    pub major: u32,
+    pub minor: u32,
+}
+
+impl fmt::Display for Dev {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.major, self.minor)
+    }
+}
+
+/// The optional fields (7): peer groups and propagation.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Propagation {
+    /// `shared:N`: a peer of group N.
+    pub shared: Option<u32>,
+    /// `master:N`: a slave of group N.
+    pub master: Option<u32>,
+    /// `propagate_from:N`: receives from group N (the nearest dominant one visible).
+    pub propagate_from: Option<u32>,
+    /// `unbindable`.
+    pub unbindable: bool,
+}
+
+/// A line that is not mountinfo.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseError {
+    /// 1-based.
+    pub line: usize,
+    pub why: &'static str,
+}
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "line {}: {}", self.line, self.why)
+    }
+}
+
+/// Parses a whole mountinfo text. Fails on the first line that is not mountinfo.
+pub fn parse(text: &[u8]) -> Result<Vec<Mount<'_>>, ParseError> {
+    let mut mounts = Vec::with_capacity(text.len() / 100);
+    for (i, line) in text.split(|&b| b == b'\n').enumerate() {
+        if line.is_empty() {
+            continue;
+        }
+        mounts.push(parse_line(line).map_err(|why| ParseError { line: i + 1, why })?);
+    }
+    Ok(mounts)
+}
+
+/// Parses one line (without its newline).
+pub fn parse_line(line: &[u8]) -> Result<Mount<'_>, &'static str> {
+    let mut fields = line.split(|&b| b == b' ');
+    let mut next = |name: &'static str| fields.next().ok_or(name);
+
+    let id = number(next("no mount id (1)")?).ok_or("mount id (1) is not a number")?;
+    let parent = number(next("no parent id (2)")?).ok_or("parent id (2) is not a number")?;
+    let dev = next("no major:minor (3)")?;
+    let dev = dev
+        .iter()
+        .position(|&b| b == b':')
+        .and_then(|c| Some(Dev { major: number(&dev[..c])?, minor: number(&dev[c + 1..])? }))
+        .ok_or("major:minor (3) is not two numbers")?;
+    let root = unescape(non_empty(next("no root (4)")?, "root (4) is empty")?);
+    let mount_point = unescape(non_empty(next("no mount point (5)")?, "mount point (5) is empty")?);
+    let options = next("no mount options (6)")?;
+
+    let mut propagation = Propagation::default();
+    loop {
+        let field = next("no separator (8) after the optional fields (7)")?;
+        if field == b"-" {
+            break;
+        }
+        // Unknown optional fields are skipped: proc(5) allows new ones.
+        if let Some(n) = field.strip_prefix(b"shared:") {
+            propagation.shared = Some(number(n).ok_or("shared:N (7) is not a number")?);
+        } else if let Some(n) = field.strip_prefix(b"master:") {
+            propagation.master = Some(number(n).ok_or("master:N (7) is not a number")?);
+        } else if let Some(n) = field.strip_prefix(b"propagate_from:") {
+            propagation.propagate_from = Some(number(n).ok_or("propagate_from:N (7) is not a number")?);
+        } else if field == b"unbindable" {
+            propagation.unbindable = true;
+        }
+    }
+
+    let fs_type = unescape(non_empty(next("no file system type (9)")?, "file system type (9) is empty")?);
+    // The source may legitimately be empty ("none" is only a convention).
+    let source = unescape(next("no source (10)")?);
+    let super_options = unescape(next("no super options (11)")?);
+    if fields.next().is_some() {
+        return Err("more than 11 fields");
+    }
+    Ok(Mount { id, parent, dev, root, mount_point, options, propagation, fs_type, source, super_options })
+}
+
+fn non_empty<'a>(field: &'a [u8], why: &'static str) -> Result<&'a [u8], &'static str> {
+    if field.is_empty() { Err(why) } else { Ok(field) }
+}
+
+/// A plain unsigned decimal, as the kernel writes it.
+fn number(field: &[u8]) -> Option<u32> {
+    number64(field)?.try_into().ok()
+}
+
+fn number64(field: &[u8]) -> Option<u64> {
+    if field.is_empty() || !field.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    field.iter().try_fold(0u64, |n, &d| n.checked_mul(10)?.checked_add(u64::from(d - b'0')))
+}
+
+/// Decodes the kernel's octal escapes (`\040` space, `\011` tab, `\012` newline, `\134`
+/// backslash): the one place where escapes are undone. A backslash that does not start three
+/// octal digits is kept as it is, as util-linux does.
+pub fn unescape(field: &[u8]) -> Cow<'_, [u8]> {
+    if !field.contains(&b'\\') {
+        return Cow::Borrowed(field);
+    }
+    let mut out = Vec::with_capacity(field.len());
+    let mut i = 0;
+    while i < field.len() {
+        if field[i] == b'\\'
+            && let Some(&[a, b, c]) = field.get(i + 1..i + 4)
+            && (b'0'..=b'3').contains(&a)
+            && (b'0'..=b'7').contains(&b)
+            && (b'0'..=b'7').contains(&c)
+        {
+            out.push((a - b'0') << 6 | (b - b'0') << 3 | (c - b'0'));
+            i += 4;
+        } else {
+            out.push(field[i]);
+            i += 1;
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// The kind of an autofs mount, from its super options.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AutofsKind {
+    Direct,
+    Indirect,
+    Offset,
+}
+
+impl AutofsKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AutofsKind::Direct => "direct",
+            AutofsKind::Indirect => "indirect",
+            AutofsKind::Offset => "offset",
+        }
+    }
+}
+
+/// What an autofs mount's super options (11) say about its master.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AutofsOptions {
+    /// `fd=`: the master's write end, in the master's fd table; -1 when catatonic.
+    pub fd: Option<i32>,
+    /// `pgrp=`: the master's process group, in the pid namespace of the reader.
+    pub pgrp: Option<u32>,
+    /// `pipe_ino=`: the inode of the pipe; absent (-1) when catatonic.
+    pub pipe_ino: Option<u64>,
+    pub kind: Option<AutofsKind>,
+}
+
+impl AutofsOptions {
+    pub fn parse(super_options: &[u8]) -> Self {
+        let mut opts = AutofsOptions::default();
+        for opt in super_options.split(|&b| b == b',') {
+            if let Some(v) = opt.strip_prefix(b"fd=") {
+                opts.fd = signed(v).and_then(|n| i32::try_from(n).ok());
+            } else if let Some(v) = opt.strip_prefix(b"pgrp=") {
+                // A pgrp outside the reader's pid namespace is shown as 0: no master we can see.
+                opts.pgrp = number(v).filter(|&p| p > 0);
+            } else if let Some(v) = opt.strip_prefix(b"pipe_ino=") {
+                opts.pipe_ino = signed(v).and_then(|n| u64::try_from(n).ok());
+            } else {
+                match opt {
+                    b"direct" => opts.kind = Some(AutofsKind::Direct),
+                    b"indirect" => opts.kind = Some(AutofsKind::Indirect),
+                    b"offset" => opts.kind = Some(AutofsKind::Offset),
+                    _ => {}
+                }
+            }
+        }
+        opts
+    }
+
+    /// The kernel shows `fd=-1` once the mount has lost its master for good.
+    pub fn catatonic(&self) -> bool {
+        self.fd.is_none_or(|fd| fd < 0) || self.pipe_ino.is_none()
+    }
+}
+
+/// A decimal that the kernel may print as -1.
+fn signed(v: &[u8]) -> Option<i64> {
+    match v.strip_prefix(b"-") {
+        Some(digits) => number64(digits).and_then(|n| i64::try_from(n).ok()).map(|n| -n),
+        None => number64(v).and_then(|n| i64::try_from(n).ok()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_line_from_proc5() {
+        let m = parse_line(b"36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw,errors=continue").unwrap();
+        assert_eq!((m.id, m.parent), (36, 35));
+        assert_eq!(m.dev, Dev { major: 98, minor: 0 });
+        assert_eq!(&*m.root, b"/mnt1");
+        assert_eq!(&*m.mount_point, b"/mnt2");
+        assert_eq!(m.options, b"rw,noatime");
+        assert_eq!(m.propagation, Propagation { master: Some(1), ..Default::default() });
+        assert_eq!(&*m.fs_type, b"ext3");
+        assert_eq!(&*m.source, b"/dev/root");
+        assert_eq!(&*m.super_options, b"rw,errors=continue");
+    }
+
+    #[test]
+    fn every_optional_field_and_unknown_ones() {
+        let m = parse_line(b"61 27 0:50 / /x rw shared:7 master:3 propagate_from:2 unbindable future:9 - tmpfs t rw")
+            .unwrap();
+        assert_eq!(
+            m.propagation,
+            Propagation { shared: Some(7), master: Some(3), propagate_from: Some(2), unbindable: true }
+        );
+        let m = parse_line(b"61 27 0:50 / /x rw - tmpfs t rw").unwrap();
+        assert_eq!(m.propagation, Propagation::default());
+    }
+
+    #[test]
+    fn escapes_are_decoded_in_paths_source_and_options() {
+        let m = parse_line(b"70 27 0:51 /a\\134b /srv/a\\040b\\011c\\012d rw - tmpfs my\\040src rw,x=\\134").unwrap();
+        assert_eq!(&*m.root, b"/a\\b");
+        assert_eq!(&*m.mount_point, b"/srv/a b\tc\nd");
+        assert_eq!(&*m.source, b"my src");
+        assert_eq!(&*m.super_options, b"rw,x=\\");
+        assert!(matches!(parse_line(b"1 2 0:1 / / rw - t s o").unwrap().mount_point, Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn malformed_escapes_are_kept() {
+        assert_eq!(&*unescape(b"\\"), b"\\");
+        assert_eq!(&*unescape(b"a\\04"), b"a\\04");
+        assert_eq!(&*unescape(b"\\400\\08x"), b"\\400\\08x");
+        assert_eq!(&*unescape(b"\\377"), b"\xff");
+    }
+
+    #[test]
+    fn an_empty_source_is_allowed() {
+        let m = parse_line(b"80 27 0:60 / /mnt rw - fuse  rw").unwrap();
+        assert_eq!(&*m.source, b"");
+    }
+
+    #[test]
+    fn garbage_is_an_error_that_names_the_line() {
+        let text = b"22 27 0:21 / /proc rw - proc proc rw\n\nnonsense\n";
+        assert_eq!(parse(text).unwrap_err(), ParseError { line: 3, why: "mount id (1) is not a number" });
+        for (line, why) in [
+            (&b"1"[..], "no parent id (2)"),
+            (b"1 2 3 / / rw - t s o", "major:minor (3) is not two numbers"),
+            (b"1 2 3:x / / rw - t s o", "major:minor (3) is not two numbers"),
+            (b"1 2 0:1 / / rw shared:7", "no separator (8) after the optional fields (7)"),
+            (b"1 2 0:1 / / rw shared:x - t s o", "shared:N (7) is not a number"),
+            (b"1 2 0:1 / / rw - t s", "no super options (11)"),
+            (b"1 2 0:1 / / rw - t s o extra", "more than 11 fields"),
+            (b"1 2 0:1  / rw - t s o", "root (4) is empty"),
+            (b"99999999999 2 0:1 / / rw - t s o", "mount id (1) is not a number"),
+            (b"-1 2 0:1 / / rw - t s o", "mount id (1) is not a number"),
+        ] {
+            assert_eq!(parse_line(line), Err(why), "{}", String::from_utf8_lossy(line));
+        }
+    }
+
+    #[test]
+    fn autofs_options_of_a_live_and_a_catatonic_mount() {
+        let live = AutofsOptions::parse(b"rw,fd=9,pgrp=2395,timeout=0,minproto=5,maxproto=5,direct,pipe_ino=5307");
+        assert_eq!(
+            live,
+            AutofsOptions { fd: Some(9), pgrp: Some(2395), pipe_ino: Some(5307), kind: Some(AutofsKind::Direct) }
+        );
+        assert!(!live.catatonic());
+        let dead = AutofsOptions::parse(b"rw,fd=-1,pgrp=12,timeout=300,minproto=5,maxproto=5,indirect,pipe_ino=-1");
+        assert_eq!(dead.fd, Some(-1));
+        assert_eq!(dead.pipe_ino, None);
+        assert_eq!(dead.kind, Some(AutofsKind::Indirect));
+        assert!(dead.catatonic());
+        let hidden = AutofsOptions::parse(b"rw,fd=5,pgrp=0,offset,pipe_ino=77");
+        assert_eq!((hidden.pgrp, hidden.kind), (None, Some(AutofsKind::Offset)));
+    }
+}

@@ -1,0 +1,306 @@
+//! The fix: restart the masters of a restored container's autofs mounts, keeping what was
+//! mounted on top of them.
+//!
+//! Phases, each with one read of mountinfo and at most one `systemctl` call:
+//! 1. plan from mountinfo alone (no path walk into a stale mount);
+//! 2. set aside what sits on each autofs mount;
+//! 3. `systemctl restart` every unit at once;
+//! 4. check each new autofs mount, clear what the restart left on top, put the saved trees back
+//!    (also when the restart failed), and check that they are the same superblocks.
+
+use std::time::Duration;
+
+use rustix::process::Pid;
+
+use crate::autofs::{Autofs, Table};
+use crate::container::Container;
+use crate::error::{Error, Result, Shown};
+use crate::mountinfo::{self, Dev};
+use crate::mounts::{Api, Mounter, Saved};
+use crate::systemd;
+
+pub struct Settings {
+    pub pid: Pid,
+    /// Where the pid came from (`CRTOOLS_INIT_PID`, `--pid`), for errors.
+    pub pid_name: &'static str,
+    /// Only these automount units; all when empty.
+    pub units: Vec<String>,
+    pub dry_run: bool,
+    pub probe: bool,
+    pub verbose: bool,
+    pub timeout: Duration,
+    pub api: Api,
+}
+
+/// One automount unit to restart.
+struct Unit {
+    name: String,
+    path: Vec<u8>,
+    /// The stale autofs mount: its superblock and the master's pipe it is wired to.
+    dev: Dev,
+    pipe_ino: Option<u64>,
+    /// What sat on it, lowest first.
+    stack: Vec<Layer>,
+    /// Set aside, highest first (the order they came off).
+    saved: Vec<Saved>,
+    error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Layer {
+    dev: Dev,
+    root: Vec<u8>,
+    what: String,
+}
+
+impl Unit {
+    fn fail(&mut self, step: &str, e: impl std::fmt::Display) {
+        // The first failure is the one to report; later steps still run to put things back.
+        if self.error.is_none() {
+            self.error = Some(format!("{step}: {e}"));
+        }
+    }
+}
+
+struct Log {
+    verbose: bool,
+}
+
+impl Log {
+    fn say(&self, msg: std::fmt::Arguments<'_>) {
+        eprintln!("autofs-restart: {msg}");
+    }
+    fn step(&self, msg: std::fmt::Arguments<'_>) {
+        if self.verbose {
+            self.say(msg);
+        }
+    }
+}
+
+pub fn read_table<'a>(ctr: &Container, text: &'a [u8]) -> Result<Table<'a>> {
+    mountinfo::parse(text)
+        .map(Table::new)
+        .map_err(|e| Error::Failed(format!("parsing /proc/{}/mountinfo: {e}", ctr.pid)))
+}
+
+fn layers(a: &Autofs<'_, '_>) -> Vec<Layer> {
+    a.stack
+        .iter()
+        .map(|m| Layer {
+            dev: m.dev,
+            root: m.root.to_vec(),
+            what: format!("{} {}", Shown(&m.fs_type), Shown(&m.source)),
+        })
+        .collect()
+}
+
+/// Runs the fix. Returns the exit code: 0 when every unit checks out (or there was nothing to
+/// do), 1 when one did not; each unit's outcome has been said on stderr.
+pub fn run(s: &Settings) -> Result<u8> {
+    let log = Log { verbose: s.verbose };
+    let ctr = Container::open(s.pid_name, s.pid)?;
+    let systemd = ctr.is_systemd()?;
+    let text = ctr.mountinfo()?;
+    let table = read_table(&ctr, &text)?;
+    let init = s.pid.as_raw_nonzero().get() as u32;
+
+    // Phase 1: the plan.
+    let mut units = Vec::new();
+    let mut failed = 0;
+    for a in table.autofs() {
+        let path = a.mount.mount_point.to_vec();
+        match a.options.pgrp {
+            Some(pgrp) if pgrp == init && systemd => {
+                let name = systemd::unit_for_path(&path);
+                if s.units.is_empty() || s.units.contains(&name) {
+                    let stack = layers(&a);
+                    let (dev, pipe_ino) = (a.mount.dev, a.options.pipe_ino);
+                    units.push(Unit { name, path, dev, pipe_ino, stack, saved: vec![], error: None });
+                }
+            }
+            // Another master (the automount daemon, ...) is not ours to restart here.
+            Some(pgrp) if s.units.is_empty() => log.say(format_args!(
+                "{}: left alone: its master is pid {pgrp} ({}), not the container's systemd",
+                Shown(&path),
+                Shown(&ctr.comm(pgrp).unwrap_or_else(|| b"gone".to_vec())),
+            )),
+            None if s.units.is_empty() => log.say(format_args!("{}: left alone: it has no master", Shown(&path))),
+            _ => {}
+        }
+    }
+    for wanted in &s.units {
+        if !units.iter().any(|u| &u.name == wanted) {
+            log.say(format_args!("{wanted}: failed: no autofs mount of the container's systemd belongs to this unit"));
+            failed += 1;
+        }
+    }
+    if units.is_empty() {
+        return Ok(u8::from(failed > 0));
+    }
+    if s.dry_run {
+        for u in &units {
+            let mut plan = format!("would restart it (autofs {} at {})", u.dev, Shown(&u.path));
+
+            for l in u.stack.iter().rev() {
+                plan.push_str(&format!(", setting {} aside", l.what));
+            }
+            if !u.stack.is_empty() {
+                plan.push_str(" and putting it back");
+            }
+            log.say(format_args!("{}: {plan}", u.name));
+        }
+        return Ok(u8::from(failed > 0));
+    }
+
+    ctr.enter()?;
+    let mut mounter = Mounter::new(s.api);
+
+    // Phase 2: set aside what sits on each autofs mount, the top first.
+    for u in &mut units {
+        for layer in u.stack.clone().into_iter().rev() {
+            match mounter.set_aside(&u.path, layer.dev, layer.what.clone()) {
+                Ok(saved) => {
+                    log.step(format_args!("{}: set {} aside ({:?} API)", u.name, layer.what, mounter.api()));
+                    u.saved.push(saved);
+                }
+                Err(e) => {
+                    u.fail("setting aside", e);
+                    break;
+                }
+            }
+        }
+    }
+
+    // Phase 3: one restart for every unit whose top is safely aside.
+    let names: Vec<&str> = units.iter().filter(|u| u.error.is_none()).map(|u| u.name.as_str()).collect();
+    let restart_error = if names.is_empty() {
+        None
+    } else {
+        let mut args: Vec<&[u8]> = vec![b"restart"];
+        args.extend(names.iter().map(|n| n.as_bytes()));
+        log.step(format_args!("systemctl restart {}", names.join(" ")));
+        match ctr.run("systemctl", &args, s.timeout) {
+            Ok(out) if out.status.success() => None,
+            Ok(out) => Some(format!("systemctl restart: {}", out.summary())),
+            Err(e) => Some(e.to_string()),
+        }
+    };
+
+    // Phase 4: check, clear, put back.
+    let text = ctr.mountinfo()?;
+    let after = read_table(&ctr, &text)?;
+    for u in &mut units {
+        if u.error.is_none() {
+            match check(&ctr, &after, u, init) {
+                Ok(left_on_top) => {
+                    for _ in 0..left_on_top {
+                        if let Err(e) = mounter.detach(&u.path) {
+                            u.fail("clearing the mount point", e);
+                            break;
+                        }
+                    }
+                    if left_on_top > 0 {
+                        log.step(format_args!("{}: detached {left_on_top} mount(s) the restart left on top", u.name));
+                    }
+                }
+                Err(e) => match &restart_error {
+                    Some(r) => u.fail("restarting", r),
+                    None => u.fail("checking the restart", e),
+                },
+            }
+        }
+        // Whatever happened above, what was set aside goes back, the lowest first.
+        while let Some(saved) = u.saved.pop() {
+            let what = saved.what.clone();
+            match mounter.put_back(&u.path, saved) {
+                Ok(()) => log.step(format_args!("{}: put {what} back", u.name)),
+                Err((saved, e)) => {
+                    let kept = match mounter.park(saved) {
+                        Ok(at) => format!("kept at {at}"),
+                        Err(e2) => format!("and {e2}"),
+                    };
+                    u.fail("putting back", format_args!("{e}; {kept}"));
+                }
+            }
+        }
+    }
+    let text = ctr.mountinfo()?;
+    let last = read_table(&ctr, &text)?;
+    for u in units.iter_mut().filter(|u| !u.stack.is_empty()) {
+        let now = last.autofs_at(&u.path).map(|a| layers(&a)).unwrap_or_default();
+        if now != u.stack {
+            let shown: Vec<String> = now.iter().map(|l| format!("{} {}", l.what, l.dev)).collect();
+            u.fail("checking what is on top", format_args!("found [{}]", shown.join(", ")));
+        }
+    }
+    if let Err(e) = mounter.finish() {
+        log.say(format_args!("{e}"));
+        failed += 1;
+    }
+
+    if s.probe {
+        for u in units.iter_mut().filter(|u| u.error.is_none()) {
+            if let Err(e) = probe(&ctr, &u.path, s.timeout) {
+                u.fail("probing", e);
+            }
+        }
+    }
+
+    for u in &units {
+        match &u.error {
+            None if u.stack.is_empty() => log.say(format_args!("{}: restarted", u.name)),
+            None => {
+                let tops: Vec<&str> = u.stack.iter().map(|l| l.what.as_str()).collect();
+                log.say(format_args!("{}: restarted, {} kept on top", u.name, tops.join(", ")))
+            }
+            Some(e) => {
+                failed += 1;
+                log.say(format_args!("{}: failed {e}", u.name))
+            }
+        }
+    }
+    Ok(u8::from(failed > 0))
+}
+
+/// Checks structurally that the unit's autofs mount is a new one served by the container's
+/// systemd. Returns how many mounts the restart left on top of it.
+///
+/// "New" is told by the pipe: systemd makes a new one at every start. The mount id and the
+/// device number are no proof either way: the kernel hands freed ones out again, and the stale
+/// mount's are freed by the restart.
+fn check(ctr: &Container, after: &Table<'_>, u: &Unit, init: u32) -> Result<usize> {
+    let path = Shown(&u.path);
+    let a = after.autofs_at(&u.path).ok_or_else(|| Error::Failed(format!("no autofs mount at {path} any more")))?;
+    let ino = match a.options.pipe_ino {
+        Some(ino) if Some(ino) != u.pipe_ino => ino,
+        Some(_) => return Err(Error::Failed(format!("the autofs mount at {path} still has the old pipe"))),
+        None => return Err(Error::Failed(format!("the autofs mount at {path} has no master (catatonic)"))),
+    };
+    if a.options.pgrp != Some(init) {
+        return Err(Error::Failed(format!("the new autofs mount at {path} is not served by pid {init}")));
+    }
+    if !ctr.holds_pipe(init, ino)? {
+        return Err(Error::Failed(format!("pid {init} does not hold the pipe of the new autofs mount at {path}")));
+    }
+    Ok(a.stack.len())
+}
+
+/// Triggers an automount from inside the container, as its processes would: a child, in its
+/// namespaces, that walks into the mount point. It mounts the target file system. The child
+/// is this very program (`/proc/self/exe` is ours in the child, whose pid the container's /proc
+/// knows); a thread would not do, since none can be made after joining a pid namespace.
+fn probe(ctr: &Container, path: &[u8], timeout: Duration) -> Result<()> {
+    let out = ctr.run("/proc/self/exe", &[PROBE_ARG.as_bytes(), path], timeout)?;
+    if out.status.success() { Ok(()) } else { Err(Error::Failed(format!("stat {}/.: {}", Shown(path), out.summary()))) }
+}
+
+/// The hidden argument that makes this program a probe.
+pub const PROBE_ARG: &str = "--internal-probe";
+
+/// The probe itself, in the child: walk into `path`, which triggers its automount.
+pub fn probe_child(path: &[u8]) -> Result<u8> {
+    let mut inside = path.to_vec();
+    inside.extend_from_slice(b"/.");
+    rustix::fs::stat(inside.as_slice()).map_err(|e| Error::sys(format!("stat {}", Shown(&inside)), e))?;
+    Ok(0)
+}
