@@ -43,7 +43,7 @@ pub fn unit_from_arg(arg: &OsStr) -> Result<String> {
         .ok_or_else(|| Error::Usage(format!("'{}' is not a unit name", arg.to_string_lossy())))?;
     match name.rsplit_once('.') {
         Some((_, "automount")) => Ok(name.to_string()),
-        Some((_, suffix)) if matches!(suffix, "mount" | "service" | "socket" | "target" | "timer" | "path") => {
+        Some((_, "mount" | "service" | "socket" | "target" | "timer" | "path")) => {
             Err(Error::Usage(format!("'{name}' is not an automount unit")))
         }
         _ => Ok(format!("{name}.automount")),

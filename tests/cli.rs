@@ -1,0 +1,86 @@
+//! The binary as CRIU and people run it, on input that needs no container.
+
+mod common;
+
+use common::{bin, run, run_as_criu, stderr, stdout};
+
+#[test]
+fn every_other_criu_stage_exits_0_silently() {
+    for action in [
+        "pre-dump",
+        "post-dump",
+        "pre-restore",
+        "post-restore",
+        "network-lock",
+        "network-unlock",
+        "setup-namespaces",
+        "post-setup-namespaces",
+        "pre-resume",
+        "orphan-pts-master",
+        "status-ready",
+        "query-ext-files",
+        "pre-stream",
+        "a-stage-of-the-future",
+    ] {
+        // Whatever else the environment holds.
+        let out = run_as_criu(action, "junk", &[("AUTOFS_RESTART_TIMEOUT", "junk")]);
+        assert_eq!(out.status.code(), Some(0), "{action}: {}", stderr(&out));
+        assert!(out.stdout.is_empty() && out.stderr.is_empty(), "{action}");
+    }
+}
+
+#[test]
+fn a_bad_init_pid_is_one_line_and_exit_2() {
+    for (value, why) in [
+        ("", "CRTOOLS_INIT_PID='': is empty"),
+        ("abc", "CRTOOLS_INIT_PID='abc': is not a plain positive decimal"),
+        ("0", "CRTOOLS_INIT_PID='0': is not a positive pid"),
+        ("-1", "CRTOOLS_INIT_PID='-1': is not a plain positive decimal"),
+        ("12x", "CRTOOLS_INIT_PID='12x': is not a plain positive decimal"),
+        (" 1", "CRTOOLS_INIT_PID=' 1': is not a plain positive decimal"),
+        ("99999999", "CRTOOLS_INIT_PID='99999999': is out of range"),
+        ("4194304", "CRTOOLS_INIT_PID='4194304': is no running process"),
+        ("2", "CRTOOLS_INIT_PID='2': has no executable: a kernel thread or a zombie, not a container's init"),
+    ] {
+        let out = run_as_criu("post-resume", value, &[]);
+        assert_eq!(out.status.code(), Some(2), "{value:?}: {}", stderr(&out));
+        assert_eq!(stderr(&out), format!("autofs-restart: {why}\n"), "{value:?}");
+    }
+    let unset =
+        std::process::Command::new(bin()).env_clear().env("CRTOOLS_SCRIPT_ACTION", "post-resume").output().unwrap();
+    assert_eq!(unset.status.code(), Some(2));
+    assert_eq!(stderr(&unset), "autofs-restart: CRTOOLS_INIT_PID is not set\n");
+}
+
+#[test]
+fn people_get_help_version_and_usage_errors() {
+    let out = run(&["--help"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(stdout(&out).contains("autofs-restart restart --pid PID"));
+    let out = run(&["--version"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(stdout(&out).starts_with(&format!("autofs-restart {} (", env!("CARGO_PKG_VERSION"))));
+
+    for (args, msg) in [
+        (&[][..], "no command (see --help)"),
+        (&["restart"], "restart needs --pid PID"),
+        (&["restart", "--pid", "1", "--frob"], "invalid option '--frob'"),
+        (&["status", "--pid", "x"], "--pid='x': is not a plain positive decimal"),
+    ] {
+        let out = run(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert_eq!(stderr(&out), format!("autofs-restart: {msg}\n"), "{args:?}");
+    }
+}
+
+#[test]
+fn our_own_pid_is_refused() {
+    let out = std::process::Command::new("sh")
+        .args(["-c", "exec \"$0\" status --pid $$"])
+        .arg(bin())
+        .env_clear()
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).ends_with(": is autofs-restart itself\n"), "{}", stderr(&out));
+}

@@ -1,0 +1,171 @@
+//! Shared by the black-box tests: the built binary, and throwaway systemd containers driven
+//! through tests/harness/container.
+
+#![allow(dead_code)]
+
+use std::os::unix::process::ExitStatusExt;
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+
+/// The binary under test: the static one `make` built, else cargo's.
+pub fn bin() -> PathBuf {
+    std::env::var_os("AUTOFS_RESTART_BIN").map_or_else(|| env!("CARGO_BIN_EXE_autofs-restart").into(), PathBuf::from)
+}
+
+fn harness() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/harness/container")
+}
+
+/// Runs the binary exactly as CRIU does: argv = [path], an empty environment but for the
+/// CRTOOLS_ variables (and `extra`), stdin closed, no fds above 2 (Command closes them).
+pub fn run_as_criu(action: &str, pid: &str, extra: &[(&str, &str)]) -> Output {
+    let quote = |s: &str| format!("'{}'", s.replace('\'', r"'\''"));
+    let mut line = vec!["exec env -i".to_string()];
+    line.push(quote(&format!("CRTOOLS_SCRIPT_ACTION={action}")));
+    line.push(quote(&format!("CRTOOLS_INIT_PID={pid}")));
+    line.extend(extra.iter().map(|(k, v)| quote(&format!("{k}={v}"))));
+    line.push(quote(&bin().to_string_lossy()));
+    line.push("<&-".into());
+    Command::new("bash").arg("-c").arg(line.join(" ")).env_clear().output().expect("running bash")
+}
+
+pub fn run(args: &[&str]) -> Output {
+    Command::new(bin()).args(args).env_clear().output().expect("running autofs-restart")
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Whether this test may run: root and the kernel's autofs. Outside CI a test that cannot run
+/// says so and passes; in CI it fails, since there it must run.
+pub fn can_run_containers() -> bool {
+    let root = rustix::process::geteuid().is_root();
+    let autofs = std::fs::read_to_string("/proc/filesystems").is_ok_and(|f| f.contains("\tautofs\n"));
+    if root && autofs {
+        return true;
+    }
+    assert!(std::env::var_os("CI").is_none(), "CI must run the container tests: needs root and autofs");
+    eprintln!("skipped: needs root and the kernel's autofs");
+    false
+}
+
+/// A throwaway systemd container, stopped (SIGKILL to its init, by pid) when dropped, also
+/// when the test fails.
+pub struct Container {
+    dir: PathBuf,
+    pub pid: String,
+}
+
+impl Container {
+    pub fn start() -> Container {
+        let dir = PathBuf::from(
+            String::from_utf8(
+                Command::new("mktemp").args(["-d", "/tmp/autofs-restart-test.XXXXXX"]).output().unwrap().stdout,
+            )
+            .unwrap()
+            .trim(),
+        );
+        let mut ctr = Container { dir, pid: String::new() };
+        let out = Command::new(harness()).arg("start").arg(&ctr.dir).stderr(Stdio::inherit()).output().unwrap();
+        assert!(out.status.success(), "the container did not start");
+        ctr.pid = String::from_utf8(out.stdout).unwrap().trim().to_string();
+        ctr
+    }
+
+    /// Runs a shell command inside; returns its output.
+    pub fn sh(&self, script: &str) -> Output {
+        Command::new(harness()).args(["exec", &self.pid, "sh", "-c", script]).output().unwrap()
+    }
+
+    /// Runs a shell command inside that must succeed; returns its stdout.
+    pub fn ok(&self, script: &str) -> String {
+        let out = self.sh(script);
+        assert!(out.status.success(), "{script}: {}", stderr(&out));
+        stdout(&out)
+    }
+
+    /// Breaks these automounts as a CRIU restore does.
+    pub fn restore(&self, paths: &[&str]) {
+        let out = Command::new(harness()).args(["restore", &self.pid]).args(paths).output().unwrap();
+        assert!(out.status.success(), "restore: {}", stderr(&out));
+    }
+
+    pub fn mountinfo(&self) -> Vec<MountLine> {
+        self.ok("cat /proc/self/mountinfo").lines().map(MountLine::parse).collect()
+    }
+
+    /// The mounts stacked at `path`, the lowest first (mountinfo's order is not the stack's).
+    pub fn at(&self, path: &str) -> Vec<MountLine> {
+        let mut here: Vec<MountLine> = self.mountinfo().into_iter().filter(|m| m.mount_point == path).collect();
+        let mut stack: Vec<MountLine> = Vec::new();
+        loop {
+            let next = match stack.last() {
+                None => here.iter().position(|m| !here.iter().any(|o| o.id == m.parent)),
+                Some(top) => here.iter().position(|m| m.parent == top.id),
+            };
+            let Some(i) = next else { break };
+            stack.push(here.remove(i));
+        }
+        assert!(here.is_empty(), "mounts at {path} that are not one stack: {here:?}");
+        stack
+    }
+
+    /// Lists `path/` from inside, killing the listing after `secs`: Some(true) if it
+    /// answered, Some(false) if it failed, None if it hung.
+    pub fn answers(&self, path: &str, secs: u32) -> Option<bool> {
+        let out = self.sh(&format!("exec timeout -s KILL {secs} ls {path}/"));
+        match (out.status.code(), out.status.signal()) {
+            (Some(0), _) => Some(true),
+            (Some(137), _) | (None, Some(9)) => None,
+            _ => Some(false),
+        }
+    }
+
+    /// The container's journal, for one unit.
+    pub fn journal(&self, unit: &str) -> String {
+        self.ok(&format!("journalctl -q --no-pager -u {unit}"))
+    }
+}
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        let _ = Command::new(harness()).arg("stop").arg(&self.dir).status();
+    }
+}
+
+/// The fields of a mountinfo line the tests look at. Test paths have no escapes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountLine {
+    pub id: String,
+    pub parent: String,
+    pub dev: String,
+    pub root: String,
+    pub mount_point: String,
+    pub fs_type: String,
+    pub super_options: String,
+}
+
+impl MountLine {
+    fn parse(line: &str) -> MountLine {
+        let f: Vec<&str> = line.split(' ').collect();
+        let sep = f.iter().position(|&x| x == "-").expect("a mountinfo line");
+        MountLine {
+            id: f[0].into(),
+            parent: f[1].into(),
+            dev: f[2].into(),
+            root: f[3].into(),
+            mount_point: f[4].into(),
+            fs_type: f[sep + 1].into(),
+            super_options: f[sep + 3].into(),
+        }
+    }
+
+    pub fn option(&self, name: &str) -> Option<String> {
+        self.super_options.split(',').find_map(|o| o.strip_prefix(&format!("{name}=")).map(String::from))
+    }
+}

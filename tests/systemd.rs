@@ -1,0 +1,170 @@
+//! The fix against real systemd and the kernel's autofs, in throwaway containers, with the
+//! restore simulated as tests/harness/restore describes. Each test shows the hang first.
+
+mod common;
+
+use common::{Container, can_run_containers, run, run_as_criu, stderr, stdout};
+
+const BINFMT: &str = "/proc/sys/fs/binfmt_misc";
+const ALL: [&str; 3] = [BINFMT, "/srv/data", "/srv/idle"];
+
+/// Boots a container, puts a file on the tmpfs automounted at /srv/data, and restores all
+/// three automounts. Checks that the restore broke them.
+fn restored_container() -> Container {
+    let ctr = Container::start();
+    ctr.ok("echo kept > /srv/data/file");
+    ctr.restore(&ALL);
+    for path in [BINFMT, "/srv/idle"] {
+        assert_eq!(ctr.answers(path, 2), None, "{path} should hang after the restore");
+    }
+    let unit = "srv-idle.automount";
+    assert!(ctr.journal(unit).contains("Automount point already active?"), "{}", ctr.journal(unit));
+    ctr
+}
+
+/// The fix leaves every automount answering and what was on top the same superblock.
+fn fix_and_check(extra: &[(&str, &str)]) {
+    if !can_run_containers() {
+        return;
+    }
+    let ctr = restored_container();
+    let before = ctr.mountinfo().len();
+    let data_top = ctr.at("/srv/data").pop().unwrap();
+    assert_eq!(data_top.fs_type, "tmpfs");
+
+    let out = run_as_criu("post-resume", &ctr.pid, extra);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(out.stdout.is_empty(), "CRIU keeps stdout in its log; we say nothing there");
+    let said = stderr(&out);
+    for line in [
+        "autofs-restart: proc-sys-fs-binfmt_misc.automount: restarted\n",
+        "autofs-restart: srv-data.automount: restarted, tmpfs srv-data kept on top\n",
+        "autofs-restart: srv-idle.automount: restarted\n",
+    ] {
+        assert!(said.contains(line), "{said}");
+    }
+
+    // Nothing added, nothing lost; the same superblock on top, with its file.
+    assert_eq!(ctr.mountinfo().len(), before, "mount count");
+    let now = ctr.at("/srv/data");
+    assert_eq!(now.len(), 2, "{now:?}");
+    let (autofs, top) = (&now[0], &now[1]);
+    assert_eq!(autofs.fs_type, "autofs");
+    assert_eq!((&top.dev, &top.root, &top.fs_type), (&data_top.dev, &data_top.root, &data_top.fs_type));
+    assert_eq!(ctr.ok("cat /srv/data/file"), "kept\n");
+    assert_eq!(ctr.ok("ls -a /run | grep -c autofs-restart || true"), "0\n", "no staging left behind");
+
+    // The automounts answer again, including the one that had a mount on top.
+    for path in [BINFMT, "/srv/idle"] {
+        assert_eq!(ctr.answers(path, 10), Some(true), "{path}");
+    }
+    ctr.ok("umount /srv/data");
+    assert_eq!(ctr.answers("/srv/data", 10), Some(true), "/srv/data after its tmpfs went away");
+    assert_eq!(ctr.at("/srv/data").len(), 2, "systemd mounted a new tmpfs on the new autofs mount");
+}
+
+#[test]
+fn fixes_every_automount_and_keeps_what_is_on_top() {
+    fix_and_check(&[]);
+}
+
+#[test]
+fn fixes_with_the_legacy_mount_api_too() {
+    fix_and_check(&[("AUTOFS_RESTART_MOUNT_API", "legacy")]);
+}
+
+#[test]
+fn a_unit_of_the_command_line_is_the_only_one_restarted() {
+    if !can_run_containers() {
+        return;
+    }
+    let ctr = Container::start();
+    ctr.restore(&ALL);
+    assert_eq!(ctr.answers("/srv/idle", 2), None);
+    let binfmt_before = ctr.at(BINFMT);
+
+    let out = run(&["restart", "--pid", &ctr.pid, "--unit", "/srv/idle"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stderr(&out), "autofs-restart: srv-idle.automount: restarted\n");
+    assert_eq!(ctr.at(BINFMT), binfmt_before, "binfmt_misc was not to be touched");
+    assert_eq!(ctr.answers("/srv/idle", 10), Some(true));
+
+    let out = run(&["restart", "--pid", &ctr.pid, "--unit", "srv-nothing"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stderr(&out),
+        "autofs-restart: srv-nothing.automount: failed: no autofs mount of the container's systemd belongs to this unit\n"
+    );
+}
+
+#[test]
+fn dry_run_and_status_change_nothing() {
+    if !can_run_containers() {
+        return;
+    }
+    let ctr = restored_container();
+    let before = ctr.mountinfo();
+
+    let out = run(&["restart", "--pid", &ctr.pid, "--dry-run"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let said = stderr(&out);
+    assert!(said.contains("srv-data.automount: would restart it (autofs "), "{said}");
+    assert!(said.contains(", setting tmpfs srv-data aside and putting it back"), "{said}");
+    assert_eq!(said.lines().count(), 3, "{said}");
+
+    let out = run(&["status", "--pid", &ctr.pid]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let table = stdout(&out);
+    let rows: Vec<Vec<&str>> = table.lines().map(|l| l.split_whitespace().collect()).collect();
+    assert_eq!(rows[0], ["WHERE", "TYPE", "MASTER", "ON", "TOP"]);
+    assert!(rows.contains(&vec![BINFMT, "direct", "systemd", "proc-sys-fs-binfmt_misc.automount", "-"]), "{table}");
+    assert!(
+        rows.contains(&vec!["/srv/data", "direct", "systemd", "srv-data.automount", "tmpfs", "srv-data"]),
+        "{table}"
+    );
+    assert!(rows.contains(&vec!["/srv/idle", "direct", "systemd", "srv-idle.automount", "-"]), "{table}");
+
+    assert_eq!(ctr.mountinfo(), before);
+    assert_eq!(ctr.answers("/srv/idle", 2), None, "still broken: nothing was done");
+}
+
+#[test]
+fn probe_triggers_each_automount_from_inside() {
+    if !can_run_containers() {
+        return;
+    }
+    let ctr = Container::start();
+    ctr.restore(&[BINFMT]);
+    let out = run(&["restart", "--pid", &ctr.pid, "--unit", "proc-sys-fs-binfmt_misc", "--probe", "-v"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let top = ctr.at(BINFMT);
+    assert_eq!(top.iter().map(|m| m.fs_type.as_str()).collect::<Vec<_>>(), ["autofs", "binfmt_misc"]);
+    assert!(ctr.journal("proc-sys-fs-binfmt_misc.automount").contains("Got automount request"));
+}
+
+#[test]
+fn a_container_whose_init_is_not_systemd_has_nothing_to_restart() {
+    if !can_run_containers() {
+        return;
+    }
+    let mut child = std::process::Command::new("unshare")
+        .args(["--pid", "--mount", "--fork", "--kill-child", "sleep", "60"])
+        .spawn()
+        .unwrap();
+    // unshare's child is the new namespace's init.
+    let init = (0..100)
+        .find_map(|_| {
+            let kids = std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", child.id())).unwrap_or_default();
+            let pid = kids.split_whitespace().next().map(String::from);
+            if pid.is_none() {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            pid
+        })
+        .expect("unshare's child");
+    let out = run_as_criu("post-resume", &init, &[]);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(out.stderr.is_empty(), "quiet when there is nothing to do: {}", stderr(&out));
+}
