@@ -128,4 +128,30 @@ mod tests {
         assert_eq!(table.autofs_at(b"/w").unwrap().mount.id, 11);
         assert!(table.autofs_at(b"/x").is_none());
     }
+
+    const RESTORED: &[u8] = include_bytes!("../tests/fixtures/mountinfo/systemd-container-restored.txt");
+    const FIXED: &[u8] = include_bytes!("../tests/fixtures/mountinfo/systemd-container-fixed.txt");
+
+    #[test]
+    fn a_restored_systemd_container_and_the_same_after_the_fix() {
+        let restored = Table::new(parse(RESTORED).unwrap());
+        let before = restored.autofs();
+        let paths: Vec<&[u8]> = before.iter().map(|a| &*a.mount.mount_point).collect();
+        assert_eq!(paths, [&b"/proc/sys/fs/binfmt_misc"[..], b"/srv/data", b"/srv/idle"]);
+        assert!(before.iter().all(|a| a.options.pgrp == Some(10632) && a.options.kind == Some(AutofsKind::Direct)));
+        let tops: Vec<usize> = before.iter().map(|a| a.stack.len()).collect();
+        assert_eq!(tops, [0, 1, 0]);
+
+        let fixed = Table::new(parse(FIXED).unwrap());
+        for old in &before {
+            let new = fixed.autofs_at(&old.mount.mount_point).unwrap();
+            assert_ne!(new.options.pipe_ino, old.options.pipe_ino, "systemd made a new pipe");
+        }
+        // The kernel gave /srv/data's new autofs mount the freed id and device number back.
+        let (old, new) = (&before[1], fixed.autofs_at(b"/srv/data").unwrap());
+        assert_eq!((old.mount.id, old.mount.dev), (new.mount.id, new.mount.dev));
+        assert_eq!(old.stack[0].dev, new.stack[0].dev, "the tmpfs on top is the same superblock");
+        // --probe mounted the two that had nothing on top.
+        assert_eq!(fixed.autofs_at(b"/proc/sys/fs/binfmt_misc").unwrap().stack[0].fs_type, &b"binfmt_misc"[..]);
+    }
 }

@@ -331,4 +331,49 @@ mod tests {
         let hidden = AutofsOptions::parse(b"rw,fd=5,pgrp=0,offset,pipe_ino=77");
         assert_eq!((hidden.pgrp, hidden.kind), (None, Some(AutofsKind::Offset)));
     }
+
+    const HOST: &[u8] = include_bytes!("../tests/fixtures/mountinfo/host-hybrid-cgroups.txt");
+    const MESSY: &[u8] = include_bytes!("../tests/fixtures/mountinfo/messy-escapes-and-propagation.txt");
+
+    #[test]
+    fn a_real_host_table() {
+        let mounts = parse(HOST).unwrap();
+        assert_eq!(mounts.len(), 19);
+        assert!(mounts.iter().any(|m| &*m.mount_point == b"/" && &*m.fs_type == b"ext4"));
+        assert_eq!(mounts.iter().filter(|m| &*m.fs_type == b"cgroup").count(), 9);
+    }
+
+    #[test]
+    fn a_real_table_with_every_escape_and_propagation() {
+        let mounts = parse(MESSY).unwrap();
+        let at = |p: &[u8]| mounts.iter().find(|m| &*m.mount_point == p).unwrap_or_else(|| panic!("{p:?}"));
+        assert_eq!(&*at(b"/mnt/a b").source, b"src with space");
+        assert_eq!(&*at(b"/mnt/tab\tx").source, b"tab");
+        assert_eq!(&*at(b"/mnt/new\nline").source, b"nl");
+        assert_eq!(&*at(b"/mnt/back\\slash").source, b"bs");
+        assert_eq!(&*at("/mnt/\u{fc}".as_bytes()).source, b"uml");
+        assert_eq!(at(b"/mnt/shared").propagation.shared, Some(1));
+        let slave = at(b"/mnt/slave").propagation;
+        assert_eq!((slave.shared, slave.master), (Some(2), Some(1)));
+        assert!(at(b"/mnt/unbind").propagation.unbindable);
+        assert_eq!(at(b"/mnt/slave/sub").dev, at(b"/mnt/a b").dev, "a bind mount shares the superblock");
+    }
+
+    #[test]
+    fn a_table_cut_short_names_the_line() {
+        let cut = &HOST[..HOST.len() - 30];
+        let e = parse(cut).unwrap_err();
+        assert_eq!(e.line, 19);
+    }
+
+    #[test]
+    fn long_lines_and_large_tables() {
+        let long = format!("1 0 0:1 / /{} rw - tmpfs t rw", "x\\040".repeat(100_000));
+        assert_eq!(parse_line(long.as_bytes()).unwrap().mount_point.len(), 1 + 200_000);
+        let mut big = Vec::new();
+        for i in 2..100_002 {
+            big.extend_from_slice(format!("{i} 1 0:{i} / /m/{i} rw shared:{i} - tmpfs t rw\n").as_bytes());
+        }
+        assert_eq!(parse(&big).unwrap().len(), 100_000);
+    }
 }
