@@ -168,3 +168,63 @@ fn a_container_whose_init_is_not_systemd_has_nothing_to_restart() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(out.stderr.is_empty(), "quiet when there is nothing to do: {}", stderr(&out));
 }
+
+/// Replaces the container's systemctl with a wrapper that does `fault` on restart and passes
+/// everything else to the real one.
+fn inject_systemctl_fault(ctr: &Container, fault: &str) {
+    ctr.ok(&format!(
+        "[ -e /usr/bin/systemctl.real ] || cp -a /usr/bin/systemctl /usr/bin/systemctl.real
+cat > /usr/bin/systemctl <<'WRAPPER'
+#!/bin/sh
+if [ \"$1\" = restart ]; then {fault}; fi
+exec /usr/bin/systemctl.real \"$@\"
+WRAPPER"
+    ));
+}
+
+#[test]
+fn a_failed_or_hung_restart_puts_everything_back_and_exits_1() {
+    if !can_run_containers() {
+        return;
+    }
+    let ctr = restored_container();
+    let before = ctr.mountinfo();
+    let data_top = ctr.at("/srv/data").pop().unwrap();
+
+    for (fault, extra, said) in [
+        (
+            "echo 'Job for srv-data.automount failed.' >&2; exit 1",
+            &[][..],
+            "autofs-restart: srv-data.automount: failed restarting: systemctl restart: exit status: 1: \
+             Job for srv-data.automount failed.\n",
+        ),
+        (
+            "exec sleep 600",
+            &[("AUTOFS_RESTART_TIMEOUT", "1")][..],
+            "autofs-restart: srv-data.automount: failed restarting: \
+             systemctl restart proc-sys-fs-binfmt_misc.automount srv-data.automount srv-idle.automount: \
+             no answer in 1 s, killed it\n",
+        ),
+    ] {
+        inject_systemctl_fault(&ctr, fault);
+        let out = run_as_criu("post-resume", &ctr.pid, extra);
+        assert_eq!(out.status.code(), Some(1), "{fault}: {}", stderr(&out));
+        let lines = stderr(&out);
+        assert!(lines.contains(said), "{fault}: {lines}");
+        assert_eq!(lines.lines().count(), 3, "one line per unit: {lines}");
+        // The tree went back on the stale mount: the same table, the same superblock, the file.
+        let now = ctr.mountinfo();
+        assert_eq!(now.len(), before.len(), "{fault}: mount count");
+        let top = ctr.at("/srv/data").pop().unwrap();
+        assert_eq!((&top.dev, &top.root), (&data_top.dev, &data_top.root), "{fault}");
+        assert_eq!(ctr.ok("cat /srv/data/file"), "kept\n", "{fault}");
+        assert_eq!(ctr.ok("pgrep -c -x sleep || true"), "0\n", "{fault}: the hung systemctl was killed");
+    }
+
+    // With the real systemctl back, the same container is fixed.
+    ctr.ok("mv /usr/bin/systemctl.real /usr/bin/systemctl");
+    let out = run_as_criu("post-resume", &ctr.pid, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(ctr.answers("/srv/idle", 10), Some(true));
+    assert_eq!(ctr.ok("cat /srv/data/file"), "kept\n");
+}
