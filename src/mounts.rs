@@ -61,6 +61,12 @@ impl Mounter {
     /// original is detached, so a table that changed meanwhile is an error, not a lost mount.
     pub fn set_aside(&mut self, path: &[u8], dev: Dev, what: String) -> Result<Saved> {
         let doing = format!("setting {what} at {} aside", Shown(path));
+        // A copy of a shared mount is its peer, and detaching the original would then unmount
+        // the copy's submounts too (umount propagates to peers). The original is about to go,
+        // so it leaves its peer group first; the copy goes back under the new, shared autofs
+        // mount and is shared again there, in a group of its own.
+        mount_change(path, MountPropagationFlags::PRIVATE | MountPropagationFlags::REC)
+            .map_err(|e| Error::sys(format!("making {what} at {} private", Shown(path)), e))?;
         let held = self.copy(path).map_err(|e| Error::sys(doing.clone(), e))?;
         let copied = match &held {
             Held::Detached(fd) => rustix::fs::fstat(fd),

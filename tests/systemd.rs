@@ -8,11 +8,12 @@ use common::{Container, can_run_containers, run, run_as_criu, stderr, stdout};
 const BINFMT: &str = "/proc/sys/fs/binfmt_misc";
 const ALL: [&str; 3] = [BINFMT, "/srv/data", "/srv/idle"];
 
-/// Boots a container, puts a file on the tmpfs automounted at /srv/data, and restores all
-/// three automounts. Checks that the restore broke them.
+/// Boots a container, puts a file on the tmpfs automounted at /srv/data and another on a
+/// submount of it, and restores all three automounts. Checks that the restore broke them.
 fn restored_container() -> Container {
     let ctr = Container::start();
-    ctr.ok("echo kept > /srv/data/file");
+    ctr.ok("echo kept > /srv/data/file && mkdir /srv/data/sub && mount -t tmpfs -o size=1m sub /srv/data/sub");
+    ctr.ok("echo kept too > /srv/data/sub/file");
     ctr.restore(&ALL);
     for path in [BINFMT, "/srv/idle"] {
         assert_eq!(ctr.answers(path, 2), None, "{path} should hang after the restore");
@@ -31,6 +32,7 @@ fn fix_and_check(extra: &[(&str, &str)]) {
     let before = ctr.mountinfo().len();
     let data_top = ctr.at("/srv/data").pop().unwrap();
     assert_eq!(data_top.fs_type, "tmpfs");
+    let sub = ctr.at("/srv/data/sub").pop().unwrap();
 
     let out = run_as_criu("post-resume", &ctr.pid, extra);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
@@ -52,13 +54,17 @@ fn fix_and_check(extra: &[(&str, &str)]) {
     assert_eq!(autofs.fs_type, "autofs");
     assert_eq!((&top.dev, &top.root, &top.fs_type), (&data_top.dev, &data_top.root, &data_top.fs_type));
     assert_eq!(ctr.ok("cat /srv/data/file"), "kept\n");
+    let sub_now = ctr.at("/srv/data/sub");
+    assert_eq!(sub_now.len(), 1, "the submount came back with its parent: {sub_now:?}");
+    assert_eq!((&sub_now[0].dev, &sub_now[0].parent), (&sub.dev, &top.id));
+    assert_eq!(ctr.ok("cat /srv/data/sub/file"), "kept too\n");
     assert_eq!(ctr.ok("ls -a /run | grep -c autofs-restart || true"), "0\n", "no staging left behind");
 
     // The automounts answer again, including the one that had a mount on top.
     for path in [BINFMT, "/srv/idle"] {
         assert_eq!(ctr.answers(path, 10), Some(true), "{path}");
     }
-    ctr.ok("umount /srv/data");
+    ctr.ok("umount /srv/data/sub /srv/data");
     assert_eq!(ctr.answers("/srv/data", 10), Some(true), "/srv/data after its tmpfs went away");
     assert_eq!(ctr.at("/srv/data").len(), 2, "systemd mounted a new tmpfs on the new autofs mount");
 }
@@ -119,7 +125,18 @@ fn dry_run_and_status_change_nothing() {
     assert_eq!(rows[0], ["WHERE", "TYPE", "MASTER", "ON", "TOP"]);
     assert!(rows.contains(&vec![BINFMT, "direct", "systemd", "proc-sys-fs-binfmt_misc.automount", "-"]), "{table}");
     assert!(
-        rows.contains(&vec!["/srv/data", "direct", "systemd", "srv-data.automount", "tmpfs", "srv-data"]),
+        rows.contains(&vec![
+            "/srv/data",
+            "direct",
+            "systemd",
+            "srv-data.automount",
+            "tmpfs",
+            "srv-data",
+            "+",
+            "1",
+            "mount(s)",
+            "inside"
+        ]),
         "{table}"
     );
     assert!(rows.contains(&vec!["/srv/idle", "direct", "systemd", "srv-idle.automount", "-"]), "{table}");
