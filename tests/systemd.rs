@@ -245,3 +245,30 @@ fn a_failed_or_hung_restart_puts_everything_back_and_exits_1() {
     assert_eq!(ctr.answers("/srv/idle", 10), Some(true));
     assert_eq!(ctr.ok("cat /srv/data/file"), "kept\n");
 }
+
+#[test]
+fn a_stack_of_mounts_comes_back_in_order() {
+    if !can_run_containers() {
+        return;
+    }
+    let ctr = Container::start();
+    ctr.ok("echo lower > /srv/data/file && mount -t tmpfs -o size=1m upper /srv/data && echo upper > /srv/data/file");
+    ctr.restore(&["/srv/data"]);
+    let before = ctr.at("/srv/data");
+    let kinds: Vec<&str> = before.iter().map(|m| m.fs_type.as_str()).collect();
+    assert_eq!(kinds, ["autofs", "tmpfs", "tmpfs"]);
+
+    for api in ["new", "legacy"] {
+        let out = run_as_criu("post-resume", &ctr.pid, &[("AUTOFS_RESTART_MOUNT_API", api)]);
+        assert_eq!(out.status.code(), Some(0), "{api}: {}", stderr(&out));
+        assert!(stderr(&out).contains("srv-data.automount: restarted, tmpfs srv-data, tmpfs upper kept on top\n"));
+        let now = ctr.at("/srv/data");
+        let tops = |s: &[common::MountLine]| s[1..].iter().map(|m| (m.dev.clone(), m.root.clone())).collect::<Vec<_>>();
+        assert_eq!(tops(&now), tops(&before), "{api}: the same superblocks, in the same order");
+        assert_eq!(ctr.ok("cat /srv/data/file"), "upper\n");
+    }
+    ctr.ok("umount /srv/data");
+    assert_eq!(ctr.ok("cat /srv/data/file"), "lower\n");
+    ctr.ok("umount /srv/data");
+    assert_eq!(ctr.answers("/srv/data", 10), Some(true));
+}
