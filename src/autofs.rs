@@ -3,7 +3,10 @@
 
 use std::collections::HashMap;
 
-use crate::mountinfo::{AutofsOptions, Mount};
+use rustix::process::Pid;
+
+use crate::error::{Error, Result};
+use crate::mountinfo::{self, AutofsOptions, Mount};
 
 /// A mount table with its parent → children index. Built once per read, O(mounts).
 pub struct Table<'a> {
@@ -38,16 +41,25 @@ impl<'a> Table<'a> {
         self.children.get(&id).into_iter().flatten().map(|&i| &self.mounts[i])
     }
 
+    /// Bounded by the table's size: garbage with a parent cycle must not make this spin.
     fn descendants(&self, id: u32) -> usize {
         let mut count = 0;
         let mut todo = vec![id];
         while let Some(id) = todo.pop() {
+            if count > self.mounts.len() {
+                break;
+            }
             for c in self.children(id) {
                 count += 1;
                 todo.push(c.id);
             }
         }
         count
+    }
+
+    /// Parses the mountinfo of process `pid`; an error names the file and the line.
+    pub fn from_mountinfo(text: &'a [u8], pid: Pid) -> Result<Self> {
+        mountinfo::parse(text).map(Table::new).map_err(|e| Error::Failed(format!("parsing /proc/{pid}/mountinfo: {e}")))
     }
 
     /// Every autofs mount, in mountinfo order.
@@ -69,11 +81,13 @@ impl<'a> Table<'a> {
         let mut top = mount.id;
         // A mount stacked on `top` is its child at the same mount point. With tucked mounts
         // (propagation) there can be two: the later one is the one a path walk reaches.
-        while let Some(m) = self.children(top).filter(|c| c.mount_point == mount.mount_point).last() {
+        while stack.len() < self.mounts.len()
+            && let Some(m) = self.children(top).filter(|c| c.mount_point == mount.mount_point).last()
+        {
             stack.push(m);
             top = m.id;
         }
-        let inside = self.descendants(mount.id) - stack.len();
+        let inside = self.descendants(mount.id).saturating_sub(stack.len());
         Autofs { mount, options: AutofsOptions::parse(&mount.super_options), stack, inside }
     }
 }
@@ -153,5 +167,17 @@ mod tests {
         assert_eq!(old.stack[0].dev, new.stack[0].dev, "the tmpfs on top is the same superblock");
         // --probe mounted the two that had nothing on top.
         assert_eq!(fixed.autofs_at(b"/proc/sys/fs/binfmt_misc").unwrap().stack[0].fs_type, &b"binfmt_misc"[..]);
+    }
+
+    #[test]
+    fn a_parent_cycle_does_not_spin() {
+        let text = b"\
+1 2 0:1 / /w rw - autofs a rw,fd=5,pgrp=1,direct,pipe_ino=8
+2 1 0:2 / /w rw - tmpfs t rw
+";
+        let table = Table::new(parse(text).unwrap());
+        let all = table.autofs();
+        assert_eq!(all.len(), 1);
+        assert!(all[0].stack.len() <= 2);
     }
 }

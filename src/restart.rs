@@ -15,7 +15,7 @@ use rustix::process::Pid;
 use crate::autofs::{Autofs, Table};
 use crate::container::Container;
 use crate::error::{Error, Result, Shown};
-use crate::mountinfo::{self, Dev};
+use crate::mountinfo::Dev;
 use crate::mounts::{Api, Mounter, Saved};
 use crate::systemd;
 
@@ -77,12 +77,6 @@ impl Log {
     }
 }
 
-pub fn read_table<'a>(ctr: &Container, text: &'a [u8]) -> Result<Table<'a>> {
-    mountinfo::parse(text)
-        .map(Table::new)
-        .map_err(|e| Error::Failed(format!("parsing /proc/{}/mountinfo: {e}", ctr.pid)))
-}
-
 fn layers(a: &Autofs<'_, '_>) -> Vec<Layer> {
     a.stack
         .iter()
@@ -101,7 +95,7 @@ pub fn run(s: &Settings) -> Result<u8> {
     let ctr = Container::open(s.pid_name, s.pid)?;
     let systemd = ctr.is_systemd()?;
     let text = ctr.mountinfo()?;
-    let table = read_table(&ctr, &text)?;
+    let table = Table::from_mountinfo(&text, s.pid)?;
     let init = s.pid.as_raw_nonzero().get() as u32;
 
     // Phase 1: the plan.
@@ -140,7 +134,6 @@ pub fn run(s: &Settings) -> Result<u8> {
     if s.dry_run {
         for u in &units {
             let mut plan = format!("would restart it (autofs {} at {})", u.dev, Shown(&u.path));
-
             for l in u.stack.iter().rev() {
                 plan.push_str(&format!(", setting {} aside", l.what));
             }
@@ -186,12 +179,20 @@ pub fn run(s: &Settings) -> Result<u8> {
         }
     };
 
-    // Phase 4: check, clear, put back.
-    let text = ctr.mountinfo()?;
-    let after = read_table(&ctr, &text)?;
+    // Phase 4: check, clear, put back. From here on no error may end the run before every
+    // saved tree is back: a detached tree dies with its fd.
+    let text = ctr.mountinfo();
+    let after = match &text {
+        Ok(text) => Table::from_mountinfo(text, s.pid),
+        Err(e) => Err(Error::Failed(e.to_string())),
+    };
     for u in &mut units {
         if u.error.is_none() {
-            match check(&ctr, &after, u, init) {
+            let checked = match &after {
+                Ok(after) => check(&ctr, after, u, init),
+                Err(e) => Err(Error::Failed(e.to_string())),
+            };
+            match checked {
                 Ok(left_on_top) => {
                     for _ in 0..left_on_top {
                         if let Err(e) = mounter.detach(&u.path) {
@@ -224,10 +225,19 @@ pub fn run(s: &Settings) -> Result<u8> {
             }
         }
     }
-    let text = ctr.mountinfo()?;
-    let last = read_table(&ctr, &text)?;
+    let text = ctr.mountinfo();
+    let last = match &text {
+        Ok(text) => Table::from_mountinfo(text, s.pid),
+        Err(e) => Err(Error::Failed(e.to_string())),
+    };
     for u in units.iter_mut().filter(|u| !u.stack.is_empty()) {
-        let now = last.autofs_at(&u.path).map(|a| layers(&a)).unwrap_or_default();
+        let now = match &last {
+            Ok(last) => last.autofs_at(&u.path).map(|a| layers(&a)).unwrap_or_default(),
+            Err(e) => {
+                u.fail("checking what is on top", e);
+                continue;
+            }
+        };
         if now != u.stack {
             let shown: Vec<String> = now.iter().map(|l| format!("{} {}", l.what, l.dev)).collect();
             u.fail("checking what is on top", format_args!("found [{}]", shown.join(", ")));

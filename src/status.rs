@@ -4,9 +4,9 @@ use std::io::Write;
 
 use rustix::process::Pid;
 
+use crate::autofs::Table;
 use crate::container::Container;
 use crate::error::{Error, Result, Shown};
-use crate::restart::read_table;
 use crate::systemd;
 
 pub fn run(pid_name: &'static str, pid: Pid) -> Result<u8> {
@@ -14,7 +14,7 @@ pub fn run(pid_name: &'static str, pid: Pid) -> Result<u8> {
     let systemd = ctr.is_systemd()?;
     let init = pid.as_raw_nonzero().get() as u32;
     let text = ctr.mountinfo()?;
-    let table = read_table(&ctr, &text)?;
+    let table = Table::from_mountinfo(&text, pid)?;
     let mut rows = vec![["WHERE".to_string(), "TYPE".into(), "MASTER".into(), "ON TOP".into()]];
     for a in table.autofs() {
         let path = &a.mount.mount_point;
