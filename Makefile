@@ -5,8 +5,15 @@ TARGET := $(shell build/target)
 # musl alike. Passed with --target, so build scripts (none today) would stay dynamic.
 STATIC_RUSTFLAGS := -C target-feature=+crt-static -C relocation-model=static
 BIN := target/autofs-restart
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 
-.PHONY: all test lint unit integration demo clean
+# Where `make install` puts things: the binary where CRIU's scripts live, the man page in section 8.
+PREFIX ?= /usr/local
+LIBEXECDIR ?= $(PREFIX)/libexec
+MANDIR ?= $(PREFIX)/share/man
+SCRIPTDIR = $(LIBEXECDIR)/criu/scripts
+
+.PHONY: all install install-compat test lint check-man check-install demo clean
 all: $(BIN)
 
 $(BIN): Cargo.toml Cargo.lock $(wildcard src/*.rs)
@@ -14,14 +21,32 @@ $(BIN): Cargo.toml Cargo.lock $(wildcard src/*.rs)
 	cp target/$(TARGET)/release/autofs-restart $@
 	build/check-static $@
 
+install: $(BIN)
+	install -D -m 0755 $(BIN) $(DESTDIR)$(SCRIPTDIR)/autofs-restart
+	install -D -m 0644 build/autofs-restart.8 $(DESTDIR)$(MANDIR)/man8/autofs-restart.8
+
+# For set-ups that name CRIU's old script: the same binary under that name.
+install-compat: install
+	ln -sfn autofs-restart $(DESTDIR)$(SCRIPTDIR)/systemd-autofs-restart.sh
+
 lint:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
 
 # Unit tests, then black-box tests of the built binary; the container tests need root and
 # the kernel's autofs (see README).
-test: $(BIN) lint
+test: $(BIN) lint check-man check-install
 	AUTOFS_RESTART_BIN=$(CURDIR)/$(BIN) $(CARGO) test --locked
+
+# The man page renders without a warning and names this version.
+check-man:
+	@w=$$(LC_ALL=C.UTF-8 MANWIDTH=80 man --warnings -E UTF-8 -l build/autofs-restart.8 2>&1 >/dev/null); \
+	    if [ -n "$$w" ]; then echo "$$w" >&2; exit 1; fi
+	@grep -q '"autofs-restart $(VERSION)"' build/autofs-restart.8 || \
+	    { echo "check-man: build/autofs-restart.8 does not say version $(VERSION)" >&2; exit 1; }
+
+check-install: $(BIN)
+	build/check-install
 
 demo: $(BIN)
 	tests/harness/demo $(CURDIR)/$(BIN)
