@@ -99,13 +99,30 @@ impl Container {
         Ok(text)
     }
 
+    /// A file of host process `pid` in the host's /proc (`comm`, `cgroup`, `stat`), if it
+    /// still runs.
+    pub fn proc_file(&self, pid: u32, name: &str) -> Option<Vec<u8>> {
+        let fd = openat(&self.proc, format!("{pid}/{name}"), OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).ok()?;
+        let mut text = Vec::new();
+        File::from(fd).read_to_end(&mut text).ok()?;
+        Some(text)
+    }
+
     /// The command name of a host pid, if it still runs.
     pub fn comm(&self, pid: u32) -> Option<Vec<u8>> {
-        let fd = openat(&self.proc, format!("{pid}/comm"), OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).ok()?;
-        let mut comm = Vec::new();
-        File::from(fd).read_to_end(&mut comm).ok()?;
+        let mut comm = self.proc_file(pid, "comm")?;
         comm.pop_if(|b| *b == b'\n');
         Some(comm)
+    }
+
+    /// The executable of a host pid, if it still runs and has one.
+    pub fn exe_of(&self, pid: u32) -> Option<Vec<u8>> {
+        readlinkat(&self.proc, format!("{pid}/exe"), Vec::new()).ok().map(|p| p.into_bytes())
+    }
+
+    /// Whether host pid `pid` exists, a zombie not yet reaped included.
+    pub fn exists(&self, pid: u32) -> bool {
+        rustix::fs::statat(&self.proc, pid.to_string(), rustix::fs::AtFlags::empty()).is_ok()
     }
 
     /// Whether host process `pid` holds the pipe with inode `ino` (an autofs master's end).

@@ -2,6 +2,7 @@
 //! See README.md for what it does and DESIGN.md for why it does it this way.
 
 mod autofs;
+mod automount;
 mod cli;
 mod container;
 mod criu;

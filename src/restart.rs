@@ -13,6 +13,7 @@ use std::time::Duration;
 use rustix::process::Pid;
 
 use crate::autofs::{Autofs, Table};
+use crate::automount::{Daemon, Served, Supervisor, is_automount_exe, parent_of, service_of};
 use crate::container::Container;
 use crate::error::{Error, Result, Shown};
 use crate::mountinfo::Dev;
@@ -100,6 +101,7 @@ pub fn run(s: &Settings) -> Result<u8> {
 
     // Phase 1: the plan.
     let mut units = Vec::new();
+    let mut daemons: Vec<Daemon> = Vec::new();
     let mut failed = 0;
     for a in table.autofs() {
         let path = a.mount.mount_point.to_vec();
@@ -112,7 +114,16 @@ pub fn run(s: &Settings) -> Result<u8> {
                     units.push(Unit { name, path, dev, pipe_ino, stack, saved: vec![], error: None });
                 }
             }
-            // Another master (the automount daemon, ...) is not ours to restart here.
+            Some(pgrp) if s.units.is_empty() && is_automount_exe(&ctr.exe_of(pgrp).unwrap_or_default()) => {
+                match daemons.iter_mut().find(|d| d.pid == pgrp) {
+                    Some(d) => d.mounts.push(Served::of(&a)),
+                    None => {
+                        let supervisor = supervisor_of(&ctr, pgrp, init, systemd);
+                        daemons.push(Daemon { pid: pgrp, supervisor, mounts: vec![Served::of(&a)] });
+                    }
+                }
+            }
+            // Any other master is not ours to restart.
             Some(pgrp) if s.units.is_empty() => log.say(format_args!(
                 "{}: left alone: its master is pid {pgrp} ({}), not the container's systemd",
                 Shown(&path),
@@ -128,10 +139,21 @@ pub fn run(s: &Settings) -> Result<u8> {
             failed += 1;
         }
     }
-    if units.is_empty() {
+    if units.is_empty() && daemons.is_empty() {
         return Ok(u8::from(failed > 0));
     }
     if s.dry_run {
+        for d in &daemons {
+            let how = match &d.supervisor {
+                Supervisor::Systemd(unit) => format!("through {unit}"),
+                Supervisor::Init | Supervisor::Other(_) => "(not a systemd service: not handled yet)".into(),
+            };
+            log.say(format_args!(
+                "automount (pid {}): would SIGKILL it and start it again {how}; it serves {}",
+                d.pid,
+                served(d)
+            ));
+        }
         for u in &units {
             let mut plan = format!("would restart it (autofs {} at {})", u.dev, Shown(&u.path));
             for l in u.stack.iter().rev() {
@@ -146,10 +168,71 @@ pub fn run(s: &Settings) -> Result<u8> {
     }
 
     ctr.enter()?;
+    if !units.is_empty() {
+        failed += restart_units(&ctr, s, &mut units, init, &log);
+    }
+    for u in &units {
+        match &u.error {
+            None if u.stack.is_empty() => log.say(format_args!("{}: restarted", u.name)),
+            None => {
+                let tops: Vec<&str> = u.stack.iter().map(|l| l.what.as_str()).collect();
+                log.say(format_args!("{}: restarted, {} kept on top", u.name, tops.join(", ")))
+            }
+            Some(e) => {
+                failed += 1;
+                log.say(format_args!("{}: failed {e}", u.name))
+            }
+        }
+    }
+    for d in &daemons {
+        let old = d.pid;
+        match &d.supervisor {
+            Supervisor::Systemd(unit) => match d.restart_through_systemd(&ctr, unit, s.timeout) {
+                Ok(new) => {
+                    log.say(format_args!("{unit}: automount restarted (pid {old}, now {new}), serving {}", served(d)))
+                }
+                Err(e) => {
+                    failed += 1;
+                    log.say(format_args!("{unit}: failed restarting automount (pid {old}): {e}"));
+                }
+            },
+            Supervisor::Init | Supervisor::Other(_) => {
+                failed += 1;
+                log.say(format_args!(
+                    "automount (pid {old}): not restarted: a daemon that is not a systemd service is not handled yet; it serves {}",
+                    served(d)
+                ));
+            }
+        }
+    }
+    Ok(u8::from(failed > 0))
+}
+
+/// The mount points a daemon serves, for messages.
+fn served(d: &Daemon) -> String {
+    d.mounts.iter().map(|m| Shown(&m.path).to_string()).collect::<Vec<_>>().join(", ")
+}
+
+/// How a daemon is kept running: by a service of the container's systemd, by the init it was
+/// reparented to, or by another process.
+fn supervisor_of(ctr: &Container, pid: u32, init: u32, systemd: bool) -> Supervisor {
+    if systemd && let Some(unit) = ctr.proc_file(pid, "cgroup").as_deref().and_then(service_of) {
+        return Supervisor::Systemd(unit);
+    }
+    match ctr.proc_file(pid, "stat").as_deref().and_then(parent_of) {
+        Some(parent) if parent != init => Supervisor::Other(parent),
+        _ => Supervisor::Init,
+    }
+}
+
+/// Phases 2 to 4 for the systemd automount units (after `enter`). Each unit's outcome is in
+/// its `error`; returns the failures that belong to no unit.
+fn restart_units(ctr: &Container, s: &Settings, units: &mut [Unit], init: u32, log: &Log) -> u32 {
+    let mut failed = 0;
     let mut mounter = Mounter::new(s.api);
 
     // Phase 2: set aside what sits on each autofs mount, the top first.
-    for u in &mut units {
+    for u in units.iter_mut() {
         for layer in u.stack.clone().into_iter().rev() {
             match mounter.set_aside(&u.path, layer.dev, layer.what.clone()) {
                 Ok(saved) => {
@@ -186,10 +269,10 @@ pub fn run(s: &Settings) -> Result<u8> {
         Ok(text) => Table::from_mountinfo(text, s.pid),
         Err(e) => Err(Error::Failed(e.to_string())),
     };
-    for u in &mut units {
+    for u in units.iter_mut() {
         if u.error.is_none() {
             let checked = match &after {
-                Ok(after) => check(&ctr, after, u, init),
+                Ok(after) => check(ctr, after, u, init),
                 Err(e) => Err(Error::Failed(e.to_string())),
             };
             match checked {
@@ -250,26 +333,13 @@ pub fn run(s: &Settings) -> Result<u8> {
 
     if s.probe {
         for u in units.iter_mut().filter(|u| u.error.is_none()) {
-            if let Err(e) = probe(&ctr, &u.path, s.timeout) {
+            if let Err(e) = probe(ctr, &u.path, s.timeout) {
                 u.fail("probing", e);
             }
         }
     }
 
-    for u in &units {
-        match &u.error {
-            None if u.stack.is_empty() => log.say(format_args!("{}: restarted", u.name)),
-            None => {
-                let tops: Vec<&str> = u.stack.iter().map(|l| l.what.as_str()).collect();
-                log.say(format_args!("{}: restarted, {} kept on top", u.name, tops.join(", ")))
-            }
-            Some(e) => {
-                failed += 1;
-                log.say(format_args!("{}: failed {e}", u.name))
-            }
-        }
-    }
-    Ok(u8::from(failed > 0))
+    failed
 }
 
 /// Checks structurally that the unit's autofs mount is a new one served by the container's

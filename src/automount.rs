@@ -1,0 +1,192 @@
+//! The autofs package's `automount` daemon as a master. It matches direct and offset requests
+//! by the (dev, ino) it recorded, so after a restore it answers none of them. A fresh daemon
+//! re-attaches to the autofs mounts already there and keeps what is mounted on them; so the
+//! cure is SIGKILL (never SIGTERM: on SIGTERM it unmounts what it can) and a fresh start.
+
+use std::time::{Duration, Instant};
+
+use crate::autofs::{Autofs, Table};
+use crate::container::Container;
+use crate::error::{Error, Result, Shown};
+use crate::mountinfo::Dev;
+
+/// Who starts the daemon again once it is killed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Supervisor {
+    /// A service of the container's systemd.
+    Systemd(String),
+    /// Daemonised on its own: its parent is the container's init.
+    Init,
+    /// Kept alive by another process (host pid).
+    Other(u32),
+}
+
+/// A daemon and the autofs mounts it serves, as they were before the restart.
+pub struct Daemon {
+    /// Host pid; also its process group, as mountinfo's `pgrp=` shows it.
+    pub pid: u32,
+    pub supervisor: Supervisor,
+    pub mounts: Vec<Served>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Served {
+    pub path: Vec<u8>,
+    pub id: u32,
+    pub dev: Dev,
+    pub pipe_ino: Option<u64>,
+    /// What sits on it and inside it: must be the same afterwards.
+    pub stack: Vec<u32>,
+    pub inside: usize,
+}
+
+impl Served {
+    pub fn of(a: &Autofs<'_, '_>) -> Self {
+        Served {
+            path: a.mount.mount_point.to_vec(),
+            id: a.mount.id,
+            dev: a.mount.dev,
+            pipe_ino: a.options.pipe_ino,
+            stack: a.stack.iter().map(|m| m.id).collect(),
+            inside: a.inside,
+        }
+    }
+}
+
+/// Whether `exe` (a /proc/PID/exe link) is the automount daemon.
+pub fn is_automount_exe(exe: &[u8]) -> bool {
+    let exe = exe.strip_suffix(b" (deleted)").unwrap_or(exe);
+    exe.rsplit(|&b| b == b'/').next() == Some(b"automount")
+}
+
+/// The systemd service whose cgroup holds a process, from its /proc/PID/cgroup: the unified
+/// line (`0::PATH`) or, on a legacy hierarchy, systemd's own (`N:name=systemd:PATH`).
+pub fn service_of(cgroup: &[u8]) -> Option<String> {
+    cgroup.split(|&b| b == b'\n').find_map(|line| {
+        let mut fields = line.splitn(3, |&b| b == b':');
+        let (_, controllers, path) = (fields.next()?, fields.next()?, fields.next()?);
+        if !controllers.is_empty() && controllers != b"name=systemd" {
+            return None;
+        }
+        let name = std::str::from_utf8(path.rsplit(|&b| b == b'/').next()?).ok()?;
+        name.ends_with(".service").then(|| name.to_string())
+    })
+}
+
+/// The parent pid, field (4) of /proc/PID/stat, read after the command name, which may hold
+/// spaces and parentheses.
+pub fn parent_of(stat: &[u8]) -> Option<u32> {
+    let close = stat.iter().rposition(|&b| b == b')')?;
+    let rest = std::str::from_utf8(&stat[close + 1..]).ok()?;
+    rest.split_ascii_whitespace().nth(1)?.parse().ok()
+}
+
+impl Daemon {
+    /// Restarts the daemon through its systemd service: SIGKILL to the main process (systemd
+    /// runs no ExecStop= for a process that died), wait until systemd has reaped it, start the
+    /// service, and wait until a new daemon serves every mount the old one served. Returns the
+    /// new daemon's pid.
+    pub fn restart_through_systemd(&self, ctr: &Container, unit: &str, timeout: Duration) -> Result<u32> {
+        let deadline = Instant::now() + timeout;
+        let out = ctr.run("systemctl", &[b"kill", b"--signal=KILL", b"--kill-whom=main", unit.as_bytes()], timeout)?;
+        if !out.status.success() {
+            return Err(Error::Failed(format!("systemctl kill: {}", out.summary())));
+        }
+        // Reaped means systemd has seen the death: a start sent earlier could find the unit
+        // still active and do nothing.
+        wait_until(deadline, || Ok(!ctr.exists(self.pid)))
+            .map_err(|e| Error::Failed(format!("waiting for automount (pid {}) to die: {e}", self.pid)))?;
+        let left = deadline.saturating_duration_since(Instant::now());
+        let out = ctr.run("systemctl", &[b"start", unit.as_bytes()], left)?;
+        if !out.status.success() {
+            return Err(Error::Failed(format!("systemctl start: {}", out.summary())));
+        }
+        self.wait_reattached(ctr, deadline)
+    }
+
+    /// Waits until a new automount serves each of our mounts, through a pipe it holds, and
+    /// checks that nothing was unmounted. Returns its pid.
+    fn wait_reattached(&self, ctr: &Container, deadline: Instant) -> Result<u32> {
+        let mut new = None;
+        wait_until(deadline, || {
+            let text = ctr.mountinfo()?;
+            let table = Table::from_mountinfo(&text, ctr.pid)?;
+            new = self.reattached(ctr, &table)?;
+            Ok(new.is_some())
+        })
+        .map_err(|e| Error::Failed(format!("waiting for a new automount to serve the mounts: {e}")))?;
+        new.ok_or_else(|| Error::Failed("no new automount".into()))
+    }
+
+    /// Some(new pid) once every mount is served by one new automount and is unchanged.
+    fn reattached(&self, ctr: &Container, table: &Table<'_>) -> Result<Option<u32>> {
+        let mut new = None;
+        for old in &self.mounts {
+            let Some(now) = table.autofs().into_iter().find(|a| a.mount.id == old.id) else {
+                return Err(Error::Failed(format!("the autofs mount at {} is gone", Shown(&old.path))));
+            };
+            let now_served = Served::of(&now);
+            if (&now_served.path, now_served.dev, &now_served.stack, now_served.inside)
+                != (&old.path, old.dev, &old.stack, old.inside)
+            {
+                return Err(Error::Failed(format!("what is mounted at {} changed", Shown(&old.path))));
+            }
+            let (Some(pgrp), Some(ino)) = (now.options.pgrp, now.options.pipe_ino) else { return Ok(None) };
+            if pgrp == self.pid || now_served.pipe_ino == old.pipe_ino || new.is_some_and(|n| n != pgrp) {
+                return Ok(None);
+            }
+            if !is_automount_exe(&ctr.exe_of(pgrp).unwrap_or_default()) || !ctr.holds_pipe(pgrp, ino)? {
+                return Ok(None);
+            }
+            new = Some(pgrp);
+        }
+        Ok(new)
+    }
+}
+
+/// Polls `done` every 10 ms until it is true or the deadline passes.
+fn wait_until(deadline: Instant, mut done: impl FnMut() -> Result<bool>) -> Result<()> {
+    loop {
+        if done()? {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(Error::Failed("timed out".into()));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn automount_executables() {
+        assert!(is_automount_exe(b"/usr/sbin/automount"));
+        assert!(is_automount_exe(b"/usr/sbin/automount (deleted)"));
+        assert!(!is_automount_exe(b"/usr/lib/systemd/systemd"));
+        assert!(!is_automount_exe(b"/usr/sbin/automountd"));
+    }
+
+    #[test]
+    fn services_from_cgroup_files() {
+        assert_eq!(service_of(b"0::/system.slice/autofs.service\n").as_deref(), Some("autofs.service"));
+        assert_eq!(
+            service_of(b"0::/autofs-restart-test.x/system.slice/autofs.service\n").as_deref(),
+            Some("autofs.service")
+        );
+        let hybrid = b"9:name=systemd:/system.slice/autofs.service\n8:pids:/\n0::/\n";
+        assert_eq!(service_of(hybrid).as_deref(), Some("autofs.service"));
+        assert_eq!(service_of(b"0::/init.scope\n"), None);
+        assert_eq!(service_of(b"0::/user.slice/user-0.slice/session-1.scope\n"), None);
+        assert_eq!(service_of(b""), None);
+    }
+
+    #[test]
+    fn parents_from_stat() {
+        assert_eq!(parent_of(b"98 (automount) S 1 98 98 0 -1 4194624 ..."), Some(1));
+        assert_eq!(parent_of(b"7 (a) b (c) R 42 7 7"), Some(42));
+        assert_eq!(parent_of(b"garbage"), None);
+    }
+}

@@ -1,0 +1,99 @@
+//! The autofs package's automount daemon as the master, in throwaway systemd containers.
+
+mod common;
+
+use common::{Container, can_run_containers, run, run_as_criu, stderr};
+
+/// The daemon must be on the machine: `.ci/run` installs the autofs package.
+fn have_automount() -> bool {
+    if std::path::Path::new("/usr/sbin/automount").exists() {
+        return true;
+    }
+    assert!(std::env::var_os("CI").is_none(), "CI must run the automount tests: install the autofs package");
+    eprintln!("skipped: no /usr/sbin/automount (apt-get install autofs)");
+    false
+}
+
+/// A container whose autofs.service serves a direct map (`/srv/direct`, triggered, so a bind
+/// sits on it; `/srv/direct-idle`, never triggered) and an indirect map (`/srv/ind`, with key
+/// `k` mounted inside it). The two direct mounts are then restored.
+fn restored_daemon_container() -> Container {
+    let ctr = Container::start();
+    ctr.ok(
+        "mkdir -p /srv/data-d /srv/data-i && echo direct > /srv/data-d/f && echo indirect > /srv/data-i/f
+         printf '/- /etc/auto.direct\\n/srv/ind /etc/auto.ind\\n' > /etc/auto.master
+         printf '/srv/direct -fstype=bind :/srv/data-d\\n/srv/direct-idle -fstype=bind :/srv/data-d\\n' > /etc/auto.direct
+         echo 'k -fstype=bind :/srv/data-i' > /etc/auto.ind
+         systemctl start autofs.service
+         cat /srv/direct/f /srv/ind/k/f >/dev/null",
+    );
+    ctr.restore(&["/srv/direct", "/srv/direct-idle"]);
+    assert_eq!(ctr.answers("/srv/direct-idle", 2), None, "the restored direct mount should hang");
+    let journal = ctr.journal("autofs.service");
+    assert!(journal.contains("can't find map entry for"), "{journal}");
+    ctr
+}
+
+fn daemons(ctr: &Container) -> Vec<String> {
+    ctr.ok("pgrep -x automount || true").lines().map(String::from).collect()
+}
+
+#[test]
+fn a_daemon_run_by_systemd_is_killed_and_started_again_keeping_every_mount() {
+    if !can_run_containers() || !have_automount() {
+        return;
+    }
+    let ctr = restored_daemon_container();
+    let before = ctr.mountinfo();
+    let direct = ctr.at("/srv/direct");
+    let key = ctr.at("/srv/ind/k");
+    assert_eq!(key.len(), 1);
+    let old = daemons(&ctr);
+    assert_eq!(old.len(), 1);
+
+    let out = run(&["restart", "--pid", &ctr.pid, "--dry-run"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stderr(&out).contains("would SIGKILL it and start it again through autofs.service"), "{}", stderr(&out));
+    assert_eq!(daemons(&ctr), old, "a dry run touches nothing");
+
+    let out = run_as_criu("post-resume", &ctr.pid, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let said = stderr(&out);
+    assert!(said.contains("autofs-restart: autofs.service: automount restarted (pid "), "{said}");
+    let line = said.lines().find(|l| l.contains("automount restarted")).unwrap();
+    let served: std::collections::BTreeSet<&str> = line.split_once("serving ").unwrap().1.split(", ").collect();
+    assert_eq!(served, ["/srv/direct", "/srv/direct-idle", "/srv/ind"].into(), "{line}");
+
+    // Nothing unmounted: the same mounts, ids and superblocks, at the direct and indirect mounts.
+    let after = ctr.mountinfo();
+    assert_eq!(after.len(), before.len(), "mount count");
+    // The autofs mounts' options name the new daemon's pgrp and pipe; all else is the same.
+    let same =
+        |m: &[common::MountLine]| m.iter().map(|m| (m.id.clone(), m.dev.clone(), m.root.clone())).collect::<Vec<_>>();
+    assert_eq!(same(&ctr.at("/srv/direct")), same(&direct));
+    assert_eq!(same(&ctr.at("/srv/ind/k")), same(&key));
+    assert_ne!(ctr.at("/srv/direct")[0].option("pgrp"), direct[0].option("pgrp"));
+    let now = daemons(&ctr);
+    assert_eq!(now.len(), 1, "exactly one daemon: {now:?}");
+    assert_ne!(now, old);
+    assert_eq!(ctr.answers("/srv/direct-idle", 10), Some(true));
+    assert_eq!(ctr.ok("cat /srv/direct/f /srv/ind/k/f"), "direct\nindirect\n");
+}
+
+#[test]
+fn a_daemon_started_by_hand_is_reported_not_touched() {
+    if !can_run_containers() || !have_automount() {
+        return;
+    }
+    let ctr = restored_daemon_container();
+    // The same daemon, started by hand: it daemonises and its parent becomes the init.
+    ctr.ok("systemctl kill -s KILL --kill-whom=main autofs.service; while pgrep -x automount; do sleep 0.05; done
+            systemctl reset-failed autofs.service; setsid automount </dev/null >/dev/null 2>&1");
+    let old = daemons(&ctr);
+    assert_eq!(old.len(), 1);
+
+    let out = run_as_criu("post-resume", &ctr.pid, &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("not restarted: a daemon that is not a systemd service is not handled yet"));
+    assert_eq!(daemons(&ctr), old, "left alone");
+}
