@@ -23,8 +23,10 @@ pub enum Supervisor {
 
 /// A daemon and the autofs mounts it serves, as they were before the restart.
 pub struct Daemon {
-    /// Host pid; also its process group, as mountinfo's `pgrp=` shows it.
+    /// Host pid: the process that holds the mounts' pipe.
     pub pid: u32,
+    /// Its process group, as mountinfo's `pgrp=` shows it: its own, or its supervisor's.
+    pub pgrp: u32,
     pub supervisor: Supervisor,
     pub mounts: Vec<Served>,
 }
@@ -73,12 +75,22 @@ pub fn service_of(cgroup: &[u8]) -> Option<String> {
     })
 }
 
-/// The parent pid, field (4) of /proc/PID/stat, read after the command name, which may hold
-/// spaces and parentheses.
+/// The parent pid, field (4) of /proc/PID/stat.
 pub fn parent_of(stat: &[u8]) -> Option<u32> {
+    stat_field(stat, 4)
+}
+
+/// The process group, field (5) of /proc/PID/stat.
+pub fn pgrp_of(stat: &[u8]) -> Option<u32> {
+    stat_field(stat, 5)
+}
+
+/// Field `n` (from 1, as proc(5) counts, n ≥ 3) of /proc/PID/stat, read after the command
+/// name, which may hold spaces and parentheses.
+fn stat_field(stat: &[u8], n: usize) -> Option<u32> {
     let close = stat.iter().rposition(|&b| b == b')')?;
     let rest = std::str::from_utf8(&stat[close + 1..]).ok()?;
-    rest.split_ascii_whitespace().nth(1)?.parse().ok()
+    rest.split_ascii_whitespace().nth(n - 3)?.parse().ok()
 }
 
 impl Daemon {
@@ -101,6 +113,14 @@ impl Daemon {
         if !out.status.success() {
             return Err(Error::Failed(format!("systemctl start: {}", out.summary())));
         }
+        self.wait_reattached(ctr, deadline)
+    }
+
+    /// Restarts a daemon that another process keeps alive: SIGKILL through a pidfd, and wait
+    /// for the supervisor's new daemon to serve every mount.
+    pub fn restart_supervised(&self, ctr: &Container, timeout: Duration) -> Result<u32> {
+        let deadline = Instant::now() + timeout;
+        let _pidfd = crate::container::kill_pid(self.pid)?;
         self.wait_reattached(ctr, deadline)
     }
 
@@ -132,13 +152,22 @@ impl Daemon {
                 return Err(Error::Failed(format!("what is mounted at {} changed", Shown(&old.path))));
             }
             let (Some(pgrp), Some(ino)) = (now.options.pgrp, now.options.pipe_ino) else { return Ok(None) };
-            if pgrp == self.pid || now_served.pipe_ino == old.pipe_ino || new.is_some_and(|n| n != pgrp) {
+            if now_served.pipe_ino == old.pipe_ino {
                 return Ok(None);
             }
-            if !is_automount_exe(&ctr.exe_of(pgrp).unwrap_or_default()) || !ctr.holds_pipe(pgrp, ino)? {
+            let holder = match new {
+                // One daemon serves them all: it holds this pipe too.
+                Some(n) if ctr.holds_pipe(n, ino).unwrap_or(false) => n,
+                Some(_) => return Ok(None),
+                None => match ctr.pipe_holder(pgrp, ino)? {
+                    Some(h) => h,
+                    None => return Ok(None),
+                },
+            };
+            if holder == self.pid || !is_automount_exe(&ctr.exe_of(holder).unwrap_or_default()) {
                 return Ok(None);
             }
-            new = Some(pgrp);
+            new = Some(holder);
         }
         Ok(new)
     }
@@ -188,5 +217,7 @@ mod tests {
         assert_eq!(parent_of(b"98 (automount) S 1 98 98 0 -1 4194624 ..."), Some(1));
         assert_eq!(parent_of(b"7 (a) b (c) R 42 7 7"), Some(42));
         assert_eq!(parent_of(b"garbage"), None);
+        assert_eq!(pgrp_of(b"96 (automount) S 94 94 94 0 -1"), Some(94));
+        assert_eq!(pgrp_of(b"96 (a b) c) S 94 95 94 0 -1"), Some(95));
     }
 }

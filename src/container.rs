@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use rustix::event::{PollFd, PollFlags, Timespec, poll};
 use rustix::fs::{Dir, Mode, OFlags, openat, readlinkat};
 use rustix::io::Errno;
-use rustix::process::{Pid, PidfdFlags, chroot, fchdir, getpid, pidfd_open};
+use rustix::process::{Pid, PidfdFlags, Signal, chroot, fchdir, getpid, pidfd_open, pidfd_send_signal};
 use rustix::thread::{ThreadNameSpaceType, move_into_thread_name_spaces};
 
 use crate::error::{Error, Result, Shown};
@@ -120,6 +120,29 @@ impl Container {
         readlinkat(&self.proc, format!("{pid}/exe"), Vec::new()).ok().map(|p| p.into_bytes())
     }
 
+    /// The process of group `pgrp` that holds the pipe with inode `ino`: an autofs master. The
+    /// group's leader is not always it: `automount -f` stays in its supervisor's group. One
+    /// pass over the host's /proc.
+    pub fn pipe_holder(&self, pgrp: u32, ino: u64) -> Result<Option<u32>> {
+        if self.holds_pipe(pgrp, ino).unwrap_or(false) {
+            return Ok(Some(pgrp));
+        }
+        // self.proc is O_PATH, which getdents refuses.
+        let procs = openat(&self.proc, ".", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+            .map_err(|e| Error::sys("opening /proc", e))?;
+        let mut dir = Dir::read_from(&procs).map_err(|e| Error::sys("reading /proc", e))?;
+        while let Some(entry) = dir.read() {
+            let entry = entry.map_err(|e| Error::sys("reading /proc", e))?;
+            let Some(pid) = entry.file_name().to_str().ok().and_then(|n| n.parse::<u32>().ok()) else { continue };
+            let in_group = self.proc_file(pid, "stat").as_deref().and_then(crate::automount::pgrp_of) == Some(pgrp);
+            // A process that exits meanwhile is simply not the one.
+            if in_group && self.holds_pipe(pid, ino).unwrap_or(false) {
+                return Ok(Some(pid));
+            }
+        }
+        Ok(None)
+    }
+
     /// Whether host pid `pid` exists, a zombie not yet reaped included.
     pub fn exists(&self, pid: u32) -> bool {
         rustix::fs::statat(&self.proc, pid.to_string(), rustix::fs::AtFlags::empty()).is_ok()
@@ -219,6 +242,15 @@ fn is_executable(path: &str) -> bool {
 pub fn is_systemd_exe(exe: &[u8]) -> bool {
     let exe = exe.strip_suffix(b" (deleted)").unwrap_or(exe);
     matches!(exe, b"/usr/lib/systemd/systemd" | b"/lib/systemd/systemd")
+}
+
+/// Sends SIGKILL to host pid `pid` through a pidfd, so that a pid reused meanwhile is never hit.
+pub fn kill_pid(pid: u32) -> Result<OwnedFd> {
+    let doing = || format!("killing pid {pid}");
+    let raw = i32::try_from(pid).ok().and_then(Pid::from_raw).ok_or_else(|| Error::Failed(doing()))?;
+    let pidfd = pidfd_open(raw, PidfdFlags::empty()).map_err(|e| Error::sys(doing(), e))?;
+    pidfd_send_signal(&pidfd, Signal::KILL).map_err(|e| Error::sys(doing(), e))?;
+    Ok(pidfd)
 }
 
 /// Whether the process behind a pidfd has exited (the pidfd polls readable).

@@ -114,21 +114,34 @@ pub fn run(s: &Settings) -> Result<u8> {
                     units.push(Unit { name, path, dev, pipe_ino, stack, saved: vec![], error: None });
                 }
             }
-            Some(pgrp) if s.units.is_empty() && is_automount_exe(&ctr.exe_of(pgrp).unwrap_or_default()) => {
-                match daemons.iter_mut().find(|d| d.pid == pgrp) {
-                    Some(d) => d.mounts.push(Served::of(&a)),
-                    None => {
-                        let supervisor = supervisor_of(&ctr, pgrp, init, systemd);
-                        daemons.push(Daemon { pid: pgrp, supervisor, mounts: vec![Served::of(&a)] });
+            Some(pgrp) if s.units.is_empty() => {
+                // The master is the process that holds the pipe, in the group `pgrp=` names.
+                if let Some(d) = daemons.iter_mut().find(|d| {
+                    d.pgrp == pgrp && a.options.pipe_ino.is_some_and(|i| ctr.holds_pipe(d.pid, i).unwrap_or(false))
+                }) {
+                    d.mounts.push(Served::of(&a));
+                    continue;
+                }
+                let holder = match a.options.pipe_ino {
+                    Some(ino) => ctr.pipe_holder(pgrp, ino)?,
+                    None => None,
+                };
+                match holder {
+                    Some(pid) if is_automount_exe(&ctr.exe_of(pid).unwrap_or_default()) => {
+                        let supervisor = supervisor_of(&ctr, pid, init, systemd);
+                        daemons.push(Daemon { pid, pgrp, supervisor, mounts: vec![Served::of(&a)] });
+                    }
+                    // Any other master is not ours to restart.
+                    _ => {
+                        let pid = holder.unwrap_or(pgrp);
+                        log.say(format_args!(
+                            "{}: left alone: its master is pid {pid} ({}), not the container's systemd",
+                            Shown(&path),
+                            Shown(&ctr.comm(pid).unwrap_or_else(|| b"gone".to_vec())),
+                        ))
                     }
                 }
             }
-            // Any other master is not ours to restart.
-            Some(pgrp) if s.units.is_empty() => log.say(format_args!(
-                "{}: left alone: its master is pid {pgrp} ({}), not the container's systemd",
-                Shown(&path),
-                Shown(&ctr.comm(pgrp).unwrap_or_else(|| b"gone".to_vec())),
-            )),
             None if s.units.is_empty() => log.say(format_args!("{}: left alone: it has no master", Shown(&path))),
             _ => {}
         }
@@ -146,7 +159,8 @@ pub fn run(s: &Settings) -> Result<u8> {
         for d in &daemons {
             let how = match &d.supervisor {
                 Supervisor::Systemd(unit) => format!("through {unit}"),
-                Supervisor::Init | Supervisor::Other(_) => "(not a systemd service: not handled yet)".into(),
+                Supervisor::Other(p) => format!("through its supervisor (pid {p})"),
+                Supervisor::Init => "(daemonised on its own: not handled yet)".into(),
             };
             log.say(format_args!(
                 "automount (pid {}): would SIGKILL it and start it again {how}; it serves {}",
@@ -196,10 +210,20 @@ pub fn run(s: &Settings) -> Result<u8> {
                     log.say(format_args!("{unit}: failed restarting automount (pid {old}): {e}"));
                 }
             },
-            Supervisor::Init | Supervisor::Other(_) => {
+            Supervisor::Other(sup) => match d.restart_supervised(&ctr, s.timeout) {
+                Ok(new) => log.say(format_args!(
+                    "automount (pid {old}) under pid {sup}: restarted (now {new}), serving {}",
+                    served(d)
+                )),
+                Err(e) => {
+                    failed += 1;
+                    log.say(format_args!("automount (pid {old}) under pid {sup}: failed: {e}"));
+                }
+            },
+            Supervisor::Init => {
                 failed += 1;
                 log.say(format_args!(
-                    "automount (pid {old}): not restarted: a daemon that is not a systemd service is not handled yet; it serves {}",
+                    "automount (pid {old}): not restarted: a daemon that daemonised on its own is not handled yet; it serves {}",
                     served(d)
                 ));
             }
