@@ -20,10 +20,14 @@ pub fn run(pid_name: &'static str, pid: Pid) -> Result<u8> {
         let path = &a.mount.mount_point;
         let mut master = match a.options.pgrp {
             Some(p) if p == init && systemd => format!("systemd {}", systemd::unit_for_path(path)),
-            Some(p) => match ctr.comm(p) {
-                Some(comm) => format!("pid {p} ({})", Shown(&comm)),
-                None => format!("pid {p} (gone)"),
-            },
+            Some(group) => {
+                // The master holds the pipe; under a supervisor it does not lead its group.
+                let p = a.options.pipe_ino.and_then(|ino| ctr.pipe_holder(group, ino).ok().flatten()).unwrap_or(group);
+                match ctr.comm(p) {
+                    Some(comm) => format!("pid {p} ({})", Shown(&comm)),
+                    None => format!("pid {p} (gone)"),
+                }
+            }
             None => "none".into(),
         };
         if a.options.catatonic() {

@@ -67,6 +67,10 @@ fn fixed_keeping_every_mount(start: &str, said_restarted: &str) {
     assert_eq!(key.len(), 1);
     let old = daemons(&ctr);
     assert_eq!(old.len(), 1);
+    let out = run(&["status", "--pid", &ctr.pid]);
+    let table = common::stdout(&out);
+    let direct_row = table.lines().find(|l| l.starts_with("/srv/direct ")).unwrap_or_else(|| panic!("{table}"));
+    assert!(direct_row.contains("(automount)"), "the master is the daemon, not its supervisor: {table}");
 
     let out = run(&["restart", "--pid", &ctr.pid, "--dry-run"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
