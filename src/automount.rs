@@ -3,12 +3,15 @@
 //! re-attaches to the autofs mounts already there and keeps what is mounted on them; so the
 //! cure is SIGKILL (never SIGTERM: on SIGTERM it unmounts what it can) and a fresh start.
 
+use std::os::fd::{AsFd, OwnedFd};
 use std::time::{Duration, Instant};
+
+use rustix::fs::{Mode, OFlags, openat};
 
 use crate::autofs::{Autofs, Table};
 use crate::container::Container;
 use crate::error::{Error, Result, Shown};
-use crate::mountinfo::Dev;
+use crate::mountinfo::{AutofsKind, Dev};
 
 /// Who starts the daemon again once it is killed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,6 +43,7 @@ pub struct Served {
     /// What sits on it and inside it: must be the same afterwards.
     pub stack: Vec<u32>,
     pub inside: usize,
+    pub kind: Option<AutofsKind>,
 }
 
 impl Served {
@@ -51,7 +55,14 @@ impl Served {
             pipe_ino: a.options.pipe_ino,
             stack: a.stack.iter().map(|m| m.id).collect(),
             inside: a.inside,
+            kind: a.options.kind,
         }
+    }
+
+    /// A direct or offset mount with nothing on it: what `--probe` triggers. (An indirect
+    /// mount has no one key to trigger; a mount with something on top would not trigger.)
+    pub fn probe_me(&self) -> bool {
+        matches!(self.kind, Some(AutofsKind::Direct | AutofsKind::Offset)) && self.stack.is_empty()
     }
 }
 
@@ -116,6 +127,22 @@ impl Daemon {
         self.wait_reattached(ctr, deadline)
     }
 
+    /// Restarts a daemon that daemonised on its own: SIGKILL through a pidfd, wait for its
+    /// death, start it again exactly once as it was (see `Respawn`), detached in a new session,
+    /// and wait for the new one to serve every mount.
+    pub fn restart_respawning(&self, ctr: &Container, respawn: &Respawn, timeout: Duration) -> Result<u32> {
+        let deadline = Instant::now() + timeout;
+        let pidfd = crate::container::kill_pid(self.pid)?;
+        wait_until(deadline, || crate::container::exited(pidfd.as_fd()))
+            .map_err(|e| Error::Failed(format!("waiting for automount (pid {}) to die: {e}", self.pid)))?;
+        let left = deadline.saturating_duration_since(Instant::now());
+        let status = ctr.respawn(respawn, left)?;
+        if !status.success() {
+            return Err(Error::Failed(format!("starting {} again: {status}", Shown(&respawn.exe))));
+        }
+        self.wait_reattached(ctr, deadline)
+    }
+
     /// Restarts a daemon that another process keeps alive: SIGKILL through a pidfd, and wait
     /// for the supervisor's new daemon to serve every mount.
     pub fn restart_supervised(&self, ctr: &Container, timeout: Duration) -> Result<u32> {
@@ -146,8 +173,8 @@ impl Daemon {
                 return Err(Error::Failed(format!("the autofs mount at {} is gone", Shown(&old.path))));
             };
             let now_served = Served::of(&now);
-            if (&now_served.path, now_served.dev, &now_served.stack, now_served.inside)
-                != (&old.path, old.dev, &old.stack, old.inside)
+            if (&now_served.path, now_served.dev, &now_served.stack, now_served.inside, now_served.kind)
+                != (&old.path, old.dev, &old.stack, old.inside, old.kind)
             {
                 return Err(Error::Failed(format!("what is mounted at {} changed", Shown(&old.path))));
             }
@@ -171,6 +198,52 @@ impl Daemon {
         }
         Ok(new)
     }
+}
+
+/// What it takes to start a daemon again as it was, read before it is killed: its
+/// executable, argv, environment, working directory (as the container sees them), ids, and its
+/// cgroup (a directory of the host's cgroup2 hierarchy).
+pub struct Respawn {
+    pub exe: Vec<u8>,
+    pub argv: Vec<Vec<u8>>,
+    pub env: Vec<Vec<u8>>,
+    pub cwd: Vec<u8>,
+    pub uid: u32,
+    pub gid: u32,
+    pub cgroup: OwnedFd,
+}
+
+impl Respawn {
+    /// Reads it from the host's /proc. `cgroup2` is the host's cgroup2 root (opened before
+    /// entering the container); paths are read after entering, so they are the container's.
+    pub fn read(ctr: &Container, pid: u32, cgroup2: &OwnedFd) -> Result<Respawn> {
+        let gone = |what: &str| Error::Failed(format!("reading the {what} of automount (pid {pid})"));
+        let nul_list = |b: Vec<u8>| b.split(|&c| c == 0).filter(|a| !a.is_empty()).map(<[u8]>::to_vec).collect();
+        let argv: Vec<Vec<u8>> = nul_list(ctr.proc_file(pid, "cmdline").ok_or_else(|| gone("command line"))?);
+        let env = nul_list(ctr.proc_file(pid, "environ").ok_or_else(|| gone("environment"))?);
+        let exe = ctr.exe_of(pid).ok_or_else(|| gone("executable"))?;
+        let cwd = ctr.link_of(pid, "cwd").ok_or_else(|| gone("working directory"))?;
+        let status = ctr.proc_file(pid, "status").ok_or_else(|| gone("status"))?;
+        let (uid, gid) = (status_id(&status, b"Uid:"), status_id(&status, b"Gid:"));
+        let (Some(uid), Some(gid)) = (uid, gid) else { return Err(gone("ids")) };
+        let cgroup = ctr.proc_file(pid, "cgroup").ok_or_else(|| gone("cgroup"))?;
+        let path =
+            cgroup.split(|&b| b == b'\n').find_map(|l| l.strip_prefix(b"0::")).ok_or_else(|| gone("cgroup2 path"))?;
+        let rel = String::from_utf8_lossy(path).trim_start_matches('/').to_string();
+        let rel = if rel.is_empty() { ".".to_string() } else { rel };
+        let cgroup = openat(cgroup2, rel.as_str(), OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+            .map_err(|e| Error::sys(format!("opening the cgroup /{rel} of automount (pid {pid})"), e))?;
+        if argv.is_empty() {
+            return Err(gone("command line"));
+        }
+        Ok(Respawn { exe, argv, env, cwd, uid, gid, cgroup })
+    }
+}
+
+/// The real id of a `Uid:` or `Gid:` line of /proc/PID/status.
+fn status_id(status: &[u8], key: &[u8]) -> Option<u32> {
+    let line = status.split(|&b| b == b'\n').find_map(|l| l.strip_prefix(key))?;
+    std::str::from_utf8(line).ok()?.split_ascii_whitespace().next()?.parse().ok()
 }
 
 /// Polls `done` every 10 ms until it is true or the deadline passes.
@@ -219,5 +292,13 @@ mod tests {
         assert_eq!(parent_of(b"garbage"), None);
         assert_eq!(pgrp_of(b"96 (automount) S 94 94 94 0 -1"), Some(94));
         assert_eq!(pgrp_of(b"96 (a b) c) S 94 95 94 0 -1"), Some(95));
+    }
+
+    #[test]
+    fn ids_from_status() {
+        let status = b"Name:\tautomount\nUid:\t0\t0\t0\t0\nGid:\t27\t28\t27\t27\n";
+        assert_eq!(status_id(status, b"Uid:"), Some(0));
+        assert_eq!(status_id(status, b"Gid:"), Some(27));
+        assert_eq!(status_id(b"Name:\tx\n", b"Uid:"), None);
     }
 }

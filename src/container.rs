@@ -117,7 +117,13 @@ impl Container {
 
     /// The executable of a host pid, if it still runs and has one.
     pub fn exe_of(&self, pid: u32) -> Option<Vec<u8>> {
-        readlinkat(&self.proc, format!("{pid}/exe"), Vec::new()).ok().map(|p| p.into_bytes())
+        self.link_of(pid, "exe")
+    }
+
+    /// A link of host pid `pid` in the host's /proc (`exe`, `cwd`), resolved against our root:
+    /// after `enter`, the container's paths.
+    pub fn link_of(&self, pid: u32, name: &str) -> Option<Vec<u8>> {
+        readlinkat(&self.proc, format!("{pid}/{name}"), Vec::new()).ok().map(|p| p.into_bytes())
     }
 
     /// The process of group `pgrp` that holds the pipe with inode `ino`: an autofs master. The
@@ -215,18 +221,81 @@ impl Container {
         // SAFETY: runs in the forked child before exec; it only makes one raw system call on a
         // file descriptor that `self` keeps open for as long as this borrow lasts.
         unsafe {
-            cmd.pre_exec(move || {
-                let pidfd = BorrowedFd::borrow_raw(pidfd);
-                let rest = ThreadNameSpaceType::HOST_NAME_AND_NIS_DOMAIN_NAME
-                    | ThreadNameSpaceType::INTER_PROCESS_COMMUNICATION
-                    | ThreadNameSpaceType::NETWORK
-                    | ThreadNameSpaceType::CONTROL_GROUP;
-                move_into_thread_name_spaces(pidfd, rest).map_err(std::io::Error::from)
-            });
+            cmd.pre_exec(move || join_rest(BorrowedFd::borrow_raw(pidfd)));
         }
         let child = cmd.spawn().map_err(|e| io_error(format!("starting {doing}"), &e))?;
         wait(child, timeout, &doing)
     }
+}
+
+impl Container {
+    /// Starts a daemon of the container again as `Respawn` describes it (after `enter`): in
+    /// the init's namespaces, in the old daemon's cgroup, in a new session, with /dev/null as
+    /// its standard fds. Waits, bounded, for the started process to exit (a daemon forks and
+    /// its parent returns). Never retried: a second copy must never run.
+    pub fn respawn(&self, r: &crate::automount::Respawn, timeout: Duration) -> Result<ExitStatus> {
+        let doing = format!("starting {} again", Shown(&r.exe));
+        let mut cmd = Command::new(OsStr::from_bytes(&r.exe));
+        cmd.arg0(OsStr::from_bytes(&r.argv[0]))
+            .args(r.argv[1..].iter().map(|a| OsStr::from_bytes(a)))
+            .env_clear()
+            .current_dir(OsStr::from_bytes(&r.cwd))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        for kv in &r.env {
+            let (k, v) = kv.split_at(kv.iter().position(|&b| b == b'=').unwrap_or(kv.len()));
+            cmd.env(OsStr::from_bytes(k), OsStr::from_bytes(v.get(1..).unwrap_or_default()));
+        }
+        if (r.uid, r.gid) != (0, 0) {
+            cmd.uid(r.uid).gid(r.gid);
+        }
+        let pidfd = self.pidfd.as_raw_fd();
+        let cgroup = r.cgroup.as_raw_fd();
+        // SAFETY: runs in the forked child before exec; only raw system calls on file
+        // descriptors that `self` and `r` keep open for as long as these borrows last.
+        unsafe {
+            cmd.pre_exec(move || {
+                join_rest(BorrowedFd::borrow_raw(pidfd))?;
+                let procs = openat(
+                    BorrowedFd::borrow_raw(cgroup),
+                    "cgroup.procs",
+                    OFlags::WRONLY | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )?;
+                rustix::io::write(&procs, b"0")?;
+                rustix::process::setsid()?;
+                Ok(())
+            });
+        }
+        let child = cmd.spawn().map_err(|e| io_error(doing.clone(), &e))?;
+        wait(child, timeout, &doing).map(|out| out.status)
+    }
+}
+
+/// Joins the init's uts, ipc, net and cgroup namespaces (mount and pid come from our own
+/// `enter`). For a forked child, before exec.
+fn join_rest(pidfd: BorrowedFd<'_>) -> std::io::Result<()> {
+    let rest = ThreadNameSpaceType::HOST_NAME_AND_NIS_DOMAIN_NAME
+        | ThreadNameSpaceType::INTER_PROCESS_COMMUNICATION
+        | ThreadNameSpaceType::NETWORK
+        | ThreadNameSpaceType::CONTROL_GROUP;
+    move_into_thread_name_spaces(pidfd, rest).map_err(std::io::Error::from)
+}
+
+/// The host's cgroup2 root, found in our own mountinfo (before `enter`): `/sys/fs/cgroup`, or
+/// `/sys/fs/cgroup/unified` on a hybrid host.
+pub fn host_cgroup2() -> Result<OwnedFd> {
+    let text =
+        std::fs::read("/proc/self/mountinfo").map_err(|e| io_error("reading /proc/self/mountinfo".into(), &e))?;
+    let mounts =
+        crate::mountinfo::parse(&text).map_err(|e| Error::Failed(format!("parsing /proc/self/mountinfo: {e}")))?;
+    let m = mounts
+        .iter()
+        .find(|m| &*m.fs_type == b"cgroup2")
+        .ok_or_else(|| Error::Failed("this host has no cgroup2 hierarchy mounted".into()))?;
+    openat(rustix::fs::CWD, &*m.mount_point, dir_flags(), Mode::empty())
+        .map_err(|e| Error::sys(format!("opening {}", Shown(&m.mount_point)), e))
 }
 
 fn dir_flags() -> OFlags {
@@ -254,7 +323,7 @@ pub fn kill_pid(pid: u32) -> Result<OwnedFd> {
 }
 
 /// Whether the process behind a pidfd has exited (the pidfd polls readable).
-fn exited(pidfd: BorrowedFd<'_>) -> Result<bool> {
+pub fn exited(pidfd: BorrowedFd<'_>) -> Result<bool> {
     let mut fds = [PollFd::new(&pidfd, PollFlags::IN)];
     let zero = Timespec { tv_sec: 0, tv_nsec: 0 };
     poll(&mut fds, Some(&zero)).map_err(|e| Error::sys("polling a pidfd", e))?;

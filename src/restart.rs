@@ -13,8 +13,8 @@ use std::time::Duration;
 use rustix::process::Pid;
 
 use crate::autofs::{Autofs, Table};
-use crate::automount::{Daemon, Served, Supervisor, is_automount_exe, parent_of, service_of};
-use crate::container::Container;
+use crate::automount::{Daemon, Respawn, Served, Supervisor, is_automount_exe, parent_of, service_of};
+use crate::container::{Container, host_cgroup2};
 use crate::error::{Error, Result, Shown};
 use crate::mountinfo::Dev;
 use crate::mounts::{Api, Mounter, Saved};
@@ -160,7 +160,7 @@ pub fn run(s: &Settings) -> Result<u8> {
             let how = match &d.supervisor {
                 Supervisor::Systemd(unit) => format!("through {unit}"),
                 Supervisor::Other(p) => format!("through its supervisor (pid {p})"),
-                Supervisor::Init => "(daemonised on its own: not handled yet)".into(),
+                Supervisor::Init => "as it was (it daemonised on its own)".into(),
             };
             log.say(format_args!(
                 "automount (pid {}): would SIGKILL it and start it again {how}; it serves {}",
@@ -181,7 +181,22 @@ pub fn run(s: &Settings) -> Result<u8> {
         return Ok(u8::from(failed > 0));
     }
 
+    // What a daemonised automount needs to be started again is read now: its cgroup lives in
+    // the host's hierarchy, which entering the container hides.
+    let cgroup2 = if daemons.iter().any(|d| d.supervisor == Supervisor::Init) { Some(host_cgroup2()) } else { None };
     ctr.enter()?;
+    let respawns: Vec<(u32, Result<Respawn>)> = daemons
+        .iter()
+        .filter(|d| d.supervisor == Supervisor::Init)
+        .map(|d| {
+            let r = match &cgroup2 {
+                Some(Ok(root)) => Respawn::read(&ctr, d.pid, root),
+                Some(Err(e)) => Err(Error::Failed(e.to_string())),
+                None => Err(Error::Failed("no cgroup2 root".into())),
+            };
+            (d.pid, r)
+        })
+        .collect();
     if !units.is_empty() {
         failed += restart_units(&ctr, s, &mut units, init, &log);
     }
@@ -200,32 +215,37 @@ pub fn run(s: &Settings) -> Result<u8> {
     }
     for d in &daemons {
         let old = d.pid;
-        match &d.supervisor {
-            Supervisor::Systemd(unit) => match d.restart_through_systemd(&ctr, unit, s.timeout) {
-                Ok(new) => {
-                    log.say(format_args!("{unit}: automount restarted (pid {old}, now {new}), serving {}", served(d)))
-                }
-                Err(e) => {
-                    failed += 1;
-                    log.say(format_args!("{unit}: failed restarting automount (pid {old}): {e}"));
-                }
-            },
-            Supervisor::Other(sup) => match d.restart_supervised(&ctr, s.timeout) {
-                Ok(new) => log.say(format_args!(
-                    "automount (pid {old}) under pid {sup}: restarted (now {new}), serving {}",
-                    served(d)
-                )),
-                Err(e) => {
-                    failed += 1;
-                    log.say(format_args!("automount (pid {old}) under pid {sup}: failed: {e}"));
-                }
-            },
+        let (who, restarted) = match &d.supervisor {
+            Supervisor::Systemd(unit) => {
+                (format!("{unit}: automount (pid {old})"), d.restart_through_systemd(&ctr, unit, s.timeout))
+            }
+            Supervisor::Other(sup) => {
+                (format!("automount (pid {old}) under pid {sup}"), d.restart_supervised(&ctr, s.timeout))
+            }
             Supervisor::Init => {
+                let restarted = match respawns.iter().find(|(pid, _)| *pid == old) {
+                    Some((_, Ok(r))) => d.restart_respawning(&ctr, r, s.timeout),
+                    Some((_, Err(e))) => Err(Error::Failed(e.to_string())),
+                    None => Err(Error::Failed("nothing known to start it again with".into())),
+                };
+                (format!("automount (pid {old})"), restarted)
+            }
+        };
+        let probed = match restarted {
+            Ok(new) if s.probe => d
+                .mounts
+                .iter()
+                .filter(|m| m.probe_me())
+                .try_for_each(|m| probe(&ctr, &m.path, s.timeout))
+                .map(|()| new)
+                .map_err(|e| Error::Failed(format!("probing: {e}"))),
+            other => other,
+        };
+        match probed {
+            Ok(new) => log.say(format_args!("{who}: restarted (now pid {new}), serving {}", served(d))),
+            Err(e) => {
                 failed += 1;
-                log.say(format_args!(
-                    "automount (pid {old}): not restarted: a daemon that daemonised on its own is not handled yet; it serves {}",
-                    served(d)
-                ));
+                log.say(format_args!("{who}: failed: {e}"));
             }
         }
     }

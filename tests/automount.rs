@@ -24,7 +24,11 @@ const SUPERVISED: &str = "setsid sh -c 'while true; do automount -f; sleep 0.1; 
 /// triggered, so a bind sits on it; `/srv/direct-idle`, never triggered) and an indirect map
 /// (`/srv/ind`, with key `k` mounted inside it). The two direct mounts are then restored.
 fn restored_daemon_container(start: &str) -> Container {
-    let ctr = Container::start();
+    restored_daemon_container_with(start, None)
+}
+
+fn restored_daemon_container_with(start: &str, init: Option<&str>) -> Container {
+    let ctr = Container::start_with(init);
     ctr.ok(&format!(
         "mkdir -p /srv/data-d /srv/data-i && echo direct > /srv/data-d/f && echo indirect > /srv/data-i/f
          printf '/- /etc/auto.direct\\n/srv/ind /etc/auto.ind\\n' > /etc/auto.master
@@ -42,18 +46,22 @@ fn restored_daemon_container(start: &str) -> Container {
     ctr
 }
 
+/// The live automount processes (an init that is not systemd may leave the old one a zombie).
 fn daemons(ctr: &Container) -> Vec<String> {
-    ctr.ok("pgrep -x automount || true").lines().map(String::from).collect()
+    ctr.ok("ps -eo pid=,stat=,comm= | awk '$3 == \"automount\" && $2 !~ /^Z/ { print $1 }'")
+        .lines()
+        .map(String::from)
+        .collect()
 }
 
 #[test]
 fn a_daemon_run_by_systemd_is_killed_and_started_again_keeping_every_mount() {
-    fixed_keeping_every_mount(BY_SYSTEMD, "autofs.service: automount restarted (pid ");
+    fixed_keeping_every_mount(BY_SYSTEMD, "autofs.service: automount (pid ");
 }
 
 #[test]
 fn a_supervised_daemon_is_killed_and_its_supervisor_starts_a_new_one() {
-    fixed_keeping_every_mount(SUPERVISED, ": restarted (now ");
+    fixed_keeping_every_mount(SUPERVISED, "under pid ");
 }
 
 fn fixed_keeping_every_mount(start: &str, said_restarted: &str) {
@@ -100,20 +108,53 @@ fn fixed_keeping_every_mount(start: &str, said_restarted: &str) {
     assert_eq!(ctr.ok("cat /srv/direct/f /srv/ind/k/f"), "direct\nindirect\n");
 }
 
+/// Started by hand from inside the container's cgroup, with its own argv and environment: it
+/// daemonises, and its parent becomes the init.
+const BY_HAND: &str =
+    "echo $$ > /sys/fs/cgroup/cgroup.procs && cd /srv && FOO=bar setsid automount -t 600 </dev/null >/dev/null 2>&1
+    while ! grep -q ' /srv/ind ' /proc/self/mountinfo; do sleep 0.05; done";
+
 #[test]
-fn a_daemon_started_by_hand_is_reported_not_touched() {
+fn a_daemon_that_daemonised_itself_is_started_again_as_it_was() {
     if !can_run_containers() || !have_automount() {
         return;
     }
-    let ctr = restored_daemon_container(BY_SYSTEMD);
-    // The same daemon, started by hand: it daemonises and its parent becomes the init.
-    ctr.ok("systemctl kill -s KILL --kill-whom=main autofs.service; while pgrep -x automount; do sleep 0.05; done
-            systemctl reset-failed autofs.service; setsid automount </dev/null >/dev/null 2>&1");
+    let ctr = restored_daemon_container_with(BY_HAND, Some("/usr/bin/tail -f /dev/null"));
+    let before = ctr.mountinfo();
+    let direct = ctr.at("/srv/direct");
     let old = daemons(&ctr);
     assert_eq!(old.len(), 1);
+    let describe = |pid: &str| {
+        ctr.ok(&format!(
+            "tr '\\0' ' ' < /proc/{pid}/cmdline; echo; grep -z '^FOO=' /proc/{pid}/environ | tr '\\0' '\\n'
+             cat /proc/{pid}/cgroup; ps -o ppid=,sid= -p {pid}"
+        ))
+    };
+    let was = describe(&old[0]);
+    assert!(was.starts_with("automount -t 600 \nFOO=bar\n"), "{was}");
 
-    let out = run_as_criu("post-resume", &ctr.pid, &[]);
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert!(stderr(&out).contains("not restarted: a daemon that daemonised on its own is not handled yet"));
-    assert_eq!(daemons(&ctr), old, "left alone");
+    let out = run_as_criu("post-resume", &ctr.pid, &[("AUTOFS_RESTART_PROBE", "1")]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stderr(&out).contains(": restarted (now pid "), "{}", stderr(&out));
+
+    let now = daemons(&ctr);
+    assert_eq!(now.len(), 1, "exactly one daemon: {now:?}");
+    assert_ne!(now, old);
+    // The same argv, environment, cgroup; a child of the init, leading its own session.
+    let is = describe(&now[0]);
+    let (was_lines, is_lines): (Vec<&str>, Vec<&str>) = (was.lines().collect(), is.lines().collect());
+    assert_eq!(is_lines[..is_lines.len() - 1], was_lines[..was_lines.len() - 1], "{is}");
+    let ids: Vec<&str> = is_lines.last().unwrap().split_whitespace().collect();
+    assert_eq!(ids, ["1", now[0].as_str()], "parent and session");
+
+    // The probe triggered the idle direct mount from inside: its bind is the one new mount.
+    let after = ctr.mountinfo();
+    let new: Vec<_> = after.iter().filter(|m| !before.iter().any(|b| b.id == m.id)).collect();
+    assert_eq!(after.len(), before.len() + 1, "mount count; new: {new:?}");
+    let idle: Vec<String> = ctr.at("/srv/direct-idle").into_iter().map(|m| m.fs_type).collect();
+    assert_eq!(idle, ["autofs", "overlay"]);
+    let same =
+        |m: &[common::MountLine]| m.iter().map(|m| (m.id.clone(), m.dev.clone(), m.root.clone())).collect::<Vec<_>>();
+    assert_eq!(same(&ctr.at("/srv/direct")), same(&direct));
+    assert_eq!(ctr.ok("cat /srv/direct/f /srv/ind/k/f"), "direct\nindirect\n");
 }

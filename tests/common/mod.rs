@@ -63,6 +63,11 @@ pub struct Container {
 
 impl Container {
     pub fn start() -> Container {
+        Container::start_with(None)
+    }
+
+    /// With `init` ("PROG ARGS"), a container whose init is that program, not systemd.
+    pub fn start_with(init: Option<&str>) -> Container {
         let dir = PathBuf::from(
             String::from_utf8(
                 Command::new("mktemp").args(["-d", "/tmp/autofs-restart-test.XXXXXX"]).output().unwrap().stdout,
@@ -71,7 +76,11 @@ impl Container {
             .trim(),
         );
         let mut ctr = Container { dir, pid: String::new() };
-        let out = Command::new(harness()).arg("start").arg(&ctr.dir).stderr(Stdio::inherit()).output().unwrap();
+        let mut cmd = Command::new(harness());
+        if let Some(init) = init {
+            cmd.env("CONTAINER_INIT", init);
+        }
+        let out = cmd.arg("start").arg(&ctr.dir).stderr(Stdio::inherit()).output().unwrap();
         assert!(out.status.success(), "the container did not start");
         ctr.pid = String::from_utf8(out.stdout).unwrap().trim().to_string();
         ctr
