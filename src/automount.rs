@@ -168,11 +168,12 @@ impl Daemon {
     /// Some(new pid) once every mount is served by one new automount and is unchanged.
     fn reattached(&self, ctr: &Container, table: &Table<'_>) -> Result<Option<u32>> {
         let mut new = None;
+        let all = table.autofs();
         for old in &self.mounts {
-            let Some(now) = table.autofs().into_iter().find(|a| a.mount.id == old.id) else {
+            let Some(now) = all.iter().find(|a| a.mount.id == old.id) else {
                 return Err(Error::Failed(format!("the autofs mount at {} is gone", Shown(&old.path))));
             };
-            let now_served = Served::of(&now);
+            let now_served = Served::of(now);
             if (&now_served.path, now_served.dev, &now_served.stack, now_served.inside, now_served.kind)
                 != (&old.path, old.dev, &old.stack, old.inside, old.kind)
             {
