@@ -13,7 +13,7 @@ LIBEXECDIR ?= $(PREFIX)/libexec
 MANDIR ?= $(PREFIX)/share/man
 SCRIPTDIR = $(LIBEXECDIR)/criu/scripts
 
-.PHONY: all install install-compat test lint check-man check-install demo clean
+.PHONY: all install install-compat test lint check-man check-install bench demo clean
 all: $(BIN)
 
 $(BIN): Cargo.toml Cargo.lock $(wildcard src/*.rs)
@@ -47,6 +47,10 @@ check-man:
 
 check-install: $(BIN)
 	build/check-install
+
+# Cost of the fix against a bare systemctl restart, as containers grow; writes build/bench-results.md.
+bench: $(BIN)
+	build/bench
 
 demo: $(BIN)
 	tests/harness/demo $(CURDIR)/$(BIN)
