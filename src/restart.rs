@@ -309,15 +309,12 @@ fn restart_units(ctr: &Container, s: &Settings, units: &mut [Unit], init: u32, l
     // Phase 4: check, clear, put back. From here on no error may end the run before every
     // saved tree is back: a detached tree dies with its fd.
     let text = ctr.mountinfo();
-    let after = match &text {
-        Ok(text) => Table::from_mountinfo(text, s.pid),
-        Err(e) => Err(Error::Failed(e.to_string())),
-    };
+    let after = reread(ctr, &text);
     for u in units.iter_mut() {
         if u.error.is_none() {
             let checked = match &after {
                 Ok(after) => check(ctr, after, u, init),
-                Err(e) => Err(Error::Failed(e.to_string())),
+                Err(e) => Err(Error::Failed(e.clone())),
             };
             match checked {
                 Ok(left_on_top) => {
@@ -352,22 +349,22 @@ fn restart_units(ctr: &Container, s: &Settings, units: &mut [Unit], init: u32, l
             }
         }
     }
-    let text = ctr.mountinfo();
-    let last = match &text {
-        Ok(text) => Table::from_mountinfo(text, s.pid),
-        Err(e) => Err(Error::Failed(e.to_string())),
-    };
-    for u in units.iter_mut().filter(|u| !u.stack.is_empty()) {
-        let now = match &last {
-            Ok(last) => last.autofs_at(&u.path).map(|a| layers(&a)).unwrap_or_default(),
-            Err(e) => {
-                u.fail("checking what is on top", e);
-                continue;
+    // Only units that had something on top have something to verify: no read otherwise.
+    if units.iter().any(|u| !u.stack.is_empty()) {
+        let text = ctr.mountinfo();
+        let last = reread(ctr, &text);
+        for u in units.iter_mut().filter(|u| !u.stack.is_empty()) {
+            let now = match &last {
+                Ok(last) => last.autofs_at(&u.path).map(|a| layers(&a)).unwrap_or_default(),
+                Err(e) => {
+                    u.fail("checking what is on top", e);
+                    continue;
+                }
+            };
+            if now != u.stack {
+                let shown: Vec<String> = now.iter().map(|l| format!("{} {}", l.what, l.dev)).collect();
+                u.fail("checking what is on top", format_args!("found [{}]", shown.join(", ")));
             }
-        };
-        if now != u.stack {
-            let shown: Vec<String> = now.iter().map(|l| format!("{} {}", l.what, l.dev)).collect();
-            u.fail("checking what is on top", format_args!("found [{}]", shown.join(", ")));
         }
     }
     if let Err(e) = mounter.finish() {
@@ -384,6 +381,15 @@ fn restart_units(ctr: &Container, s: &Settings, units: &mut [Unit], init: u32, l
     }
 
     failed
+}
+
+/// The container's table after a change, or why it could not be had. Phase 4 records that
+/// per unit instead of returning: trees set aside must still go back.
+fn reread<'a>(ctr: &Container, text: &'a Result<Vec<u8>>) -> Result<Table<'a>, String> {
+    match text {
+        Ok(text) => Table::from_mountinfo(text, ctr.pid).map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// Checks structurally that the unit's autofs mount is a new one served by the container's
