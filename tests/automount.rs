@@ -47,6 +47,12 @@ fn restored_daemon_container_with(start: &str, init: Option<&str>) -> Container 
 }
 
 /// The live automount processes (an init that is not systemd may leave the old one a zombie).
+/// What must not change under a daemon restart: which mounts, on which superblocks and roots
+/// (the autofs mounts' options do change: they name the new daemon's pipe).
+fn same(mounts: &[common::MountLine]) -> Vec<(String, String, String)> {
+    mounts.iter().map(|m| (m.id.clone(), m.dev.clone(), m.root.clone())).collect()
+}
+
 fn daemons(ctr: &Container) -> Vec<String> {
     ctr.ok("ps -eo pid=,stat=,comm= | awk '$3 == \"automount\" && $2 !~ /^Z/ { print $1 }'")
         .lines()
@@ -95,9 +101,6 @@ fn fixed_keeping_every_mount(start: &str, said_restarted: &str) {
     // Nothing unmounted: the same mounts, ids and superblocks, at the direct and indirect mounts.
     let after = ctr.mountinfo();
     assert_eq!(after.len(), before.len(), "mount count");
-    // The autofs mounts' options name the new daemon's pgrp and pipe; all else is the same.
-    let same =
-        |m: &[common::MountLine]| m.iter().map(|m| (m.id.clone(), m.dev.clone(), m.root.clone())).collect::<Vec<_>>();
     assert_eq!(same(&ctr.at("/srv/direct")), same(&direct));
     assert_eq!(same(&ctr.at("/srv/ind/k")), same(&key));
     assert_ne!(ctr.at("/srv/direct")[0].option("pipe_ino"), direct[0].option("pipe_ino"), "served through a new pipe");
@@ -153,8 +156,6 @@ fn a_daemon_that_daemonised_itself_is_started_again_as_it_was() {
     assert_eq!(after.len(), before.len() + 1, "mount count; new: {new:?}");
     let idle: Vec<String> = ctr.at("/srv/direct-idle").into_iter().map(|m| m.fs_type).collect();
     assert_eq!(idle, ["autofs", "overlay"]);
-    let same =
-        |m: &[common::MountLine]| m.iter().map(|m| (m.id.clone(), m.dev.clone(), m.root.clone())).collect::<Vec<_>>();
     assert_eq!(same(&ctr.at("/srv/direct")), same(&direct));
     assert_eq!(ctr.ok("cat /srv/direct/f /srv/ind/k/f"), "direct\nindirect\n");
 }
