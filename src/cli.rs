@@ -10,6 +10,7 @@ use rustix::process::Pid;
 use crate::criu;
 use crate::error::{Error, Result};
 use crate::mounts::Api;
+use crate::nested::Policy;
 use crate::restart::Settings;
 use crate::systemd;
 
@@ -18,7 +19,7 @@ autofs-restart: bring AutoFS mount points back to life after CRIU restores a con
 
 Usage:
   autofs-restart                          as a CRIU action script (CRTOOLS_* environment)
-  autofs-restart restart --pid PID [--unit UNIT]... [--dry-run] [--probe] [-v]
+  autofs-restart restart --pid PID [--unit UNIT]... [--nested POLICY] [--dry-run] [--probe] [-v]
   autofs-restart status --pid PID
   autofs-restart --help | --version
 
@@ -32,6 +33,9 @@ Options:
   --unit UNIT      only this automount unit (name, name without .automount, or path);
                    repeatable
   --timeout SECS   how long a program in the container may take (default 30)
+  --nested POLICY  when a mount has a private copy in a nested mount namespace, which a
+                   restart leaves catatonic: restart (default: restart, name the copies),
+                   skip (leave that master alone), fail (change nothing, exit 1)
   --dry-run        say what would be done, change nothing
   --probe          trigger each restarted automount afterwards (mounts its file system)
   -v, --verbose    say each step
@@ -45,10 +49,12 @@ Environment (options win):
   AUTOFS_RESTART_TIMEOUT  seconds, as --timeout
   AUTOFS_RESTART_PROBE    1 to probe, as --probe
   AUTOFS_RESTART_VERBOSE  1 to say each step, as -v
+  AUTOFS_RESTART_NESTED   restart, skip or fail, as --nested
   AUTOFS_RESTART_MOUNT_API  new (default: open_tree/move_mount, falling back by itself) or
                           legacy (bind and MS_MOVE)
 
-Exit status: 0 done or nothing to do, 1 a unit could not be restarted, 2 bad input.
+Exit status: 0 done or nothing to do, 1 a unit could not be restarted (or --nested fail
+found private copies), 2 bad input.
 ";
 
 pub enum Command {
@@ -63,6 +69,8 @@ pub enum Command {
     Restart(Settings),
     /// Internal: the child that `--probe` starts inside the container.
     Probe(OsString),
+    /// Internal: the child that makes a private copy in a nested namespace catatonic.
+    Catatonic(OsString, OsString),
 }
 
 /// Reads the command from `args` (without argv[0]) and settings from `env`.
@@ -85,11 +93,15 @@ pub fn parse(args: Vec<OsString>, env: &dyn Fn(&str) -> Option<OsString>) -> Res
     if args.len() == 2 && args[0] == crate::restart::PROBE_ARG {
         return Ok(Command::Probe(args[1].clone()));
     }
+    if args.len() == 3 && args[0] == crate::nested::CATATONIC_ARG {
+        return Ok(Command::Catatonic(args[1].clone(), args[2].clone()));
+    }
     let mut settings = settings_from_env(env)?;
     let mut parser = lexopt::Parser::from_args(args);
     let mut command = None;
     let mut pid = None;
     let mut units = Vec::new();
+    let mut nested = None;
     while let Some(arg) = parser.next()? {
         match arg {
             Short('h') | Long("help") => return Ok(Command::Help),
@@ -97,6 +109,7 @@ pub fn parse(args: Vec<OsString>, env: &dyn Fn(&str) -> Option<OsString>) -> Res
             Long("pid") => pid = Some(criu::parse_pid("--pid", Some(&parser.value()?))?),
             Long("unit") => units.push(systemd::unit_from_arg(&parser.value()?)?),
             Long("timeout") => settings.timeout = timeout("--timeout", &parser.value()?)?,
+            Long("nested") => nested = Some(policy("--nested", &parser.value()?)?),
             Long("dry-run") => settings.dry_run = true,
             Long("probe") => settings.probe = true,
             Short('v') | Long("verbose") => settings.verbose = true,
@@ -109,7 +122,7 @@ pub fn parse(args: Vec<OsString>, env: &dyn Fn(&str) -> Option<OsString>) -> Res
     };
     let pid = pid.ok_or_else(|| Error::Usage(format!("{} needs --pid PID", command.to_string_lossy())))?;
     if command == "status" {
-        if !units.is_empty() || settings.dry_run || settings.probe {
+        if !units.is_empty() || settings.dry_run || settings.probe || nested.is_some() {
             return Err(Error::Usage("status takes only --pid".into()));
         }
         return Ok(Command::Status { pid_name: "--pid", pid });
@@ -118,6 +131,9 @@ pub fn parse(args: Vec<OsString>, env: &dyn Fn(&str) -> Option<OsString>) -> Res
     settings.pid_name = "--pid";
     if !units.is_empty() {
         settings.units = units;
+    }
+    if let Some(nested) = nested {
+        settings.nested = nested;
     }
     Ok(Command::Restart(settings))
 }
@@ -155,7 +171,16 @@ fn settings_from_env(env: &dyn Fn(&str) -> Option<OsString>) -> Result<Settings>
             None => Duration::from_secs(30),
         },
         api,
+        nested: match env("AUTOFS_RESTART_NESTED") {
+            Some(v) if !v.is_empty() => policy("AUTOFS_RESTART_NESTED", &v)?,
+            _ => Policy::Restart,
+        },
     })
+}
+
+fn policy(name: &str, v: &std::ffi::OsStr) -> Result<Policy> {
+    Policy::parse(v.as_bytes())
+        .ok_or_else(|| Error::Usage(format!("{name}='{}': not restart, skip or fail", v.to_string_lossy())))
 }
 
 /// Seconds: a positive number, at most a day.
@@ -221,11 +246,15 @@ mod tests {
     fn the_command_line() {
         let s = settings(parse_with(
             &["restart", "--pid", "7", "--unit", "a", "--unit=/srv/b", "--dry-run", "--probe", "-v", "--timeout", "3"],
-            &[("AUTOFS_RESTART_UNITS", "ignored")],
+            &[("AUTOFS_RESTART_UNITS", "ignored"), ("AUTOFS_RESTART_NESTED", "skip")],
         ));
         assert_eq!(s.units, ["a.automount", "srv-b.automount"]);
         assert!(s.dry_run && s.probe && s.verbose);
         assert_eq!(s.timeout, Duration::from_secs(3));
+        assert_eq!(s.nested, Policy::Skip);
+        let s = settings(parse_with(&["restart", "--pid", "7", "--nested=fail"], &[("AUTOFS_RESTART_NESTED", "skip")]));
+        assert_eq!(s.nested, Policy::Fail, "the option wins");
+        assert_eq!(settings(parse_with(&["restart", "--pid", "7"], &[])).nested, Policy::Restart);
         assert!(matches!(parse_with(&["status", "--pid", "7"], &[]), Ok(Command::Status { .. })));
         assert!(matches!(parse_with(&["--help"], &[]), Ok(Command::Help)));
         assert!(matches!(parse_with(&["-V"], &[]), Ok(Command::Version)));
@@ -243,6 +272,8 @@ mod tests {
             (&["restart", "--pid", "1", "--timeout", "-1"], "--timeout='-1': not a number of seconds from 0 to 86400"),
             (&["restart", "--pid", "1", "--unit", "x.mount"], "'x.mount' is not an automount unit"),
             (&["status", "--pid", "1", "--dry-run"], "status takes only --pid"),
+            (&["status", "--pid", "1", "--nested", "skip"], "status takes only --pid"),
+            (&["restart", "--pid", "1", "--nested", "ask"], "--nested='ask': not restart, skip or fail"),
             (&["restart", "status", "--pid", "1"], "unexpected argument \"status\""),
         ] {
             let e = parse_with(args, &[]).err().unwrap_or_else(|| panic!("{args:?} parsed"));
@@ -251,6 +282,8 @@ mod tests {
         }
         let e = parse_with(&["status", "--pid", "1"], &[("AUTOFS_RESTART_PROBE", "yes")]).err().unwrap();
         assert_eq!(e.to_string(), "AUTOFS_RESTART_PROBE must be 0 or 1");
+        let e = parse_with(&[], &[("CRTOOLS_SCRIPT_ACTION", "post-resume"), ("AUTOFS_RESTART_NESTED", "SKIP")]);
+        assert_eq!(e.err().unwrap().to_string(), "AUTOFS_RESTART_NESTED='SKIP': not restart, skip or fail");
         let e = parse_with(&[], &[]).err().unwrap();
         assert_eq!(e.to_string(), "no command (see --help)");
     }

@@ -1,10 +1,11 @@
 //! The restored container, held by a pidfd: its /proc entries read through the host's procfs,
 //! its mount namespace entered, its programs run inside it with a timeout.
 
+use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::fs::File;
 use std::io::Read;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, ExitStatus, Stdio};
@@ -29,6 +30,12 @@ pub struct Container {
     /// The host's /proc/PID of the init.
     dir: OwnedFd,
     /// The init's root directory.
+    root: OwnedFd,
+}
+
+/// A mount namespace and a root directory in it, held open.
+pub struct Place {
+    mnt: OwnedFd,
     root: OwnedFd,
 }
 
@@ -133,13 +140,7 @@ impl Container {
         if self.holds_pipe(pgrp, ino).unwrap_or(false) {
             return Ok(Some(pgrp));
         }
-        // self.proc is O_PATH, which getdents refuses.
-        let procs = openat(&self.proc, ".", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
-            .map_err(|e| Error::sys("opening /proc", e))?;
-        let mut dir = Dir::read_from(&procs).map_err(|e| Error::sys("reading /proc", e))?;
-        while let Some(entry) = dir.read() {
-            let entry = entry.map_err(|e| Error::sys("reading /proc", e))?;
-            let Some(pid) = entry.file_name().to_str().ok().and_then(|n| n.parse::<u32>().ok()) else { continue };
+        for pid in self.pids()? {
             let in_group = self.proc_file(pid, "stat").as_deref().and_then(crate::automount::pgrp_of) == Some(pgrp);
             // A process that exits meanwhile is simply not the one.
             if in_group && self.holds_pipe(pid, ino).unwrap_or(false) {
@@ -147,6 +148,83 @@ impl Container {
             }
         }
         Ok(None)
+    }
+
+    /// Every host pid, in one pass over the host's /proc.
+    fn pids(&self) -> Result<Vec<u32>> {
+        // self.proc is O_PATH, which getdents refuses.
+        let procs = openat(&self.proc, ".", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+            .map_err(|e| Error::sys("opening /proc", e))?;
+        let mut dir = Dir::read_from(&procs).map_err(|e| Error::sys("reading /proc", e))?;
+        let mut pids = Vec::with_capacity(512);
+        while let Some(entry) = dir.read() {
+            let entry = entry.map_err(|e| Error::sys("reading /proc", e))?;
+            if let Some(pid) = entry.file_name().to_str().ok().and_then(|n| n.parse::<u32>().ok()) {
+                pids.push(pid);
+            }
+        }
+        Ok(pids)
+    }
+
+    /// One host pid in each mount namespace of the container other than the init's, in one pass
+    /// over the host's /proc. The container's processes are those whose pid namespace is the
+    /// init's or lies below it; a process outside it that shares one of those mount namespaces
+    /// is not needed, one inside suffices.
+    pub fn nested_namespaces(&self) -> Result<Vec<u32>> {
+        let own = |kind: &str| {
+            ns_id(self.dir.as_fd(), &format!("ns/{kind}"))
+                .map_err(|e| Error::sys(format!("reading /proc/{}/ns/{kind}", self.pid), e))
+        };
+        let (own_mnt, own_pid) = (own("mnt")?, own("pid")?);
+        let mut found = Vec::new();
+        let mut seen = Vec::new();
+        let mut below: HashMap<NsId, bool> = HashMap::new();
+        for pid in self.pids()? {
+            // A process that exits meanwhile is simply not counted.
+            let Ok(mnt) = ns_id(self.proc.as_fd(), &format!("{pid}/ns/mnt")) else { continue };
+            if mnt == own_mnt || seen.contains(&mnt) {
+                continue;
+            }
+            let Ok(pidns) = ns_id(self.proc.as_fd(), &format!("{pid}/ns/pid")) else { continue };
+            let inside = pidns == own_pid || *below.entry(pidns).or_insert_with(|| self.pid_ns_below(pid, own_pid));
+            if inside {
+                seen.push(mnt);
+                found.push(pid);
+            }
+        }
+        Ok(found)
+    }
+
+    /// Whether the pid namespace of host pid `pid` lies below the one identified by `top`:
+    /// walks up with `ioctl(NS_GET_PARENT)`, which ends in EPERM at our own namespace.
+    fn pid_ns_below(&self, pid: u32, top: NsId) -> bool {
+        let Ok(mut ns) = openat(&self.proc, format!("{pid}/ns/pid"), OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
+        else {
+            return false;
+        };
+        // The kernel nests pid namespaces at most 32 deep.
+        for _ in 0..33 {
+            // SAFETY: NS_GET_PARENT takes no argument; `ns` is an open nsfs file.
+            match unsafe { rustix::ioctl::ioctl(&ns, NsGetParent) } {
+                Ok(parent) => ns = parent,
+                Err(_) => return false,
+            }
+            match rustix::fs::fstat(&ns) {
+                Ok(st) if (st.st_dev, st.st_ino) == top => return true,
+                Ok(_) => {}
+                Err(_) => return false,
+            }
+        }
+        false
+    }
+
+    /// The mount namespace and root of host pid `pid` (before `enter`), for `run_in`.
+    pub fn open_place(&self, pid: u32) -> Result<Place> {
+        let open = |name: &str, flags| {
+            openat(&self.proc, format!("{pid}/{name}"), flags, Mode::empty())
+                .map_err(|e| Error::sys(format!("opening /proc/{pid}/{name}"), e))
+        };
+        Ok(Place { mnt: open("ns/mnt", OFlags::RDONLY | OFlags::CLOEXEC)?, root: open("root", dir_flags())? })
     }
 
     /// Whether host pid `pid` exists, a zombie not yet reaped included.
@@ -197,6 +275,16 @@ impl Container {
     /// and cgroup namespaces. After `timeout` it is killed and this is an error; the caller goes
     /// on safely.
     pub fn run(&self, program: &str, args: &[&[u8]], timeout: Duration) -> Result<Output> {
+        self.run_at(None, program, args, timeout)
+    }
+
+    /// As `run`, but in another mount namespace of the container and under its root (`Place`,
+    /// from `open_place`): for work on what only that namespace can reach.
+    pub fn run_in(&self, place: &Place, program: &str, args: &[&[u8]], timeout: Duration) -> Result<Output> {
+        self.run_at(Some(place), program, args, timeout)
+    }
+
+    fn run_at(&self, place: Option<&Place>, program: &str, args: &[&[u8]], timeout: Duration) -> Result<Output> {
         let shown: Vec<String> = args.iter().map(|a| Shown(a).to_string()).collect();
         let doing = format!("{program} {}", shown.join(" "));
         let path = if program.starts_with('/') {
@@ -218,10 +306,23 @@ impl Container {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
-        // SAFETY: runs in the forked child before exec; it only makes one raw system call on a
-        // file descriptor that `self` keeps open for as long as this borrow lasts.
+        let place = place.map(|p| (p.mnt.as_raw_fd(), p.root.as_raw_fd()));
+        // SAFETY: runs in the forked child before exec; it only makes raw system calls on file
+        // descriptors that `self` and `place` keep open for as long as these borrows last.
         unsafe {
-            cmd.pre_exec(move || join_rest(BorrowedFd::borrow_raw(pidfd)));
+            cmd.pre_exec(move || {
+                join_rest(BorrowedFd::borrow_raw(pidfd))?;
+                if let Some((mnt, root)) = place {
+                    rustix::thread::move_into_link_name_space(
+                        BorrowedFd::borrow_raw(mnt),
+                        Some(rustix::thread::LinkNameSpaceType::Mount),
+                    )?;
+                    fchdir(BorrowedFd::borrow_raw(root))?;
+                    chroot(".")?;
+                    rustix::process::chdir("/")?;
+                }
+                Ok(())
+            });
         }
         let child = cmd.spawn().map_err(|e| io_error(format!("starting {doing}"), &e))?;
         wait(child, timeout, &doing)
@@ -296,6 +397,40 @@ pub fn host_cgroup2() -> Result<OwnedFd> {
         .ok_or_else(|| Error::Failed("this host has no cgroup2 hierarchy mounted".into()))?;
     openat(rustix::fs::CWD, &*m.mount_point, dir_flags(), Mode::empty())
         .map_err(|e| Error::sys(format!("opening {}", Shown(&m.mount_point)), e))
+}
+
+/// A namespace, as the kernel identifies it: the device and inode of its nsfs file.
+type NsId = (u64, u64);
+
+fn ns_id(dir: BorrowedFd<'_>, path: &str) -> rustix::io::Result<NsId> {
+    rustix::fs::statat(dir, path, rustix::fs::AtFlags::empty()).map(|st| (st.st_dev, st.st_ino))
+}
+
+/// `ioctl(fd, NS_GET_PARENT)` (ioctl_ns(2)): the parent of a pid or user namespace, as a new
+/// file descriptor.
+struct NsGetParent;
+
+// SAFETY: the opcode is NS_GET_PARENT = _IO(0xb7, 0x2); it reads and writes no user memory,
+// and on success returns a new file descriptor that the caller owns.
+unsafe impl rustix::ioctl::Ioctl for NsGetParent {
+    type Output = OwnedFd;
+    const IS_MUTATING: bool = false;
+
+    fn opcode(&self) -> rustix::ioctl::Opcode {
+        rustix::ioctl::opcode::none(0xb7, 0x2)
+    }
+
+    fn as_ptr(&mut self) -> *mut std::ffi::c_void {
+        std::ptr::null_mut()
+    }
+
+    unsafe fn output_from_ptr(
+        out: rustix::ioctl::IoctlOutput,
+        _: *mut std::ffi::c_void,
+    ) -> rustix::io::Result<OwnedFd> {
+        // SAFETY: a successful NS_GET_PARENT returns a new fd that nothing else owns.
+        Ok(unsafe { OwnedFd::from_raw_fd(out) })
+    }
 }
 
 fn dir_flags() -> OFlags {

@@ -9,6 +9,7 @@ mod criu;
 mod error;
 mod mountinfo;
 mod mounts;
+mod nested;
 mod restart;
 mod status;
 mod systemd;
@@ -43,6 +44,7 @@ fn main() -> ExitCode {
         Command::Status { pid_name, pid } => status::run(pid_name, pid),
         Command::Restart(settings) => restart::run(&settings),
         Command::Probe(path) => restart::probe_child(path.as_bytes()),
+        Command::Catatonic(path, dev) => nested::catatonic_child(path.as_bytes(), dev.as_bytes()),
     });
     match result {
         Ok(code) => ExitCode::from(code),

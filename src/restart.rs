@@ -18,6 +18,7 @@ use crate::container::{Container, host_cgroup2};
 use crate::error::{Error, Result, Shown};
 use crate::mountinfo::Dev;
 use crate::mounts::{Api, Mounter, Saved};
+use crate::nested::{self, Namespace, Policy, Reach};
 use crate::systemd;
 
 pub struct Settings {
@@ -31,6 +32,8 @@ pub struct Settings {
     pub verbose: bool,
     pub timeout: Duration,
     pub api: Api,
+    /// What to do with masters whose mounts have private copies in nested namespaces.
+    pub nested: Policy,
 }
 
 /// One automount unit to restart.
@@ -155,6 +158,24 @@ pub fn run(s: &Settings) -> Result<u8> {
     if units.is_empty() && daemons.is_empty() {
         return Ok(u8::from(failed > 0));
     }
+
+    // Copies in nested mount namespaces that the restart does not reach: named, then the
+    // policy says. Only systemd's restart makes new superblocks; a restarted automount daemon
+    // takes the same ones over, so every copy of them stays served as it was.
+    let nested = if units.is_empty() { Vec::new() } else { nested::scan(&ctr, &table)? };
+    let mut private = 0;
+    units.retain(|u| keeps(&log, &u.name, u.dev, &nested, s.nested, &mut private));
+    if private > 0 && s.nested == Policy::Fail {
+        let copies = if private == 1 { "copy" } else { "copies" };
+        log.say(format_args!(
+            "failed: nothing restarted: {private} private {copies} in nested mount namespaces (nested policy: {})",
+            s.nested.as_str()
+        ));
+        return Ok(1);
+    }
+    if units.is_empty() && daemons.is_empty() {
+        return Ok(u8::from(failed > 0));
+    }
     if s.dry_run {
         for d in &daemons {
             let how = match &d.supervisor {
@@ -199,6 +220,9 @@ pub fn run(s: &Settings) -> Result<u8> {
         .collect();
     if !units.is_empty() {
         failed += restart_units(&ctr, s, &mut units, init, &log);
+    }
+    if private > 0 {
+        release(&ctr, &nested, &units, s.timeout, &log);
     }
     for u in &units {
         match &u.error {
@@ -250,6 +274,69 @@ pub fn run(s: &Settings) -> Result<u8> {
         }
     }
     Ok(u8::from(failed > 0))
+}
+
+/// Names each private copy of a unit's autofs mount (superblock `dev`) in a nested namespace,
+/// counting them in `private`; returns whether the unit stays in the plan under `policy`.
+fn keeps(log: &Log, who: &str, dev: Dev, nested: &[Namespace], policy: Policy, private: &mut usize) -> bool {
+    let mut any = false;
+    for ns in nested {
+        for c in ns.copies.iter().filter(|c| c.reach == Reach::Private && c.dev == dev) {
+            any = true;
+            *private += 1;
+            let on_top = match c.on_top {
+                0 => String::new(),
+                n => format!(" (the {n} mount(s) on it there still answer)"),
+            };
+            log.say(format_args!(
+                "{who}: {} has a private copy at {} in {}: a restart of its master leaves that copy catatonic{on_top}",
+                Shown(c.of.as_deref().unwrap_or_default()),
+                Shown(&c.path),
+                ns.describe()
+            ));
+        }
+    }
+    if any && policy == Policy::Skip {
+        log.say(format_args!("{who}: left alone (nested policy: {})", policy.as_str()));
+        return false;
+    }
+    true
+}
+
+/// Makes the private copies of the restarted units' old mounts catatonic (see
+/// `nested::release`). A copy that stays as it was is worth a warning, not a failure: the
+/// unit is fixed.
+fn release(ctr: &Container, nested: &[Namespace], units: &[Unit], timeout: Duration, log: &Log) {
+    // Only superblocks the container's own namespace no longer has: catatonic is for good,
+    // and for every namespace that has the superblock.
+    let text = ctr.mountinfo();
+    let live: Vec<Dev> = match reread(ctr, &text) {
+        Ok(t) => t.autofs().iter().map(|a| a.mount.dev).collect(),
+        Err(e) => {
+            log.say(format_args!("warning: private copies in nested namespaces stay as they were: {e}"));
+            return;
+        }
+    };
+    for u in units.iter().filter(|u| u.error.is_none()) {
+        if live.contains(&u.dev) {
+            log.say(format_args!(
+                "{}: warning: its old autofs mount {} is still in use: copies stay as they were",
+                u.name, u.dev
+            ));
+            continue;
+        }
+        for ns in nested {
+            for (path, result) in nested::release(ctr, ns, &[u.dev], timeout) {
+                let (path, ns) = (Shown(&path), ns.describe());
+                match result {
+                    Ok(()) => log.step(format_args!("{}: made the copy at {path} in {ns} catatonic", u.name)),
+                    Err(e) => {
+                        log.say(format_args!("{}: warning: the copy at {path} in {ns} stays as it was: {e}", u.name))
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// The mount points a daemon serves, for messages.

@@ -1,4 +1,5 @@
-//! `autofs-restart status`: every autofs mount of the container, read from mountinfo alone.
+//! `autofs-restart status`: every autofs mount of the container, read from mountinfo alone, then
+//! the copies in its nested mount namespaces.
 
 use std::io::Write;
 
@@ -7,6 +8,7 @@ use rustix::process::Pid;
 use crate::autofs::Table;
 use crate::container::Container;
 use crate::error::{Error, Result, Shown};
+use crate::nested::{self, Reach};
 use crate::systemd;
 
 pub fn run(pid_name: &'static str, pid: Pid) -> Result<u8> {
@@ -40,26 +42,68 @@ pub fn run(pid_name: &'static str, pid: Pid) -> Result<u8> {
         }
         let kind = a.options.kind.map_or("?", |k| k.as_str());
         let on_top = if on_top.is_empty() { "-".to_string() } else { on_top.join(" + ") };
-        // Spaces in a path would break the columns: show them escaped, as mountinfo does.
-        let shown = Shown(path).to_string().replace(' ', "\\040");
-        rows.push([shown, kind.into(), master, on_top]);
+        rows.push([escaped(path), kind.into(), master, on_top]);
     }
-    let width = |c: usize| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0);
-    let widths = [width(0), width(1), width(2)];
     let mut out = std::io::stdout().lock();
-    for r in &rows {
-        writeln!(
-            out,
-            "{:w0$}  {:w1$}  {:w2$}  {}",
-            r[0],
-            r[1],
-            r[2],
-            r[3],
-            w0 = widths[0],
-            w1 = widths[1],
-            w2 = widths[2]
-        )
-        .map_err(|e| Error::Failed(format!("writing the status: {e}")))?;
+    print(&mut out, &rows)?;
+
+    // Nested mount namespaces that hold autofs mounts, and what a restart does to them.
+    let nested = nested::scan(&ctr, &table)?;
+    if !nested.is_empty() {
+        let mut rows = vec![["NESTED NAMESPACE".to_string(), "WHERE".into(), "TYPE".into(), "STATE".into()]];
+        for ns in &nested {
+            let who = format!(
+                "pid {}{} ({})",
+                ns.pid,
+                ns.ctr_pid.map_or_else(String::new, |p| format!(" = {p} inside")),
+                Shown(&ns.comm)
+            );
+            for c in &ns.copies {
+                let of = Shown(c.of.as_deref().unwrap_or_default());
+                let state = match c.reach {
+                    _ if c.options.catatonic() => "catatonic".to_string(),
+                    Reach::Follows => format!("follows {of}"),
+                    Reach::Private => format!("private copy of {of}: catatonic once its master restarts"),
+                    Reach::Elsewhere => {
+                        let holder = match (c.options.pgrp, c.options.pipe_ino) {
+                            (Some(group), Some(ino)) => ctr.pipe_holder(group, ino).ok().flatten(),
+                            _ => None,
+                        };
+                        match holder {
+                            Some(p) => format!("its own master: pid {p} ({})", Shown(&ctr.comm(p).unwrap_or_default())),
+                            None => "catatonic: its master is gone".into(),
+                        }
+                    }
+                };
+                let state = match c.on_top {
+                    n if n > 0 && c.reach != Reach::Follows => format!("{state}; {n} mount(s) on top still answer"),
+                    _ => state,
+                };
+                let kind = c.options.kind.map_or("?", |k| k.as_str());
+                rows.push([who.clone(), escaped(&c.path), kind.into(), state]);
+            }
+        }
+        writeln!(out).map_err(write_error)?;
+        print(&mut out, &rows)?;
     }
     Ok(0)
+}
+
+/// Spaces in a path would break the columns: shown escaped, as mountinfo does.
+fn escaped(path: &[u8]) -> String {
+    Shown(path).to_string().replace(' ', "\\040")
+}
+
+fn write_error(e: std::io::Error) -> Error {
+    Error::Failed(format!("writing the status: {e}"))
+}
+
+/// Prints rows of four columns, the first three padded.
+fn print(out: &mut impl Write, rows: &[[String; 4]]) -> Result<()> {
+    let width = |c: usize| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0);
+    let (w0, w1, w2) = (width(0), width(1), width(2));
+    for r in rows {
+        writeln!(out, "{:w0$}  {:w1$}  {:w2$}  {}", r[0], r[1], r[2], r[3]).map_err(write_error)?;
+    }
+    Ok(())
 }

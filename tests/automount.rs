@@ -159,3 +159,44 @@ fn a_daemon_that_daemonised_itself_is_started_again_as_it_was() {
     assert_eq!(same(&ctr.at("/srv/direct")), same(&direct));
     assert_eq!(ctr.ok("cat /srv/direct/f /srv/ind/k/f"), "direct\nindirect\n");
 }
+
+/// A restarted daemon takes the same superblocks over, so a private nested namespace's copies
+/// stay served: with `skip`, only the container's systemd automount units (whose restart would
+/// orphan their copies) are left alone; the daemon is restarted.
+#[test]
+fn private_copies_of_a_daemons_mounts_stay_served() {
+    if !can_run_containers() || !have_automount() {
+        return;
+    }
+    let ctr = restored_daemon_container(SUPERVISED);
+    ctr.ok("(setsid unshare -m --propagation private sleep 1001 </dev/null >/dev/null 2>&1 &)
+            while ! pgrep -fx 'sleep 1001' >/dev/null; do sleep 0.05; done");
+    let private = ctr.ok("pgrep -fx 'sleep 1001'").trim().to_string();
+    let autofs_in = |pid: &str, path: &str| -> common::MountLine {
+        let text = ctr.ok(&format!("cat /proc/{pid}/mountinfo"));
+        let mut lines =
+            text.lines().map(common::MountLine::parse).filter(|m| m.mount_point == path && m.fs_type == "autofs");
+        lines.next().unwrap_or_else(|| panic!("no autofs at {path} in {pid}"))
+    };
+    let copy = autofs_in(&private, "/srv/direct-idle");
+    assert_eq!(copy.dev, autofs_in("1", "/srv/direct-idle").dev, "a copy of the restored superblock");
+
+    let out = run_as_criu("post-resume", &ctr.pid, &[("AUTOFS_RESTART_NESTED", "skip")]);
+    let said = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{said}");
+    assert!(said.contains("under pid ") && said.contains(": restarted (now pid "), "{said}");
+    let named: Vec<&str> = said.lines().filter(|l| l.contains("private copy")).collect();
+    assert_eq!(named.len(), 3, "{said}");
+    for unit in ["proc-sys-fs-binfmt_misc", "srv-data", "srv-idle"] {
+        assert!(named.iter().any(|l| l.starts_with(&format!("autofs-restart: {unit}.automount: "))), "{said}");
+        assert!(said.contains(&format!("{unit}.automount: left alone (nested policy: skip)\n")), "{said}");
+    }
+    assert!(!said.contains("/srv/direct has") && !said.contains("/srv/ind has"), "{said}");
+
+    // The copy is the same superblock, now wired to the new daemon's pipe, like the original.
+    let (copy_now, main_now) = (autofs_in(&private, "/srv/direct-idle"), autofs_in("1", "/srv/direct-idle"));
+    assert_eq!(copy_now.dev, copy.dev);
+    assert_eq!(copy_now.option("pipe_ino"), main_now.option("pipe_ino"));
+    assert_ne!(copy_now.option("pipe_ino"), copy.option("pipe_ino"));
+    assert_eq!(ctr.answers("/srv/direct-idle", 10), Some(true));
+}

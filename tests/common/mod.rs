@@ -160,7 +160,7 @@ pub struct MountLine {
 }
 
 impl MountLine {
-    fn parse(line: &str) -> MountLine {
+    pub fn parse(line: &str) -> MountLine {
         let f: Vec<&str> = line.split(' ').collect();
         let sep = f.iter().position(|&x| x == "-").expect("a mountinfo line");
         MountLine {

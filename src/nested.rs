@@ -1,0 +1,377 @@
+//! Nested mount namespaces of a container, and their copies of its autofs mounts.
+//!
+//! A restart replaces the autofs mount in the init's namespace. The replacement reaches another
+//! namespace only by propagation from the mount below it: where the copy's parent is a peer or
+//! a slave (directly or down a chain) of the original's parent, the copy is unmounted and the
+//! new mount appears with it. Any other copy keeps the old superblock, whose master is gone
+//! after the restart: it goes catatonic. Which is the lesser evil is the user's choice
+//! (`Policy`).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use crate::autofs::Table;
+use crate::container::{Container, Place};
+use crate::error::{Error, Result, Shown};
+use crate::mountinfo::{AutofsOptions, Dev, Mount, Propagation};
+
+/// What to do with a master whose mount has private copies in nested namespaces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Policy {
+    /// Restart it anyway, and name the copies that go catatonic.
+    Restart,
+    /// Leave that master alone, and name the copies.
+    Skip,
+    /// Touch nothing at all, name the copies, exit 1.
+    Fail,
+}
+
+impl Policy {
+    pub fn parse(v: &[u8]) -> Option<Self> {
+        match v {
+            b"restart" => Some(Policy::Restart),
+            b"skip" => Some(Policy::Skip),
+            b"fail" => Some(Policy::Fail),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Policy::Restart => "restart",
+            Policy::Skip => "skip",
+            Policy::Fail => "fail",
+        }
+    }
+}
+
+/// A mount namespace of the container other than its init's, seen through one of its
+/// processes, with the autofs mounts it holds.
+pub struct Namespace {
+    /// A process in it: host pid, pid in the container, command.
+    pub pid: u32,
+    pub ctr_pid: Option<u32>,
+    pub comm: Vec<u8>,
+    pub copies: Vec<Copy>,
+    /// Its mount namespace and root, held open where it has private copies: after `enter` the
+    /// host's /proc is out of reach.
+    pub place: Option<Place>,
+}
+
+impl Namespace {
+    /// "the mount namespace of pid 10483 (278 in the container, sleep)"
+    pub fn describe(&self) -> String {
+        let inner = self.ctr_pid.map_or_else(String::new, |p| format!("{p} in the container, "));
+        format!("the mount namespace of pid {} ({inner}{})", self.pid, Shown(&self.comm))
+    }
+}
+
+/// An autofs mount in a nested namespace.
+pub struct Copy {
+    /// Its mount point there.
+    pub path: Vec<u8>,
+    pub dev: Dev,
+    pub options: AutofsOptions,
+    /// The init's mount point of the same superblock, while the init still has it.
+    pub of: Option<Vec<u8>>,
+    pub reach: Reach,
+    /// How many mounts sit on it there: a path walk reaches the top one, not the autofs mount.
+    pub on_top: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reach {
+    /// A copy of one of the init's autofs mounts that receives propagation: a restart
+    /// replaces it too.
+    Follows,
+    /// A copy of one of the init's autofs mounts that receives none: a restart of its master
+    /// leaves it catatonic.
+    Private,
+    /// Not a superblock the init has (any more): an old copy, or a mount of the namespace's own.
+    Elsewhere,
+}
+
+/// Peer group → the group it receives propagation from. Peer group ids are the kernel's, the
+/// same in every namespace, so the tables of all namespaces fill one map.
+#[derive(Default)]
+pub struct Groups(HashMap<u32, [Option<u32>; 2]>);
+
+impl Groups {
+    pub fn add(&mut self, table: &Table<'_>) {
+        for m in &table.mounts {
+            let p = m.propagation;
+            if let Some(group) = p.shared
+                && (p.master.is_some() || p.propagate_from.is_some())
+            {
+                self.0.insert(group, [p.master, p.propagate_from]);
+            }
+        }
+    }
+
+    /// Whether a mount with propagation `p` receives what is mounted and unmounted in peer
+    /// group `group`: it is a peer, or a slave of it, or a slave of a slave of it...
+    pub fn receives(&self, p: &Propagation, group: u32) -> bool {
+        if p.shared == Some(group) {
+            return true;
+        }
+        let mut todo: Vec<u32> = [p.master, p.propagate_from].into_iter().flatten().collect();
+        // Bounded by the map's size: a cycle in garbage must not spin.
+        let mut steps = 0;
+        while let Some(g) = todo.pop() {
+            if g == group {
+                return true;
+            }
+            steps += 1;
+            if steps > self.0.len() + 2 {
+                break;
+            }
+            todo.extend(self.0.get(&g).into_iter().flatten().flatten());
+        }
+        false
+    }
+}
+
+/// The autofs mounts of a nested namespace's table, each judged against the init's table.
+/// Pure: tables in, copies out; O(mounts).
+pub fn copies(main: &Table<'_>, nested: &Table<'_>, groups: &Groups) -> Vec<Copy> {
+    let main_ids = ids(main);
+    let nested_ids = ids(nested);
+    let parent =
+        |ids: &HashMap<u32, usize>, t: &Table<'_>, m: &Mount<'_>| ids.get(&m.parent).map(|&i| t.mounts[i].propagation);
+    let main_autofs: HashMap<Dev, &Mount<'_>> =
+        main.mounts.iter().rev().filter(|m| &*m.fs_type == b"autofs").map(|m| (m.dev, m)).collect();
+    nested
+        .autofs()
+        .into_iter()
+        .map(|a| {
+            let m = a.mount;
+            let original = main_autofs.get(&m.dev);
+            let reach = match original {
+                None => Reach::Elsewhere,
+                Some(o) => {
+                    let follows = parent(&main_ids, main, o)
+                        .and_then(|p| p.shared)
+                        .zip(parent(&nested_ids, nested, m))
+                        .is_some_and(|(group, p)| groups.receives(&p, group));
+                    if follows { Reach::Follows } else { Reach::Private }
+                }
+            };
+            Copy {
+                path: m.mount_point.to_vec(),
+                dev: m.dev,
+                options: a.options,
+                of: original.map(|o| o.mount_point.to_vec()),
+                reach,
+                on_top: a.stack.len(),
+            }
+        })
+        .collect()
+}
+
+fn ids(t: &Table<'_>) -> HashMap<u32, usize> {
+    t.mounts.iter().enumerate().map(|(i, m)| (m.id, i)).collect()
+}
+
+/// Finds the container's nested mount namespaces that hold autofs mounts: one pass over the
+/// host's /proc, then one mountinfo read per namespace.
+pub fn scan(ctr: &Container, main: &Table<'_>) -> Result<Vec<Namespace>> {
+    let mut found = Vec::new();
+    for pid in ctr.nested_namespaces()? {
+        // A process that exits meanwhile takes its namespace's view with it; fine.
+        if let Some(text) = ctr.proc_file(pid, "mountinfo") {
+            found.push((pid, text));
+        }
+    }
+    let mut tables = Vec::with_capacity(found.len());
+    for (pid, text) in &found {
+        let table = crate::mountinfo::parse(text)
+            .map(Table::new)
+            .map_err(|e| Error::Failed(format!("parsing /proc/{pid}/mountinfo: {e}")))?;
+        tables.push((*pid, table));
+    }
+    let mut groups = Groups::default();
+    groups.add(main);
+    for (_, t) in &tables {
+        groups.add(t);
+    }
+    // The init's pid is 1 in its namespace: its depth tells which NSpid column is the container's.
+    let init = ctr.pid.as_raw_nonzero().get() as u32;
+    let depth = ctr.proc_file(init, "status").map(|s| nspid(&s).len()).unwrap_or(0);
+    let mut namespaces = Vec::new();
+    for (pid, table) in &tables {
+        let copies = copies(main, table, &groups);
+        if copies.is_empty() {
+            continue;
+        }
+        let ctr_pid =
+            ctr.proc_file(*pid, "status").and_then(|s| depth.checked_sub(1).and_then(|d| nspid(&s).get(d).copied()));
+        let comm = ctr.comm(*pid).unwrap_or_else(|| b"gone".to_vec());
+        let place = if copies.iter().any(|c| c.reach == Reach::Private) { ctr.open_place(*pid).ok() } else { None };
+        namespaces.push(Namespace { pid: *pid, ctr_pid, comm, copies, place });
+    }
+    Ok(namespaces)
+}
+
+/// Makes the private copies of `devs` in `ns` catatonic (after `enter`, once their master has
+/// restarted): each wakes its waiters with ENOENT and fails every later access at once. Left
+/// alone, a copy goes catatonic only when the kernel next writes to the closed pipe, and never
+/// when a request is already pending (a process killed while it waited leaves one): then
+/// every access there hangs. A child does it inside the namespace; a copy with mounts on top
+/// is left as it is: no path reaches it, and the top still answers.
+///
+/// The child's walk to the mount point waits while some process is blocked in that mount's
+/// automount right now, and waiting longer does not help: such a process waits for good. So
+/// the child gets at most `RELEASE_TIMEOUT`, not the run's whole `timeout`.
+pub fn release(ctr: &Container, ns: &Namespace, devs: &[Dev], timeout: Duration) -> Vec<(Vec<u8>, Result<()>)> {
+    let timeout = timeout.min(RELEASE_TIMEOUT);
+    let mut done = Vec::new();
+    for c in ns.copies.iter().filter(|c| c.reach == Reach::Private && c.on_top == 0 && devs.contains(&c.dev)) {
+        let dev = c.dev.to_string();
+        let result = match &ns.place {
+            None => Err(Error::Failed(format!("{} went away", ns.describe()))),
+            Some(place) => ctr
+                .run_in(place, "/proc/self/exe", &[CATATONIC_ARG.as_bytes(), &c.path, dev.as_bytes()], timeout)
+                .and_then(|out| if out.status.success() { Ok(()) } else { Err(Error::Failed(out.summary())) }),
+        };
+        done.push((c.path.clone(), result));
+    }
+    done
+}
+
+/// How long `release` waits for its child: it needs milliseconds unless it is blocked.
+const RELEASE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The hidden argument that makes this program the child of `release`.
+pub const CATATONIC_ARG: &str = "--internal-catatonic";
+
+/// The child of `release`, inside the namespace: makes the autofs mount at `path` catatonic if
+/// the path reaches it and it is still superblock `dev` ("major:minor").
+pub fn catatonic_child(path: &[u8], dev: &[u8]) -> Result<u8> {
+    use rustix::fs::{CWD, Mode, OFlags};
+    let shown = Shown(path);
+    // O_PATH without O_DIRECTORY: reaching the mount's root triggers no automount.
+    let fd = rustix::fs::openat(CWD, path, OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())
+        .map_err(|e| Error::sys(format!("opening {shown}"), e))?;
+    let st = rustix::fs::fstat(&fd).map_err(|e| Error::sys(format!("stat {shown}"), e))?;
+    let found = format!("{}:{}", rustix::fs::major(st.st_dev), rustix::fs::minor(st.st_dev));
+    if found.as_bytes() != dev || st.st_mode & 0o170000 != 0o040000 {
+        return Err(Error::Failed(format!("{shown} is no longer the autofs mount {}", Shown(dev))));
+    }
+    // "." opens the directory the fd already is: no lookup, so again no automount.
+    let dir = rustix::fs::openat(&fd, ".", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+        .map_err(|e| Error::sys(format!("opening {shown}"), e))?;
+    // SAFETY: AUTOFS_IOC_CATATONIC = _IO(0x93, 0x62) takes no argument; `dir` is the root of
+    // the autofs mount checked above.
+    unsafe { rustix::ioctl::ioctl(&dir, rustix::ioctl::NoArg::<{ rustix::ioctl::opcode::none(0x93, 0x62) }>::new()) }
+        .map_err(|e| Error::sys(format!("AUTOFS_IOC_CATATONIC on {shown}"), e))?;
+    Ok(0)
+}
+
+/// The `NSpid:` line of /proc/PID/status: the pid in each pid namespace, outermost first.
+pub fn nspid(status: &[u8]) -> Vec<u32> {
+    status
+        .split(|&b| b == b'\n')
+        .find_map(|l| l.strip_prefix(b"NSpid:"))
+        .map(|rest| {
+            rest.split(|&b| b == b'\t' || b == b' ')
+                .filter(|f| !f.is_empty())
+                .map_while(|f| std::str::from_utf8(f).ok()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mountinfo::parse;
+
+    fn fixture(name: &str) -> Vec<u8> {
+        std::fs::read(format!("{}/tests/fixtures/mountinfo/{name}.txt", env!("CARGO_MANIFEST_DIR"))).unwrap()
+    }
+
+    /// (mount point, reach) of each autofs mount of `nested` judged against `main`, with the
+    /// groups of all of `all`.
+    fn judge(main: &str, nested: &str, all: &[&str]) -> Vec<(String, Reach, Option<String>)> {
+        let (m, n) = (fixture(main), fixture(nested));
+        let texts: Vec<Vec<u8>> = all.iter().map(|f| fixture(f)).collect();
+        let main = Table::new(parse(&m).unwrap());
+        let nested = Table::new(parse(&n).unwrap());
+        let others: Vec<Table<'_>> = texts.iter().map(|t| Table::new(parse(t).unwrap())).collect();
+        let mut groups = Groups::default();
+        groups.add(&main);
+        groups.add(&nested);
+        others.iter().for_each(|t| groups.add(t));
+        copies(&main, &nested, &groups)
+            .into_iter()
+            .map(|c| {
+                let of = c.of.map(|o| String::from_utf8(o).unwrap());
+                (String::from_utf8(c.path).unwrap(), c.reach, of)
+            })
+            .collect()
+    }
+
+    fn paths(reach: Reach) -> Vec<(String, Reach, Option<String>)> {
+        ["/proc/sys/fs/binfmt_misc", "/srv/data", "/srv/idle"]
+            .into_iter()
+            .map(|p| (p.to_string(), reach, Some(p.to_string())))
+            .collect()
+    }
+
+    #[test]
+    fn after_a_restore_a_private_namespace_holds_private_copies() {
+        let got = judge("nested-restored-main", "nested-restored-private", &[]);
+        assert_eq!(got, paths(Reach::Private));
+    }
+
+    #[test]
+    fn slave_and_private_tmp_namespaces_follow() {
+        assert_eq!(judge("nested-restored-main", "nested-restored-slave", &[]), paths(Reach::Follows));
+        // systemd's PrivateTmp=: a slave that is itself shared again ("shared:32 master:1").
+        assert_eq!(judge("nested-restored-main", "nested-restored-privatetmp", &[]), paths(Reach::Follows));
+    }
+
+    #[test]
+    fn after_the_fix_the_private_copies_are_of_superblocks_the_init_no_longer_has() {
+        let got = judge("nested-fixed-main", "nested-fixed-private", &[]);
+        assert!(got.iter().all(|(_, r, of)| *r == Reach::Elsewhere && of.is_none()), "{got:?}");
+        assert_eq!(got.len(), 3);
+        assert_eq!(judge("nested-fixed-main", "nested-fixed-slave", &[]), paths(Reach::Follows));
+    }
+
+    #[test]
+    fn propagation_down_a_chain_of_slaves() {
+        let mut groups = Groups::default();
+        let text = b"\
+1 0 0:1 / / rw shared:5 master:1 - ext4 a rw
+2 0 0:2 / / rw shared:9 master:5 - ext4 b rw
+3 0 0:3 / / rw shared:7 master:7 - ext4 c rw
+";
+        let t = Table::new(parse(text).unwrap());
+        groups.add(&t);
+        let slave_of = |g| Propagation { master: Some(g), ..Default::default() };
+        assert!(groups.receives(&slave_of(9), 1), "9 ← 5 ← 1");
+        assert!(groups.receives(&slave_of(1), 1));
+        assert!(groups.receives(&Propagation { shared: Some(1), ..Default::default() }, 1));
+        assert!(!groups.receives(&slave_of(9), 2));
+        assert!(!groups.receives(&Propagation::default(), 1), "private");
+        assert!(!groups.receives(&slave_of(7), 1), "a cycle ends");
+        let from = Propagation { master: Some(40), propagate_from: Some(5), ..Default::default() };
+        assert!(groups.receives(&from, 1), "propagate_from names a dominant group");
+    }
+
+    #[test]
+    fn nspid_lines() {
+        assert_eq!(nspid(b"Name:\tsleep\nNSpid:\t10483\t278\nNSpgid:\t1\n"), [10483, 278]);
+        assert_eq!(nspid(b"NSpid:\t1\n"), [1]);
+        assert!(nspid(b"Name:\tx\n").is_empty());
+    }
+
+    #[test]
+    fn policies() {
+        for p in [Policy::Restart, Policy::Skip, Policy::Fail] {
+            assert_eq!(Policy::parse(p.as_str().as_bytes()), Some(p));
+        }
+        assert_eq!(Policy::parse(b"Skip"), None);
+    }
+}
