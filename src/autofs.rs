@@ -76,6 +76,24 @@ impl<'a> Table<'a> {
             .map(|m| self.describe(m))
     }
 
+    /// The topmost mount at `mount_point`: the one a path walk reaches.
+    pub fn top_at(&self, mount_point: &[u8]) -> Option<&Mount<'a>> {
+        let here = |m: &Mount<'_>| &*m.mount_point == mount_point;
+        let lowest = self
+            .mounts
+            .iter()
+            .filter(|m| here(m))
+            .rfind(|m| !self.mounts.iter().any(|p| p.id == m.parent && p.id != m.id && here(p)))?;
+        let mut top = lowest;
+        for _ in 0..self.mounts.len() {
+            match self.children(top.id).filter(|c| here(c)).last() {
+                Some(c) => top = c,
+                None => break,
+            }
+        }
+        Some(top)
+    }
+
     fn describe<'t>(&'t self, mount: &'t Mount<'a>) -> Autofs<'t, 'a> {
         let mut stack = Vec::new();
         let mut top = mount.id;
@@ -167,6 +185,15 @@ mod tests {
         assert_eq!(old.stack[0].dev, new.stack[0].dev, "the tmpfs on top is the same superblock");
         // --probe mounted the two that had nothing on top.
         assert_eq!(fixed.autofs_at(b"/proc/sys/fs/binfmt_misc").unwrap().stack[0].fs_type, &b"binfmt_misc"[..]);
+    }
+
+    #[test]
+    fn top_at_follows_the_stack() {
+        let table = Table::new(parse(TABLE).unwrap());
+        assert_eq!(table.top_at(b"/srv/data").unwrap().id, 56);
+        assert_eq!(table.top_at(b"/srv/ind").unwrap().id, 60);
+        assert_eq!(table.top_at(b"/").unwrap().id, 67);
+        assert!(table.top_at(b"/nowhere").is_none());
     }
 
     #[test]

@@ -21,12 +21,14 @@ Usage:
   autofs-restart                          as a CRIU action script (CRTOOLS_* environment)
   autofs-restart restart --pid PID [--unit UNIT]... [--nested POLICY] [--dry-run] [--probe] [-v]
   autofs-restart status --pid PID
+  autofs-restart recover --pid PID [--timeout SECS]
   autofs-restart --help | --version
 
 Commands:
   restart      restart the masters of the container's autofs mounts, keeping what is
                mounted on top of them
   status       list the container's autofs mounts: where, type, master, what is on top
+  recover      put back what an interrupted run left set aside (every run does this first)
 
 Options:
   --pid PID        the container's init, as a host pid
@@ -53,8 +55,8 @@ Environment (options win):
   AUTOFS_RESTART_MOUNT_API  new (default: open_tree/move_mount, falling back by itself) or
                           legacy (bind and MS_MOVE)
 
-Exit status: 0 done or nothing to do, 1 a unit could not be restarted (or --nested fail
-found private copies), 2 bad input.
+Exit status: 0 done or nothing to do; 1 something could not be done, each said on its
+line (a unit, --nested fail, the lock, a recovery); 2 bad input.
 ";
 
 pub enum Command {
@@ -65,6 +67,11 @@ pub enum Command {
     Status {
         pid_name: &'static str,
         pid: Pid,
+    },
+    Recover {
+        pid_name: &'static str,
+        pid: Pid,
+        timeout: Duration,
     },
     Restart(Settings),
     /// Internal: the child that `--probe` starts inside the container.
@@ -102,18 +109,22 @@ pub fn parse(args: Vec<OsString>, env: &dyn Fn(&str) -> Option<OsString>) -> Res
     let mut pid = None;
     let mut units = Vec::new();
     let mut nested = None;
+    let mut timeout_given = false;
     while let Some(arg) = parser.next()? {
         match arg {
             Short('h') | Long("help") => return Ok(Command::Help),
             Short('V') | Long("version") => return Ok(Command::Version),
             Long("pid") => pid = Some(criu::parse_pid("--pid", Some(&parser.value()?))?),
             Long("unit") => units.push(systemd::unit_from_arg(&parser.value()?)?),
-            Long("timeout") => settings.timeout = timeout("--timeout", &parser.value()?)?,
+            Long("timeout") => {
+                settings.timeout = timeout("--timeout", &parser.value()?)?;
+                timeout_given = true;
+            }
             Long("nested") => nested = Some(policy("--nested", &parser.value()?)?),
             Long("dry-run") => settings.dry_run = true,
             Long("probe") => settings.probe = true,
             Short('v') | Long("verbose") => settings.verbose = true,
-            Value(v) if command.is_none() && (v == "restart" || v == "status") => command = Some(v),
+            Value(v) if command.is_none() && (v == "restart" || v == "status" || v == "recover") => command = Some(v),
             _ => return Err(arg.unexpected().into()),
         }
     }
@@ -121,11 +132,18 @@ pub fn parse(args: Vec<OsString>, env: &dyn Fn(&str) -> Option<OsString>) -> Res
         return Err(Error::Usage("no command (see --help)".into()));
     };
     let pid = pid.ok_or_else(|| Error::Usage(format!("{} needs --pid PID", command.to_string_lossy())))?;
+    let restart_only = !units.is_empty() || settings.dry_run || settings.probe || nested.is_some();
     if command == "status" {
-        if !units.is_empty() || settings.dry_run || settings.probe || nested.is_some() {
+        if restart_only || timeout_given {
             return Err(Error::Usage("status takes only --pid".into()));
         }
         return Ok(Command::Status { pid_name: "--pid", pid });
+    }
+    if command == "recover" {
+        if restart_only {
+            return Err(Error::Usage("recover takes only --pid and --timeout".into()));
+        }
+        return Ok(Command::Recover { pid_name: "--pid", pid, timeout: settings.timeout });
     }
     settings.pid = pid;
     settings.pid_name = "--pid";
@@ -256,6 +274,8 @@ mod tests {
         assert_eq!(s.nested, Policy::Fail, "the option wins");
         assert_eq!(settings(parse_with(&["restart", "--pid", "7"], &[])).nested, Policy::Restart);
         assert!(matches!(parse_with(&["status", "--pid", "7"], &[]), Ok(Command::Status { .. })));
+        let c = parse_with(&["recover", "--pid", "7", "--timeout", "2"], &[]);
+        assert!(matches!(c, Ok(Command::Recover { timeout, .. }) if timeout == Duration::from_secs(2)));
         assert!(matches!(parse_with(&["--help"], &[]), Ok(Command::Help)));
         assert!(matches!(parse_with(&["-V"], &[]), Ok(Command::Version)));
     }
@@ -273,6 +293,9 @@ mod tests {
             (&["restart", "--pid", "1", "--unit", "x.mount"], "'x.mount' is not an automount unit"),
             (&["status", "--pid", "1", "--dry-run"], "status takes only --pid"),
             (&["status", "--pid", "1", "--nested", "skip"], "status takes only --pid"),
+            (&["status", "--pid", "1", "--timeout", "3"], "status takes only --pid"),
+            (&["recover", "--pid", "1", "--dry-run"], "recover takes only --pid and --timeout"),
+            (&["recover"], "recover needs --pid PID"),
             (&["restart", "--pid", "1", "--nested", "ask"], "--nested='ask': not restart, skip or fail"),
             (&["restart", "status", "--pid", "1"], "unexpected argument \"status\""),
         ] {

@@ -84,6 +84,15 @@ impl Container {
         Ok(Container { pid, pidfd, proc, dir, root })
     }
 
+    /// Whether the init exits within `wait` (or has exited since `open`): then the container
+    /// is gone. An init that dies takes a while: it first waits for every other process of
+    /// its pid namespace to die.
+    pub fn gone_within(&self, wait: Duration) -> bool {
+        let mut fds = [PollFd::new(&self.pidfd, PollFlags::IN)];
+        let wait = Timespec { tv_sec: wait.as_secs() as i64, tv_nsec: wait.subsec_nanos().into() };
+        poll(&mut fds, Some(&wait)).map_or(true, |n| n > 0)
+    }
+
     /// The init's executable, as the kernel shows it (` (deleted)` after an upgrade).
     pub fn exe(&self) -> Result<Vec<u8>> {
         readlinkat(&self.dir, "exe", Vec::new())
@@ -216,6 +225,35 @@ impl Container {
             }
         }
         false
+    }
+
+    /// Takes the container's run lock: flock(2) on the container's root directory, waiting at
+    /// most `timeout` for another run to end. The kernel drops it when the returned fd closes,
+    /// even if we are killed, and it leaves nothing behind in the container. Returns whether
+    /// we had to wait: then the mount table read before is stale.
+    pub fn lock(&self, timeout: Duration) -> Result<(OwnedFd, bool)> {
+        let doing = "locking the container's root directory";
+        // "." opens the directory `root` already is: no path walk, nothing to be misled by.
+        let fd = openat(&self.root, ".", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+            .map_err(|e| Error::sys(doing, e))?;
+        let start = Instant::now();
+        let mut waited = false;
+        loop {
+            match rustix::fs::flock(&fd, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+                Ok(()) => return Ok((fd, waited)),
+                Err(Errno::WOULDBLOCK) if start.elapsed() < timeout => {
+                    waited = true;
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(Errno::WOULDBLOCK) => {
+                    return Err(Error::Failed(format!(
+                        "another autofs-restart run on this container holds its lock; gave up after {} s",
+                        timeout.as_secs_f64()
+                    )));
+                }
+                Err(e) => return Err(Error::sys(doing, e)),
+            }
+        }
     }
 
     /// The mount namespace and root of host pid `pid` (before `enter`), for `run_in`.

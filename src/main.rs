@@ -42,6 +42,7 @@ fn main() -> ExitCode {
             Ok(0)
         }
         Command::Status { pid_name, pid } => status::run(pid_name, pid),
+        Command::Recover { pid_name, pid, timeout } => restart::recover(pid_name, pid, timeout),
         Command::Restart(settings) => restart::run(&settings),
         Command::Probe(path) => restart::probe_child(path.as_bytes()),
         Command::Catatonic(path, dev) => nested::catatonic_child(path.as_bytes(), dev.as_bytes()),

@@ -174,6 +174,20 @@ pub fn unescape(field: &[u8]) -> Cow<'_, [u8]> {
     Cow::Owned(out)
 }
 
+/// Encodes what `unescape` decodes, as the kernel does for mountinfo: space, tab, newline and
+/// backslash as three octal digits. For our own journal, which must keep a path on one line.
+pub fn escape(path: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(path.len());
+    for &b in path {
+        if matches!(b, b' ' | b'\t' | b'\n' | b'\\') {
+            out.extend_from_slice(format!("\\{b:03o}").as_bytes());
+        } else {
+            out.push(b);
+        }
+    }
+    out
+}
+
 /// The kind of an autofs mount, from its super options.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AutofsKind {
@@ -313,6 +327,15 @@ mod tests {
         ] {
             assert_eq!(parse_line(line), Err(why), "{}", String::from_utf8_lossy(line));
         }
+    }
+
+    #[test]
+    fn escape_is_undone_by_unescape() {
+        let path = b"/a b\tc\nd\\e\xc3\xa9/\\040";
+        let escaped = escape(path);
+        assert_eq!(escaped, b"/a\\040b\\011c\\012d\\134e\xc3\xa9/\\134040");
+        assert!(!escaped.iter().any(|b| matches!(b, b' ' | b'\t' | b'\n')));
+        assert_eq!(&*unescape(&escaped), path);
     }
 
     #[test]

@@ -1,24 +1,40 @@
 //! Setting a mounted tree aside and putting it back, in the container's mount namespace (after
-//! `Container::enter`). Every step that changes the mount table has its undo beside it.
+//! `Container::enter`), so that nothing is lost even if this process is killed half-way.
 //!
-//! New API (Linux 5.2): `open_tree(OPEN_TREE_CLONE | AT_RECURSIVE)` copies the tree, submounts
-//! and all, into a detached mount held by a file descriptor; `move_mount` attaches it again.
-//! Legacy: a recursive bind into a private staging tmpfs under the container's /run, and
-//! `MS_MOVE` back (a mount under a shared parent cannot be moved, so the staging mount is made
-//! private). The legacy path is taken when `open_tree` says ENOSYS, and then for the rest of the
-//! run.
+//! A tree set aside is never held by this process alone: it is attached in a private staging
+//! tmpfs at `/run/autofs-restart/N` inside the container, and a journal line there says where
+//! it belongs, written before anything moves. Each step, with its undo beside it:
+//! 1. journal `N WHERE`;
+//! 2. make the top at WHERE private (a copy of a shared mount is its peer, and detaching the
+//!    original would unmount the copy's submounts too);
+//! 3. copy it, submounts and all, to `N`: `open_tree(OPEN_TREE_CLONE | AT_RECURSIVE)` and
+//!    `move_mount` (Linux 5.2), or a recursive bind where `open_tree` says ENOSYS (then for the
+//!    rest of the run) or the legacy API is asked for; undo: detach `N`;
+//! 4. check that `N` is the superblock mountinfo showed at WHERE; undo: detach `N`;
+//! 5. detach the original from WHERE; from here `N` is the only copy;
+//! 6. later, `MS_MOVE` `N` back onto WHERE (a mount under a shared parent cannot be moved;
+//!    the staging is private, so this one can).
+//!
+//! `recover` replays the journal after an interrupted run: each `N` still mounted either
+//! duplicates what still stands at WHERE (killed between 3 and 5: drop the copy) or is the only
+//! copy (put it back). Every step of it is idempotent: it decides from the mount table alone.
 
-use std::os::fd::OwnedFd;
+use std::io::Write;
 
-use rustix::fs::{Mode, major, minor};
+use rustix::fs::{Mode, OFlags, major, minor};
 use rustix::io::Errno;
 use rustix::mount::{
     MountFlags, MountPropagationFlags, MoveMountFlags, OpenTreeFlags, UnmountFlags, mount, mount_bind_recursive,
     mount_change, mount_move, move_mount, open_tree, unmount,
 };
 
+use crate::autofs::Table;
 use crate::error::{Error, Result, Shown};
-use crate::mountinfo::Dev;
+use crate::mountinfo::{Dev, escape, unescape};
+
+/// The staging mount, inside the container.
+pub const STAGING: &str = "/run/autofs-restart";
+const JOURNAL: &str = "/run/autofs-restart/journal";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Api {
@@ -26,30 +42,26 @@ pub enum Api {
     Legacy,
 }
 
-/// A tree that was on a mount point, now held aside.
+/// A tree that was on a mount point, now attached in the staging mount.
 pub struct Saved {
     /// "tmpfs srv-data", for messages.
     pub what: String,
-    held: Held,
-}
-
-enum Held {
-    /// A detached mount tree (new API).
-    Detached(OwnedFd),
-    /// A copy at this path in the staging mount (legacy).
-    Staged(String),
+    /// Where it is staged.
+    pub at: String,
 }
 
 pub struct Mounter {
     api: Api,
-    staging: Option<String>,
+    staging: bool,
+    journal: Option<std::fs::File>,
     next: u32,
-    parked: u32,
+    /// Trees set aside and not yet put back: while there are any, the staging stays.
+    staged: u32,
 }
 
 impl Mounter {
     pub fn new(api: Api) -> Self {
-        Mounter { api, staging: None, next: 0, parked: 0 }
+        Mounter { api, staging: false, journal: None, next: 0, staged: 0 }
     }
 
     pub fn api(&self) -> Api {
@@ -61,39 +73,45 @@ impl Mounter {
     /// original is detached, so a table that changed meanwhile is an error, not a lost mount.
     pub fn set_aside(&mut self, path: &[u8], dev: Dev, what: String) -> Result<Saved> {
         let doing = format!("setting {what} at {} aside", Shown(path));
-        // A copy of a shared mount is its peer, and detaching the original would then unmount
-        // the copy's submounts too (umount propagates to peers). The original is about to go,
-        // so it leaves its peer group first; the copy goes back under the new, shared autofs
-        // mount and is shared again there, in a group of its own.
-        mount_change(path, MountPropagationFlags::PRIVATE | MountPropagationFlags::REC)
-            .map_err(|e| Error::sys(format!("making {what} at {} private", Shown(path)), e))?;
-        let held = self.copy(path).map_err(|e| Error::sys(doing.clone(), e))?;
-        let copied = match &held {
-            Held::Detached(fd) => rustix::fs::fstat(fd),
-            Held::Staged(at) => rustix::fs::stat(at.as_str()),
+        self.staging().map_err(|e| Error::sys(format!("{doing}: making {STAGING}"), e))?;
+        let n = self.next;
+        self.next += 1;
+        let at = format!("{STAGING}/{n}");
+        self.journal(n, path).map_err(|e| Error::sys(format!("{doing}: writing {JOURNAL}"), e))?;
+        rustix::fs::mkdir(at.as_str(), Mode::RWXU).map_err(|e| Error::sys(format!("{doing}: making {at}"), e))?;
+        // The original is about to go, so it leaves its peer group first; the copy goes back
+        // under the new, shared autofs mount and is shared again there, in a group of its own.
+        if let Err(e) = mount_change(path, MountPropagationFlags::PRIVATE | MountPropagationFlags::REC) {
+            let _ = rustix::fs::rmdir(at.as_str());
+            return Err(Error::sys(format!("making {what} at {} private", Shown(path)), e));
         }
-        .map(|st| Dev { major: major(st.st_dev), minor: minor(st.st_dev) });
-        let saved = Saved { what, held };
-        match copied {
+        if let Err(e) = self.copy(path, &at) {
+            let _ = rustix::fs::rmdir(at.as_str());
+            return Err(Error::sys(doing, e));
+        }
+        let saved = Saved { what, at };
+        match rustix::fs::stat(saved.at.as_str()).map(|st| Dev { major: major(st.st_dev), minor: minor(st.st_dev) }) {
             Ok(d) if d == dev => {}
             Ok(d) => {
-                self.discard(saved);
+                discard(&saved);
                 return Err(Error::Failed(format!("{doing}: the mount there is {d}, not {dev}: the table changed")));
             }
             Err(e) => {
-                self.discard(saved);
+                discard(&saved);
                 return Err(Error::sys(doing, e));
             }
         }
         // The copy holds the superblock now; the original leaves the mount point.
         if let Err(e) = unmount(path, UnmountFlags::DETACH | UnmountFlags::NOFOLLOW) {
-            self.discard(saved);
+            discard(&saved);
             return Err(Error::sys(format!("detaching {} after copying it", Shown(path)), e));
         }
+        self.staged += 1;
         Ok(saved)
     }
 
-    fn copy(&mut self, path: &[u8]) -> rustix::io::Result<Held> {
+    /// Copies the tree at `path` to the staging directory `at`.
+    fn copy(&mut self, path: &[u8], at: &str) -> rustix::io::Result<()> {
         if self.api == Api::New {
             let flags = OpenTreeFlags::OPEN_TREE_CLONE
                 | OpenTreeFlags::OPEN_TREE_CLOEXEC
@@ -101,66 +119,72 @@ impl Mounter {
                 | OpenTreeFlags::AT_NO_AUTOMOUNT
                 | OpenTreeFlags::AT_SYMLINK_NOFOLLOW;
             match open_tree(rustix::fs::CWD, path, flags) {
-                Ok(fd) => return Ok(Held::Detached(fd)),
+                // Attached at once: a detached tree would die with this process.
+                Ok(fd) => {
+                    return move_mount(&fd, c"", rustix::fs::CWD, at, MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH);
+                }
                 // Remembered: every later tree takes the legacy path too.
                 Err(Errno::NOSYS) => self.api = Api::Legacy,
                 Err(e) => return Err(e),
             }
         }
-        let staging = self.staging()?;
-        let at = format!("{staging}/{}", self.next);
-        self.next += 1;
-        rustix::fs::mkdir(at.as_str(), Mode::RWXU)?;
-        if let Err(e) = mount_bind_recursive(path, at.as_str()) {
-            let _ = rustix::fs::rmdir(at.as_str());
-            return Err(e);
-        }
-        Ok(Held::Staged(at))
+        mount_bind_recursive(path, at)
     }
 
-    /// The private staging tmpfs, made on first use.
-    fn staging(&mut self) -> rustix::io::Result<String> {
-        if let Some(s) = &self.staging {
-            return Ok(s.clone());
+    /// The private staging tmpfs and its journal, made on first use.
+    fn staging(&mut self) -> rustix::io::Result<()> {
+        if self.staging {
+            return Ok(());
         }
-        let dir = format!("/run/autofs-restart.{}", rustix::process::getpid().as_raw_nonzero());
-        rustix::fs::mkdir(dir.as_str(), Mode::RWXU)?;
+        // Left by an earlier run as an empty directory, it is used again.
+        match rustix::fs::mkdir(STAGING, Mode::RWXU) {
+            Ok(()) | Err(Errno::EXIST) => {}
+            Err(e) => return Err(e),
+        }
         let made = mount(
             "autofs-restart",
-            dir.as_str(),
+            STAGING,
             "tmpfs",
             MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC,
-            c"mode=0700,size=16k",
+            c"mode=0700,size=64k",
         )
-        .and_then(|()| mount_change(dir.as_str(), MountPropagationFlags::PRIVATE));
+        .and_then(|()| mount_change(STAGING, MountPropagationFlags::PRIVATE));
         if let Err(e) = made {
-            let _ = unmount(dir.as_str(), UnmountFlags::DETACH);
-            let _ = rustix::fs::rmdir(dir.as_str());
+            let _ = unmount(STAGING, UnmountFlags::DETACH);
+            let _ = rustix::fs::rmdir(STAGING);
             return Err(e);
         }
-        self.staging = Some(dir.clone());
-        Ok(dir)
+        self.staging = true;
+        Ok(())
     }
 
-    /// Undoes a copy whose original was never detached.
-    fn discard(&mut self, saved: Saved) {
-        if let Held::Staged(at) = saved.held {
-            let _ = unmount(at.as_str(), UnmountFlags::DETACH);
-            let _ = rustix::fs::rmdir(at.as_str());
+    /// Appends `N WHERE` to the journal before tree N is copied: after a crash, a staged tree
+    /// without its line could not be put back.
+    fn journal(&mut self, n: u32, path: &[u8]) -> rustix::io::Result<()> {
+        if self.journal.is_none() {
+            let fd = rustix::fs::open(
+                JOURNAL,
+                OFlags::WRONLY | OFlags::CREATE | OFlags::APPEND | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::RUSR | Mode::WUSR,
+            )?;
+            self.journal = Some(fd.into());
         }
+        let mut line = format!("{n} ").into_bytes();
+        line.extend_from_slice(&escape(path));
+        line.push(b'\n');
+        // One write(2) per line, on a tmpfs: a line is there whole or not at all.
+        self.journal.as_mut().map_or(Ok(()), |f| f.write_all(&line).map_err(|e| io_errno(&e)))
     }
 
     /// Puts a saved tree back on top of whatever is at `path` now. On failure the tree stays
-    /// held and is handed back with the error, so the caller can still try elsewhere.
+    /// staged and is handed back with the error.
     pub fn put_back(&mut self, path: &[u8], saved: Saved) -> std::result::Result<(), (Saved, Error)> {
-        let result = match &saved.held {
-            Held::Detached(fd) => move_mount(fd, c"", rustix::fs::CWD, path, MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH),
-            Held::Staged(at) => mount_move(at.as_str(), path).inspect(|()| {
-                let _ = rustix::fs::rmdir(at.as_str());
-            }),
-        };
-        match result {
-            Ok(()) => Ok(()),
+        match mount_move(saved.at.as_str(), path) {
+            Ok(()) => {
+                let _ = rustix::fs::rmdir(saved.at.as_str());
+                self.staged -= 1;
+                Ok(())
+            }
             Err(e) => {
                 let err = Error::sys(format!("putting {} back on {}", saved.what, Shown(path)), e);
                 Err((saved, err))
@@ -174,38 +198,225 @@ impl Mounter {
             .map_err(|e| Error::sys(format!("detaching what the restart left on {}", Shown(path)), e))
     }
 
-    /// Last resort when a tree cannot go back: attach it in the staging mount under the
-    /// container's /run, where it outlives this process (a detached tree would die with us).
-    /// Returns where it is.
-    pub fn park(&mut self, saved: Saved) -> Result<String> {
-        let doing = |e| Error::sys(format!("keeping {} under /run", saved.what), e);
-        match &saved.held {
-            Held::Staged(at) => {
-                self.parked += 1;
-                Ok(at.clone())
-            }
-            Held::Detached(fd) => {
-                let staging = self.staging().map_err(doing)?;
-                let at = format!("{staging}/{}", self.next);
-                self.next += 1;
-                rustix::fs::mkdir(at.as_str(), Mode::RWXU).map_err(doing)?;
-                move_mount(fd, c"", rustix::fs::CWD, at.as_str(), MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH)
-                    .map_err(doing)?;
-                self.parked += 1;
-                Ok(at)
+    /// Removes the staging mount, unless a tree is still staged in it: then it stays, with its
+    /// journal, for the next run or `autofs-restart recover`.
+    pub fn finish(&mut self) -> Result<()> {
+        if !self.staging || self.staged > 0 {
+            return Ok(());
+        }
+        self.journal = None;
+        remove_staging()
+    }
+}
+
+/// Undoes a copy whose original was never detached.
+fn discard(saved: &Saved) {
+    let _ = unmount(saved.at.as_str(), UnmountFlags::DETACH);
+    let _ = rustix::fs::rmdir(saved.at.as_str());
+}
+
+fn remove_staging() -> Result<()> {
+    unmount(STAGING, UnmountFlags::DETACH).map_err(|e| Error::sys(format!("unmounting {STAGING}"), e))?;
+    rustix::fs::rmdir(STAGING).map_err(|e| Error::sys(format!("removing {STAGING}"), e))
+}
+
+fn io_errno(e: &std::io::Error) -> Errno {
+    e.raw_os_error().map_or(Errno::IO, Errno::from_raw_os_error)
+}
+
+/// One step of a recovery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// The staged tree at `at` is a copy of what still stands at `to`: detach the copy.
+    Drop { at: String, to: Vec<u8> },
+    /// The staged tree at `at` is the only copy: move it back onto `to`.
+    PutBack { at: String, to: Vec<u8>, what: String },
+    /// It cannot go back: `to` has no autofs mount to go on (the journal is not to be
+    /// trusted blindly: the container can write it).
+    Keep { at: String, to: Vec<u8>, why: &'static str },
+}
+
+/// Whether an interrupted run left its staging mount behind.
+pub fn has_staging(table: &Table<'_>) -> bool {
+    table.mounts.iter().any(|m| &*m.mount_point == STAGING.as_bytes())
+}
+
+/// Plans the recovery from the journal and the container's table (pure). Trees were set aside
+/// top first and go back lowest first, so the journal is replayed backwards, and each check
+/// sees what the steps before it will have put back.
+pub fn plan_recovery(table: &Table<'_>, journal: &[u8]) -> Vec<Step> {
+    let mut steps = Vec::new();
+    // The top at each mount point as the plan goes: what stands there, or what it put back.
+    let mut tops: Vec<(Vec<u8>, Dev, Vec<u8>)> = Vec::new();
+    for line in journal.split(|&b| b == b'\n').rev() {
+        let Some((n, to)) = line.iter().position(|&b| b == b' ').map(|i| (&line[..i], unescape(&line[i + 1..]))) else {
+            continue;
+        };
+        let Some(n) = std::str::from_utf8(n).ok().and_then(|n| n.parse::<u32>().ok()) else { continue };
+        let at = format!("{STAGING}/{n}");
+        // Not mounted: never copied, or already put back.
+        let Some(staged) = table.top_at(at.as_bytes()) else { continue };
+        let to = to.into_owned();
+        let (dev, root) = (staged.dev, staged.root.to_vec());
+        if table.autofs_at(&to).is_none() {
+            steps.push(Step::Keep { at, to, why: "no autofs mount there" });
+            continue;
+        }
+        let top = match tops.iter().find(|(p, _, _)| *p == to) {
+            Some((_, d, r)) => Some((*d, r.clone())),
+            None => table.top_at(&to).map(|m| (m.dev, m.root.to_vec())),
+        };
+        if top == Some((dev, root.clone())) {
+            steps.push(Step::Drop { at, to });
+        } else {
+            let what = format!("{} {}", Shown(&staged.fs_type), Shown(&staged.source));
+            tops.retain(|(p, _, _)| *p != to);
+            tops.push((to.clone(), dev, root));
+            steps.push(Step::PutBack { at, to, what });
+        }
+    }
+    steps
+}
+
+/// Carries out a recovery plan (after `enter`). Returns a line per step, and whether every tree
+/// is back; the staging mount goes once it holds no tree.
+pub fn recover(steps: &[Step]) -> (Vec<String>, bool) {
+    let mut said = Vec::new();
+    let mut all = true;
+    for step in steps {
+        match step {
+            Step::Drop { at, to } => match unmount(at.as_str(), UnmountFlags::DETACH) {
+                Ok(()) => {
+                    let _ = rustix::fs::rmdir(at.as_str());
+                    said.push(format!("{at}: a copy of what still stands on {}: dropped", Shown(to)));
+                }
+                Err(e) => {
+                    all = false;
+                    said.push(format!("{at}: detaching a copy of what stands on {}: {}", Shown(to), Error::sys("", e)));
+                }
+            },
+            Step::PutBack { at, to, what } => match mount_move(at.as_str(), to.as_slice()) {
+                Ok(()) => {
+                    let _ = rustix::fs::rmdir(at.as_str());
+                    said.push(format!("{}: put {what} back from {at}", Shown(to)));
+                }
+                Err(e) => {
+                    all = false;
+                    said.push(format!("{}: putting {what} back from {at}: {}; it stays there", Shown(to), errno(e)));
+                }
+            },
+            Step::Keep { at, to, why } => {
+                all = false;
+                said.push(format!("{at}: kept: it belongs on {}, but there is {why}", Shown(to)));
             }
         }
     }
+    if all && let Err(e) = remove_staging() {
+        all = false;
+        said.push(e.to_string());
+    }
+    (said, all)
+}
 
-    /// Removes the staging mount, unless a tree is parked in it.
-    pub fn finish(&mut self) -> Result<()> {
-        if self.parked > 0 {
-            return Ok(());
-        }
-        if let Some(dir) = self.staging.take() {
-            unmount(dir.as_str(), UnmountFlags::DETACH).map_err(|e| Error::sys(format!("unmounting {dir}"), e))?;
-            rustix::fs::rmdir(dir.as_str()).map_err(|e| Error::sys(format!("removing {dir}"), e))?;
-        }
-        Ok(())
+fn errno(e: Errno) -> String {
+    Error::sys("", e).to_string().trim_start_matches(": ").to_string()
+}
+
+/// The journal, if there is one (after `enter`).
+pub fn read_journal() -> Result<Vec<u8>> {
+    match std::fs::read(JOURNAL) {
+        Ok(text) => Ok(text),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(Error::sys(format!("reading {JOURNAL}"), io_errno(&e))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mountinfo::parse;
+
+    /// The restored container's table: autofs at /srv/data with tmpfs T1 (0:60), then T2
+    /// (0:70) on top of it, and the staging mount.
+    fn table(extra: &str) -> Vec<u8> {
+        format!(
+            "\
+67 42 0:41 / / rw shared:1 - overlay ctr rw
+82 67 0:48 / /run rw shared:16 - tmpfs run rw
+55 67 0:62 / /srv/data rw shared:28 - autofs systemd-1 rw,fd=9,pgrp=1,direct,pipe_ino=5
+90 82 0:80 / /run/autofs-restart rw - tmpfs autofs-restart rw
+{extra}"
+        )
+        .into_bytes()
+    }
+
+    fn plan(extra: &str, journal: &str) -> Vec<Step> {
+        let text = table(extra);
+        let t = Table::new(parse(&text).unwrap());
+        plan_recovery(&t, journal.as_bytes())
+    }
+
+    const JOURNAL_BOTH: &str = "0 /srv/data\n1 /srv/data\n";
+
+    #[test]
+    fn killed_after_both_layers_went_aside() {
+        let steps = plan(
+            "91 90 0:70 / /run/autofs-restart/0 rw - tmpfs t2 rw\n92 90 0:60 / /run/autofs-restart/1 rw - tmpfs t1 rw\n",
+            JOURNAL_BOTH,
+        );
+        assert_eq!(
+            steps,
+            [
+                Step::PutBack { at: format!("{STAGING}/1"), to: b"/srv/data".to_vec(), what: "tmpfs t1".into() },
+                Step::PutBack { at: format!("{STAGING}/0"), to: b"/srv/data".to_vec(), what: "tmpfs t2".into() },
+            ]
+        );
+    }
+
+    #[test]
+    fn killed_after_copying_the_lower_layer_but_before_detaching_it() {
+        // T2 is aside; T1 is staged and still stands on the autofs mount.
+        let steps = plan(
+            "56 55 0:60 / /srv/data rw - tmpfs t1 rw\n91 90 0:70 / /run/autofs-restart/0 rw - tmpfs t2 rw\n92 90 0:60 / /run/autofs-restart/1 rw - tmpfs t1 rw\n",
+            JOURNAL_BOTH,
+        );
+        assert_eq!(
+            steps,
+            [
+                Step::Drop { at: format!("{STAGING}/1"), to: b"/srv/data".to_vec() },
+                Step::PutBack { at: format!("{STAGING}/0"), to: b"/srv/data".to_vec(), what: "tmpfs t2".into() },
+            ]
+        );
+    }
+
+    #[test]
+    fn what_was_put_back_or_never_copied_is_skipped() {
+        // T1 went back already; line 1 never got a copy; a torn last line is ignored.
+        let steps = plan("56 55 0:60 / /srv/data rw - tmpfs t1 rw\n", "0 /srv/data\n1 /srv/data\n2 /srv/da");
+        assert!(steps.is_empty(), "{steps:?}");
+    }
+
+    #[test]
+    fn a_journal_line_that_points_elsewhere_is_kept_not_followed() {
+        let steps = plan("91 90 0:70 / /run/autofs-restart/0 rw - tmpfs t2 rw\n", "0 /etc\n");
+        assert_eq!(
+            steps,
+            [Step::Keep { at: format!("{STAGING}/0"), to: b"/etc".to_vec(), why: "no autofs mount there" }]
+        );
+    }
+
+    #[test]
+    fn escaped_paths_round_trip_through_the_journal() {
+        let text = "\
+67 42 0:41 / / rw shared:1 - overlay ctr rw
+55 67 0:62 / /srv/my\\040data rw shared:28 - autofs systemd-1 rw,fd=9,pgrp=1,direct,pipe_ino=5
+90 67 0:80 / /run/autofs-restart rw - tmpfs autofs-restart rw
+91 90 0:70 / /run/autofs-restart/0 rw - tmpfs t2 rw
+";
+        let t = Table::new(parse(text.as_bytes()).unwrap());
+        let mut journal = b"0 ".to_vec();
+        journal.extend_from_slice(&escape(b"/srv/my data"));
+        let steps = plan_recovery(&t, &journal);
+        assert!(matches!(&steps[..], [Step::PutBack { to, .. }] if to == b"/srv/my data"), "{steps:?}");
     }
 }

@@ -8,6 +8,7 @@
 //! 4. check each new autofs mount, clear what the restart left on top, put the saved trees back
 //!    (also when the restart failed), and check that they are the same superblocks.
 
+use std::os::unix::process::ExitStatusExt;
 use std::time::Duration;
 
 use rustix::process::Pid;
@@ -17,7 +18,7 @@ use crate::automount::{Daemon, Respawn, Served, Supervisor, is_automount_exe, pa
 use crate::container::{Container, host_cgroup2};
 use crate::error::{Error, Result, Shown};
 use crate::mountinfo::Dev;
-use crate::mounts::{Api, Mounter, Saved};
+use crate::mounts::{self, Api, Mounter, Saved};
 use crate::nested::{self, Namespace, Policy, Reach};
 use crate::systemd;
 
@@ -98,7 +99,44 @@ pub fn run(s: &Settings) -> Result<u8> {
     let log = Log { verbose: s.verbose };
     let ctr = Container::open(s.pid_name, s.pid)?;
     let systemd = ctr.is_systemd()?;
-    let text = ctr.mountinfo()?;
+    let mut text = ctr.mountinfo()?;
+    // No autofs mount and nothing left by an interrupted run: nothing to lock either.
+    if !has(&text, AUTOFS_LINE) && !has(&text, STAGING_LINE) {
+        return Ok(0);
+    }
+    let (_lock, waited) = ctr.lock(s.timeout)?;
+    if waited {
+        text = ctr.mountinfo()?;
+    }
+    // What an interrupted run left set aside goes back first: the plan must see it in place.
+    let mut entered = false;
+    let mut cgroup2 = None;
+    if has(&text, STAGING_LINE) {
+        let steps = {
+            let table = Table::from_mountinfo(&text, s.pid)?;
+            if !mounts::has_staging(&table) {
+                None
+            } else if s.dry_run {
+                log.say(format_args!(
+                    "an interrupted run left trees set aside in {}: they would go back first",
+                    mounts::STAGING
+                ));
+                None
+            } else {
+                // Read now: entering the container hides the host's cgroup tree.
+                cgroup2 = Some(host_cgroup2());
+                ctr.enter()?;
+                entered = true;
+                Some(mounts::plan_recovery(&table, &mounts::read_journal()?))
+            }
+        };
+        if let Some(steps) = steps {
+            if !recovered(&steps, &log) {
+                return Ok(1);
+            }
+            text = ctr.mountinfo()?;
+        }
+    }
     let table = Table::from_mountinfo(&text, s.pid)?;
     let init = s.pid.as_raw_nonzero().get() as u32;
 
@@ -204,8 +242,12 @@ pub fn run(s: &Settings) -> Result<u8> {
 
     // What a daemonised automount needs to be started again is read now: its cgroup lives in
     // the host's hierarchy, which entering the container hides.
-    let cgroup2 = if daemons.iter().any(|d| d.supervisor == Supervisor::Init) { Some(host_cgroup2()) } else { None };
-    ctr.enter()?;
+    if cgroup2.is_none() && daemons.iter().any(|d| d.supervisor == Supervisor::Init) {
+        cgroup2 = Some(host_cgroup2());
+    }
+    if !entered {
+        ctr.enter()?;
+    }
     let respawns: Vec<(u32, Result<Respawn>)> = daemons
         .iter()
         .filter(|d| d.supervisor == Supervisor::Init)
@@ -339,6 +381,53 @@ fn release(ctr: &Container, nested: &[Namespace], units: &[Unit], timeout: Durat
     }
 }
 
+/// Marks of a mountinfo text, found without parsing it: an autofs mount (paths are escaped, so
+/// " - autofs " is always the type field), and our staging mount as a mount point.
+const AUTOFS_LINE: &[u8] = b" - autofs ";
+const STAGING_LINE: &[u8] = b" /run/autofs-restart ";
+
+fn has(text: &[u8], mark: &[u8]) -> bool {
+    text.windows(mark.len()).any(|w| w == mark)
+}
+
+/// Carries out a recovery and says each step. Returns whether everything went back.
+fn recovered(steps: &[mounts::Step], log: &Log) -> bool {
+    let (said, all) = mounts::recover(steps);
+    for line in said {
+        log.say(format_args!("recovering: {line}"));
+    }
+    if !all {
+        log.say(format_args!(
+            "failed: what an interrupted run set aside in {} did not all go back; nothing else done",
+            mounts::STAGING
+        ));
+    }
+    all
+}
+
+/// `autofs-restart recover`: puts back what an interrupted run left set aside, and nothing
+/// else. Returns the exit code.
+pub fn recover(pid_name: &'static str, pid: Pid, timeout: Duration) -> Result<u8> {
+    let log = Log { verbose: false };
+    let ctr = Container::open(pid_name, pid)?;
+    let text = ctr.mountinfo()?;
+    if !has(&text, STAGING_LINE) {
+        log.say(format_args!("nothing to recover"));
+        return Ok(0);
+    }
+    let (_lock, _) = ctr.lock(timeout)?;
+    // Read again under the lock: a run that held it may have finished meanwhile.
+    let text = ctr.mountinfo()?;
+    let table = Table::from_mountinfo(&text, pid)?;
+    if !mounts::has_staging(&table) {
+        log.say(format_args!("nothing to recover"));
+        return Ok(0);
+    }
+    ctr.enter()?;
+    let steps = mounts::plan_recovery(&table, &mounts::read_journal()?);
+    Ok(u8::from(!recovered(&steps, &log)))
+}
+
 /// The mount points a daemon serves, for messages.
 fn served(d: &Daemon) -> String {
     d.mounts.iter().map(|m| Shown(&m.path).to_string()).collect::<Vec<_>>().join(", ")
@@ -388,6 +477,11 @@ fn restart_units(ctr: &Container, s: &Settings, units: &mut [Unit], init: u32, l
         log.step(format_args!("systemctl restart {}", names.join(" ")));
         match ctr.run("systemctl", &args, s.timeout) {
             Ok(out) if out.status.success() => None,
+            // Killed by a signal we did not send: when the init died, its pid namespace took
+            // systemctl with it. Then say why, not how systemctl ended.
+            Ok(out) if out.status.signal().is_some() && ctr.gone_within(Duration::from_secs(1)) => {
+                Some(format!("the container's init (pid {init}) died"))
+            }
             Ok(out) => Some(format!("systemctl restart: {}", out.summary())),
             Err(e) => Some(e.to_string()),
         }
@@ -421,17 +515,16 @@ fn restart_units(ctr: &Container, s: &Settings, units: &mut [Unit], init: u32, l
                 },
             }
         }
-        // Whatever happened above, what was set aside goes back, the lowest first.
+        // Whatever happened above, what was set aside goes back, the lowest first. What cannot
+        // go back stays staged, with all above it, for `recover`: never out of order.
         while let Some(saved) = u.saved.pop() {
             let what = saved.what.clone();
             match mounter.put_back(&u.path, saved) {
                 Ok(()) => log.step(format_args!("{}: put {what} back", u.name)),
                 Err((saved, e)) => {
-                    let kept = match mounter.park(saved) {
-                        Ok(at) => format!("kept at {at}"),
-                        Err(e2) => format!("and {e2}"),
-                    };
-                    u.fail("putting back", format_args!("{e}; {kept}"));
+                    let mut kept: Vec<String> = vec![saved.at];
+                    kept.extend(u.saved.drain(..).rev().map(|s| s.at));
+                    u.fail("putting back", format_args!("{e}; kept at {}", kept.join(", ")));
                 }
             }
         }

@@ -46,6 +46,15 @@ pub fn run(pid_name: &'static str, pid: Pid) -> Result<u8> {
     }
     let mut out = std::io::stdout().lock();
     print(&mut out, &rows)?;
+    if let Some(staging) = table.mounts.iter().find(|m| &*m.mount_point == crate::mounts::STAGING.as_bytes()) {
+        let trees = table.mounts.iter().filter(|m| m.parent == staging.id).count();
+        writeln!(
+            out,
+            "\nAn interrupted run left {trees} tree(s) set aside in {}: `autofs-restart recover --pid {pid}` puts them back.",
+            crate::mounts::STAGING
+        )
+        .map_err(write_error)?;
+    }
 
     // Nested mount namespaces that hold autofs mounts, and what a restart does to them.
     let nested = nested::scan(&ctr, &table)?;

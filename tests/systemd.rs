@@ -186,19 +186,6 @@ fn a_container_whose_init_is_not_systemd_has_nothing_to_restart() {
     assert!(out.stderr.is_empty(), "quiet when there is nothing to do: {}", stderr(&out));
 }
 
-/// Replaces the container's systemctl with a wrapper that does `fault` on restart and passes
-/// everything else to the real one.
-fn inject_systemctl_fault(ctr: &Container, fault: &str) {
-    ctr.ok(&format!(
-        "[ -e /usr/bin/systemctl.real ] || cp -a /usr/bin/systemctl /usr/bin/systemctl.real
-cat > /usr/bin/systemctl <<'WRAPPER'
-#!/bin/sh
-if [ \"$1\" = restart ]; then {fault}; fi
-exec /usr/bin/systemctl.real \"$@\"
-WRAPPER"
-    ));
-}
-
 #[test]
 fn a_failed_or_hung_restart_puts_everything_back_and_exits_1() {
     if !can_run_containers() {
@@ -223,7 +210,7 @@ fn a_failed_or_hung_restart_puts_everything_back_and_exits_1() {
              no answer in 1 s, killed it\n",
         ),
     ] {
-        inject_systemctl_fault(&ctr, fault);
+        ctr.inject_systemctl_fault(fault);
         let out = run_as_criu("post-resume", &ctr.pid, extra);
         assert_eq!(out.status.code(), Some(1), "{fault}: {}", stderr(&out));
         let lines = stderr(&out);
@@ -239,7 +226,7 @@ fn a_failed_or_hung_restart_puts_everything_back_and_exits_1() {
     }
 
     // With the real systemctl back, the same container is fixed.
-    ctr.ok("mv /usr/bin/systemctl.real /usr/bin/systemctl");
+    ctr.heal_systemctl();
     let out = run_as_criu("post-resume", &ctr.pid, &[]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(ctr.answers("/srv/idle", 10), Some(true));

@@ -19,6 +19,15 @@ fn harness() -> PathBuf {
 /// Runs the binary exactly as CRIU does: argv = [path], an empty environment but for the
 /// CRTOOLS_ variables (and `extra`), stdin closed, no fds above 2 (Command closes them).
 pub fn run_as_criu(action: &str, pid: &str, extra: &[(&str, &str)]) -> Output {
+    criu_command(action, pid, extra).output().expect("running bash")
+}
+
+/// As `run_as_criu`, in the background: the child's pid is autofs-restart's (bash execs it).
+pub fn spawn_as_criu(action: &str, pid: &str, extra: &[(&str, &str)]) -> std::process::Child {
+    criu_command(action, pid, extra).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("running bash")
+}
+
+fn criu_command(action: &str, pid: &str, extra: &[(&str, &str)]) -> Command {
     let quote = |s: &str| format!("'{}'", s.replace('\'', r"'\''"));
     let mut line = vec!["exec env -i".to_string()];
     line.push(quote(&format!("CRTOOLS_SCRIPT_ACTION={action}")));
@@ -26,7 +35,9 @@ pub fn run_as_criu(action: &str, pid: &str, extra: &[(&str, &str)]) -> Output {
     line.extend(extra.iter().map(|(k, v)| quote(&format!("{k}={v}"))));
     line.push(quote(&bin().to_string_lossy()));
     line.push("<&-".into());
-    Command::new("bash").arg("-c").arg(line.join(" ")).env_clear().output().expect("running bash")
+    let mut cmd = Command::new("bash");
+    cmd.arg("-c").arg(line.join(" ")).env_clear();
+    cmd
 }
 
 pub fn run(args: &[&str]) -> Output {
@@ -133,6 +144,35 @@ impl Container {
             (Some(137), _) | (None, Some(9)) => None,
             _ => Some(false),
         }
+    }
+
+    /// Waits, bounded, until `script` succeeds inside.
+    pub fn wait_for(&self, script: &str) {
+        for _ in 0..200 {
+            if self.sh(script).status.success() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!("still not true after 10 s: {script}");
+    }
+
+    /// Replaces the container's systemctl with a wrapper that runs `fault` on restart and passes
+    /// everything else to the real one (kept as systemctl.real).
+    pub fn inject_systemctl_fault(&self, fault: &str) {
+        self.ok(&format!(
+            "[ -e /usr/bin/systemctl.real ] || cp -a /usr/bin/systemctl /usr/bin/systemctl.real
+cat > /usr/bin/systemctl <<'WRAPPER'
+#!/bin/sh
+if [ \"$1\" = restart ]; then {fault}; fi
+exec /usr/bin/systemctl.real \"$@\"
+WRAPPER"
+        ));
+    }
+
+    /// Puts the real systemctl back.
+    pub fn heal_systemctl(&self) {
+        self.ok("mv /usr/bin/systemctl.real /usr/bin/systemctl");
     }
 
     /// The container's journal, for one unit.

@@ -1,0 +1,191 @@
+//! Faults: autofs-restart killed half-way, two runs at once, the container's systemctl missing,
+//! a busy mount point, the container's init dying during the run. Each against real systemd and
+//! the kernel's autofs, in throwaway containers; in each, nothing on top is lost.
+
+mod common;
+
+use std::process::Child;
+
+use common::{Container, MountLine, can_run_containers, run, run_as_criu, spawn_as_criu, stderr, stdout};
+
+const BINFMT: &str = "/proc/sys/fs/binfmt_misc";
+
+/// A container with a file on the tmpfs automounted at /srv/data, /srv/data and binfmt_misc
+/// restored as CRIU leaves them; the hang shown.
+fn restored() -> Container {
+    let ctr = Container::start();
+    ctr.ok("echo kept > /srv/data/file");
+    ctr.restore(&[BINFMT, "/srv/data"]);
+    assert_eq!(ctr.answers(BINFMT, 2), None, "binfmt_misc should hang after the restore");
+    ctr
+}
+
+/// What must survive any fault: the mount count, and the tmpfs on top of /srv/data (the same
+/// superblock and root) with its file.
+struct Kept {
+    count: usize,
+    top: MountLine,
+}
+
+impl Kept {
+    fn of(ctr: &Container) -> Kept {
+        let top = ctr.at("/srv/data").pop().unwrap();
+        assert_eq!(top.fs_type, "tmpfs");
+        Kept { count: ctr.mountinfo().len(), top }
+    }
+
+    fn check(&self, ctr: &Container, when: &str) {
+        assert_eq!(ctr.mountinfo().len(), self.count, "{when}: mount count");
+        let top = ctr.at("/srv/data").pop().unwrap();
+        assert_eq!((&top.dev, &top.root), (&self.top.dev, &self.top.root), "{when}: the tmpfs on top");
+        assert_eq!(ctr.ok("cat /srv/data/file"), "kept\n", "{when}");
+        assert_eq!(ctr.ok("grep -c ' /run/autofs-restart' /proc/1/mountinfo || true"), "0\n", "{when}: staging left");
+    }
+}
+
+/// Kills a child by its pid and reaps it; returns what it had said.
+fn kill(child: Child) -> String {
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(child.id() as i32).unwrap(),
+        rustix::process::Signal::KILL,
+    )
+    .unwrap();
+    stderr(&child.wait_with_output().unwrap())
+}
+
+/// Kills the wrapper's `sleep` left in the container by a killed run, by its pid.
+fn kill_leftover_sleep(ctr: &Container) {
+    ctr.ok("for p in $(pgrep -x sleep); do kill -KILL $p; done");
+}
+
+#[test]
+fn killed_half_way_then_recover_or_the_next_run_puts_everything_back() {
+    if !can_run_containers() {
+        return;
+    }
+    let ctr = restored();
+    let kept = Kept::of(&ctr);
+    // systemctl restart marks that it started, then hangs: by then the tmpfs is set aside.
+    ctr.inject_systemctl_fault("touch /run/restart-started; exec sleep 600");
+
+    for (round, finish) in ["recover", "next run"].into_iter().enumerate() {
+        ctr.ok("rm -f /run/restart-started");
+        let child = spawn_as_criu("post-resume", &ctr.pid, &[]);
+        ctr.wait_for("test -e /run/restart-started");
+        kill(child);
+        kill_leftover_sleep(&ctr);
+
+        // Killed with the tree aside: it is not on /srv/data, but it is not lost either.
+        let tops: Vec<String> = ctr.at("/srv/data").into_iter().map(|m| m.fs_type).collect();
+        assert_eq!(tops, ["autofs"], "{finish}: the tmpfs was set aside");
+        let staged = ctr.at("/run/autofs-restart/0").pop().unwrap();
+        assert_eq!((&staged.dev, &staged.root), (&kept.top.dev, &kept.top.root), "{finish}");
+        assert_eq!(ctr.ok("cat /run/autofs-restart/0/file"), "kept\n");
+        let status = stdout(&run(&["status", "--pid", &ctr.pid]));
+        assert!(status.contains("An interrupted run left 1 tree(s) set aside in /run/autofs-restart"), "{status}");
+
+        if round == 0 {
+            let out = run(&["recover", "--pid", &ctr.pid]);
+            assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+            assert_eq!(
+                stderr(&out),
+                "autofs-restart: recovering: /srv/data: put tmpfs srv-data back from /run/autofs-restart/0\n"
+            );
+            kept.check(&ctr, "after recover");
+            let out = run(&["recover", "--pid", &ctr.pid]);
+            assert_eq!((out.status.code(), stderr(&out).as_str()), (Some(0), "autofs-restart: nothing to recover\n"));
+            assert_eq!(ctr.answers(BINFMT, 2), None, "recover restarts nothing");
+        } else {
+            ctr.heal_systemctl();
+            let out = run_as_criu("post-resume", &ctr.pid, &[]);
+            let said = stderr(&out);
+            assert_eq!(out.status.code(), Some(0), "{said}");
+            assert!(said.starts_with("autofs-restart: recovering: /srv/data: put tmpfs srv-data back"), "{said}");
+            assert!(said.contains("srv-data.automount: restarted, tmpfs srv-data kept on top\n"), "{said}");
+            kept.check(&ctr, "after the next run");
+            assert_eq!(ctr.answers(BINFMT, 10), Some(true));
+            ctr.ok("umount /srv/data");
+            assert_eq!(ctr.answers("/srv/data", 10), Some(true), "the restarted automount answers");
+        }
+    }
+}
+
+#[test]
+fn one_run_at_a_time() {
+    if !can_run_containers() {
+        return;
+    }
+    let ctr = restored();
+    let kept = Kept::of(&ctr);
+    ctr.inject_systemctl_fault("touch /run/restart-started; while [ ! -e /run/go ]; do sleep 0.05; done");
+    let first = spawn_as_criu("post-resume", &ctr.pid, &[]);
+    ctr.wait_for("test -e /run/restart-started");
+
+    let out = run_as_criu("post-resume", &ctr.pid, &[("AUTOFS_RESTART_TIMEOUT", "1")]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(
+        stderr(&out),
+        "autofs-restart: another autofs-restart run on this container holds its lock; gave up after 1 s\n"
+    );
+    let out = run(&["status", "--pid", &ctr.pid]);
+    assert_eq!(out.status.code(), Some(0), "status needs no lock");
+
+    ctr.ok("touch /run/go");
+    let out = first.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    kept.check(&ctr, "after the first run");
+    assert_eq!(ctr.answers(BINFMT, 10), Some(true));
+}
+
+#[test]
+fn systemctl_missing_or_a_busy_mount_point() {
+    if !can_run_containers() {
+        return;
+    }
+    let ctr = restored();
+    let kept = Kept::of(&ctr);
+    // A process keeps a working directory and an open file on the tmpfs on top.
+    ctr.ok("(cd /srv/data && setsid sh -c 'exec 3</srv/data/file; exec sleep 600' </dev/null >/dev/null 2>&1 &)");
+    ctr.wait_for("pgrep -x sleep");
+
+    ctr.ok("mv /usr/bin/systemctl /usr/bin/systemctl.gone");
+    let out = run_as_criu("post-resume", &ctr.pid, &[]);
+    let said = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    for l in said.lines() {
+        assert!(l.contains(".automount: failed restarting: systemctl restart "), "{said}");
+        assert!(l.contains(": the container has no systemctl in /usr/local/sbin:"), "{said}");
+    }
+    assert_eq!(said.lines().count(), 3, "one line per unit: {said}");
+    kept.check(&ctr, "without systemctl");
+
+    ctr.ok("mv /usr/bin/systemctl.gone /usr/bin/systemctl");
+    let out = run_as_criu("post-resume", &ctr.pid, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    kept.check(&ctr, "busy");
+    // The busy process still reads its file through the same superblock.
+    let sleep = ctr.ok("pgrep -x sleep").trim().to_string();
+    assert_eq!(ctr.ok(&format!("cat /proc/{sleep}/cwd/file")), "kept\n");
+    assert_eq!(ctr.answers(BINFMT, 10), Some(true));
+    ctr.ok(&format!("kill -KILL {sleep}"));
+}
+
+#[test]
+fn the_init_dying_during_the_run_ends_it_with_one_line_per_unit() {
+    if !can_run_containers() {
+        return;
+    }
+    let ctr = restored();
+    ctr.inject_systemctl_fault("touch /run/restart-started; exec sleep 600");
+    let child = spawn_as_criu("post-resume", &ctr.pid, &[]);
+    ctr.wait_for("test -e /run/restart-started");
+    // The container's init dies: its pid namespace, the hung systemctl with it.
+    let init = rustix::process::Pid::from_raw(ctr.pid.parse().unwrap()).unwrap();
+    rustix::process::kill_process(init, rustix::process::Signal::KILL).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let said = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert_eq!(said.lines().count(), 3, "one line per unit: {said}");
+    let why = format!(".automount: failed restarting: the container's init (pid {}) died", ctr.pid);
+    assert!(said.lines().all(|l| l.starts_with("autofs-restart: ") && l.ends_with(&why)), "{said}");
+}
