@@ -13,7 +13,7 @@ LIBEXECDIR ?= $(PREFIX)/libexec
 MANDIR ?= $(PREFIX)/share/man
 SCRIPTDIR = $(LIBEXECDIR)/criu/scripts
 
-.PHONY: all install install-compat test lint check-man check-install bench demo clean
+.PHONY: all install install-compat test lint check-man check-install bench fuzz demo clean
 all: $(BIN)
 
 $(BIN): Cargo.toml Cargo.lock $(wildcard src/*.rs)
@@ -51,6 +51,13 @@ check-install: $(BIN)
 # Cost of the fix against a bare systemctl restart, as containers grow; writes build/bench-results.md.
 bench: $(BIN)
 	build/bench
+
+# The parsers of what the container controls (mountinfo, the journal), fed mutated real tables
+# for FUZZ_SECONDS, with overflow checks on; FUZZ_SEED replays a run.
+FUZZ_SECONDS ?= 60
+fuzz:
+	CARGO_PROFILE_RELEASE_OVERFLOW_CHECKS=true CARGO_PROFILE_RELEASE_DEBUG_ASSERTIONS=true \
+	    $(CARGO) run --release --example fuzz-mountinfo -- $(FUZZ_SECONDS) $(FUZZ_SEED)
 
 demo: $(BIN)
 	tests/harness/demo $(CURDIR)/$(BIN)

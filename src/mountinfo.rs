@@ -303,6 +303,81 @@ mod tests {
         assert_eq!(&*unescape(b"\\377"), b"\xff");
     }
 
+    /// xorshift64*: a tiny deterministic generator, so the property tests need no crate and
+    /// a failure can be replayed from its seed.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        }
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+        /// A path of bytes that mountinfo must escape or that look like its syntax.
+        fn path(&mut self) -> Vec<u8> {
+            const TRICKY: &[u8] = b" \t\n\\-:0123456789/ab\xc3\xa9\x00\x7f";
+            let len = 1 + self.below(24);
+            let mut p = vec![b'/'];
+            p.extend((0..len).map(|_| {
+                if self.below(3) == 0 { (self.next() & 0xff) as u8 } else { TRICKY[self.below(TRICKY.len())] }
+            }));
+            p
+        }
+    }
+
+    #[test]
+    fn property_any_path_survives_escape_and_parse() {
+        for seed in 1..=2000u64 {
+            let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+            let (root, point, source) = (rng.path(), rng.path(), rng.path());
+            let mut line =
+                format!("{} {} {}:{} ", rng.below(1 << 20), rng.below(1 << 20), rng.below(4096), rng.below(1 << 20))
+                    .into_bytes();
+            line.extend(escape(&root));
+            line.push(b' ');
+            line.extend(escape(&point));
+            line.extend_from_slice(b" rw,relatime shared:3 master:1 - tmpfs ");
+            line.extend(escape(&source));
+            line.extend_from_slice(b" rw,size=1k");
+            let m =
+                parse_line(&line).unwrap_or_else(|e| panic!("seed {seed}: {e}: {:?}", String::from_utf8_lossy(&line)));
+            assert_eq!((&*m.root, &*m.mount_point, &*m.source), (&root[..], &point[..], &source[..]), "seed {seed}");
+            assert_eq!(m.propagation.shared, Some(3), "seed {seed}");
+            assert_eq!(&*unescape(&escape(&point)), &point[..], "seed {seed}");
+        }
+    }
+
+    #[test]
+    fn property_garbage_never_panics() {
+        let base: &[u8] =
+            b"36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - autofs /dev/root rw,fd=5,pgrp=1,direct,pipe_ino=9";
+        for seed in 1..=5000u64 {
+            let mut rng = Rng(seed.wrapping_mul(0xd1b5_4a32_d192_ed03) | 1);
+            let mut line = base.to_vec();
+            for _ in 0..1 + rng.below(8) {
+                let at = rng.below(line.len() + 1);
+                match rng.below(4) {
+                    0 if at < line.len() => line[at] = (rng.next() & 0xff) as u8,
+                    1 if at < line.len() => {
+                        line.remove(at);
+                    }
+                    2 => line.insert(at, b" -:\\0\n"[rng.below(6)]),
+                    _ => line.truncate(at),
+                }
+            }
+            // Whatever it returns, it returns: no panic, no endless loop.
+            if let Ok(mounts) = parse(&line) {
+                for m in &mounts {
+                    let _ = AutofsOptions::parse(&m.super_options).catatonic();
+                }
+            }
+        }
+    }
+
     #[test]
     fn an_empty_source_is_allowed() {
         let m = parse_line(b"80 27 0:60 / /mnt rw - fuse  rw").unwrap();
