@@ -40,9 +40,32 @@ impl Rng {
 
 /// Bytes that mean something to the parsers.
 const TOKENS: &[&[u8]] = &[
-    b" ", b"\n", b"-", b" - ", b":", b"\\", b"\\040", b"\\12", b"0", b"4294967295", b"99999999999", b"shared:",
-    b"master:", b"propagate_from:", b"unbindable", b"autofs", b"fd=-1", b"pgrp=", b"pipe_ino=", b"direct",
-    b"indirect", b"offset", b",", b"/run/autofs-restart", b"/run/autofs-restart/0", b"/srv/data",
+    b" ",
+    b"\n",
+    b"-",
+    b" - ",
+    b":",
+    b"\\",
+    b"\\040",
+    b"\\12",
+    b"0",
+    b"4294967295",
+    b"99999999999",
+    b"shared:",
+    b"master:",
+    b"propagate_from:",
+    b"unbindable",
+    b"autofs",
+    b"fd=-1",
+    b"pgrp=",
+    b"pipe_ino=",
+    b"direct",
+    b"indirect",
+    b"offset",
+    b",",
+    b"/run/autofs-restart",
+    b"/run/autofs-restart/0",
+    b"/srv/data",
 ];
 
 fn mutate(rng: &mut Rng, seeds: &[Vec<u8>], input: &mut Vec<u8>) {
@@ -102,10 +125,8 @@ fn main() {
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64) | 1
     });
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/mountinfo");
-    let mut seeds: Vec<Vec<u8>> = std::fs::read_dir(dir)
-        .expect("the fixtures")
-        .filter_map(|e| std::fs::read(e.ok()?.path()).ok())
-        .collect();
+    let mut seeds: Vec<Vec<u8>> =
+        std::fs::read_dir(dir).expect("the fixtures").filter_map(|e| std::fs::read(e.ok()?.path()).ok()).collect();
     seeds.sort();
     let hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {

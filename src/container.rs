@@ -175,33 +175,65 @@ impl Container {
         Ok(pids)
     }
 
-    /// One host pid in each mount namespace of the container other than the init's, in one pass
-    /// over the host's /proc. The container's processes are those whose pid namespace is the
-    /// init's or lies below it; a process outside it that shares one of those mount namespaces
-    /// is not needed, one inside suffices.
-    pub fn nested_namespaces(&self) -> Result<Vec<u32>> {
+    /// One pass over the host's /proc for the container's processes: those whose pid
+    /// namespace is the init's or lies below it. Finds one process in each mount namespace
+    /// other than the init's, and every process waiting in the kernel's autofs code.
+    pub fn survey(&self) -> Result<Survey> {
         let own = |kind: &str| {
             ns_id(self.dir.as_fd(), &format!("ns/{kind}"))
                 .map_err(|e| Error::sys(format!("reading /proc/{}/ns/{kind}", self.pid), e))
         };
         let (own_mnt, own_pid) = (own("mnt")?, own("pid")?);
-        let mut found = Vec::new();
+        let mut survey = Survey::default();
         let mut seen = Vec::new();
         let mut below: HashMap<NsId, bool> = HashMap::new();
         for pid in self.pids()? {
             // A process that exits meanwhile is simply not counted.
-            let Ok(mnt) = ns_id(self.proc.as_fd(), &format!("{pid}/ns/mnt")) else { continue };
-            if mnt == own_mnt || seen.contains(&mnt) {
+            let Ok(pidns) = ns_id(self.proc.as_fd(), &format!("{pid}/ns/pid")) else { continue };
+            if pidns != own_pid && !*below.entry(pidns).or_insert_with(|| self.pid_ns_below(pid, own_pid)) {
                 continue;
             }
-            let Ok(pidns) = ns_id(self.proc.as_fd(), &format!("{pid}/ns/pid")) else { continue };
-            let inside = pidns == own_pid || *below.entry(pidns).or_insert_with(|| self.pid_ns_below(pid, own_pid));
-            if inside {
+            if self.proc_file(pid, "wchan").as_deref() == Some(b"autofs_wait") {
+                survey.blocked.push(pid);
+            }
+            let Ok(mnt) = ns_id(self.proc.as_fd(), &format!("{pid}/ns/mnt")) else { continue };
+            if mnt != own_mnt && !seen.contains(&mnt) {
                 seen.push(mnt);
-                found.push(pid);
+                survey.nested.push(pid);
             }
         }
-        Ok(found)
+        Ok(survey)
+    }
+
+    /// Whether host pid `pid` still waits in the kernel's autofs code.
+    pub fn still_blocked(&self, pid: u32) -> bool {
+        self.proc_file(pid, "wchan").as_deref() == Some(b"autofs_wait")
+    }
+
+    /// The pid of host pid `pid` in the container's pid namespace.
+    pub fn ctr_pid(&self, pid: u32) -> Option<u32> {
+        let init = self.pid.as_raw_nonzero().get() as u32;
+        // The init is 1 in its namespace: its depth says which NSpid column is the container's.
+        let depth = nspid(&self.proc_file(init, "status")?).len();
+        nspid(&self.proc_file(pid, "status")?).get(depth.checked_sub(1)?).copied()
+    }
+
+    /// The path a blocked process is looking up, as it passed it to the system call it is in
+    /// (from /proc/PID/syscall and its memory), made absolute against its working directory
+    /// or the directory fd it passed. After `enter`, so that those links read as container
+    /// paths. None when the call is not one we know or the memory cannot be read.
+    pub fn blocked_path(&self, pid: u32) -> Option<Vec<u8>> {
+        let call = crate::blocked::path_arg(&self.proc_file(pid, "syscall")?)?;
+        let mem = openat(&self.proc, format!("{pid}/mem"), OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).ok()?;
+        let mut buf = vec![0u8; 4096];
+        let n = rustix::io::pread(&mem, &mut buf, call.addr).ok()?;
+        let path = buf[..n].split(|&b| b == 0).next()?.to_vec();
+        let base = match call.dirfd {
+            _ if path.starts_with(b"/") => Vec::new(),
+            None => self.link_of(pid, "cwd")?,
+            Some(fd) => self.link_of(pid, &format!("fd/{fd}"))?,
+        };
+        Some(crate::blocked::join(&base, &path))
     }
 
     /// Whether the pid namespace of host pid `pid` lies below the one identified by `top`:
@@ -437,6 +469,29 @@ pub fn host_cgroup2() -> Result<OwnedFd> {
         .map_err(|e| Error::sys(format!("opening {}", Shown(&m.mount_point)), e))
 }
 
+/// What one pass over /proc found among the container's processes (host pids).
+#[derive(Default)]
+pub struct Survey {
+    /// One process per mount namespace other than the init's.
+    pub nested: Vec<u32>,
+    /// Processes waiting in `autofs_wait`: for a mount's master, or for good on a stale one.
+    pub blocked: Vec<u32>,
+}
+
+/// The `NSpid:` line of /proc/PID/status: the pid in each pid namespace, outermost first.
+pub fn nspid(status: &[u8]) -> Vec<u32> {
+    status
+        .split(|&b| b == b'\n')
+        .find_map(|l| l.strip_prefix(b"NSpid:"))
+        .map(|rest| {
+            rest.split(|&b| b == b'\t' || b == b' ')
+                .filter(|f| !f.is_empty())
+                .map_while(|f| std::str::from_utf8(f).ok()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// A namespace, as the kernel identifies it: the device and inode of its nsfs file.
 type NsId = (u64, u64);
 
@@ -575,6 +630,13 @@ fn io_error(doing: String, e: &std::io::Error) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nspid_lines() {
+        assert_eq!(nspid(b"Name:\tsleep\nNSpid:\t10483\t278\nNSpgid:\t1\n"), [10483, 278]);
+        assert_eq!(nspid(b"NSpid:\t1\n"), [1]);
+        assert!(nspid(b"Name:\tx\n").is_empty());
+    }
 
     #[test]
     fn systemd_executables() {

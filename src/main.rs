@@ -3,6 +3,7 @@
 
 mod autofs;
 mod automount;
+mod blocked;
 mod cli;
 mod container;
 mod criu;

@@ -172,11 +172,11 @@ fn ids(t: &Table<'_>) -> HashMap<u32, usize> {
     t.mounts.iter().enumerate().map(|(i, m)| (m.id, i)).collect()
 }
 
-/// Finds the container's nested mount namespaces that hold autofs mounts: one pass over the
-/// host's /proc, then one mountinfo read per namespace.
-pub fn scan(ctr: &Container, main: &Table<'_>) -> Result<Vec<Namespace>> {
+/// The container's nested mount namespaces that hold autofs mounts, from one process of each
+/// (`Container::survey`): one mountinfo read per namespace.
+pub fn scan(ctr: &Container, main: &Table<'_>, nested: &[u32]) -> Result<Vec<Namespace>> {
     let mut found = Vec::new();
-    for pid in ctr.nested_namespaces()? {
+    for &pid in nested {
         // A process that exits meanwhile takes its namespace's view with it; fine.
         if let Some(text) = ctr.proc_file(pid, "mountinfo") {
             found.push((pid, text));
@@ -194,17 +194,13 @@ pub fn scan(ctr: &Container, main: &Table<'_>) -> Result<Vec<Namespace>> {
     for (_, t) in &tables {
         groups.add(t);
     }
-    // The init's pid is 1 in its namespace: its depth tells which NSpid column is the container's.
-    let init = ctr.pid.as_raw_nonzero().get() as u32;
-    let depth = ctr.proc_file(init, "status").map(|s| nspid(&s).len()).unwrap_or(0);
     let mut namespaces = Vec::new();
     for (pid, table) in &tables {
         let copies = copies(main, table, &groups);
         if copies.is_empty() {
             continue;
         }
-        let ctr_pid =
-            ctr.proc_file(*pid, "status").and_then(|s| depth.checked_sub(1).and_then(|d| nspid(&s).get(d).copied()));
+        let ctr_pid = ctr.ctr_pid(*pid);
         let comm = ctr.comm(*pid).unwrap_or_else(|| b"gone".to_vec());
         let place = if copies.iter().any(|c| c.reach == Reach::Private) { ctr.open_place(*pid).ok() } else { None };
         namespaces.push(Namespace { pid: *pid, ctr_pid, comm, copies, place });
@@ -265,20 +261,6 @@ pub fn catatonic_child(path: &[u8], dev: &[u8]) -> Result<u8> {
     unsafe { rustix::ioctl::ioctl(&dir, rustix::ioctl::NoArg::<{ rustix::ioctl::opcode::none(0x93, 0x62) }>::new()) }
         .map_err(|e| Error::sys(format!("AUTOFS_IOC_CATATONIC on {shown}"), e))?;
     Ok(0)
-}
-
-/// The `NSpid:` line of /proc/PID/status: the pid in each pid namespace, outermost first.
-pub fn nspid(status: &[u8]) -> Vec<u32> {
-    status
-        .split(|&b| b == b'\n')
-        .find_map(|l| l.strip_prefix(b"NSpid:"))
-        .map(|rest| {
-            rest.split(|&b| b == b'\t' || b == b' ')
-                .filter(|f| !f.is_empty())
-                .map_while(|f| std::str::from_utf8(f).ok()?.parse().ok())
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -358,13 +340,6 @@ mod tests {
         assert!(!groups.receives(&slave_of(7), 1), "a cycle ends");
         let from = Propagation { master: Some(40), propagate_from: Some(5), ..Default::default() };
         assert!(groups.receives(&from, 1), "propagate_from names a dominant group");
-    }
-
-    #[test]
-    fn nspid_lines() {
-        assert_eq!(nspid(b"Name:\tsleep\nNSpid:\t10483\t278\nNSpgid:\t1\n"), [10483, 278]);
-        assert_eq!(nspid(b"NSpid:\t1\n"), [1]);
-        assert!(nspid(b"Name:\tx\n").is_empty());
     }
 
     #[test]

@@ -200,7 +200,8 @@ pub fn run(s: &Settings) -> Result<u8> {
     // Copies in nested mount namespaces that the restart does not reach: named, then the
     // policy says. Only systemd's restart makes new superblocks; a restarted automount daemon
     // takes the same ones over, so every copy of them stays served as it was.
-    let nested = if units.is_empty() { Vec::new() } else { nested::scan(&ctr, &table)? };
+    let survey = ctr.survey()?;
+    let nested = if units.is_empty() { Vec::new() } else { nested::scan(&ctr, &table, &survey.nested)? };
     let mut private = 0;
     units.retain(|u| keeps(&log, &u.name, u.dev, &nested, s.nested, &mut private));
     if private > 0 && s.nested == Policy::Fail {
@@ -315,7 +316,29 @@ pub fn run(s: &Settings) -> Result<u8> {
             }
         }
     }
+    still_blocked(&ctr, &survey.blocked, &table, &log);
     Ok(u8::from(failed > 0))
+}
+
+/// Names the processes that were blocked on an autofs mount before the fix and still are:
+/// nothing safe wakes them (see `blocked`), and everyone else is served again.
+fn still_blocked(ctr: &Container, blocked: &[u32], table: &Table<'_>, log: &Log) {
+    let points: Vec<&[u8]> =
+        table.mounts.iter().filter(|m| &*m.fs_type == b"autofs").map(|m| &*m.mount_point).collect();
+    for &pid in blocked.iter().filter(|&&pid| ctr.still_blocked(pid)) {
+        let path = ctr.blocked_path(pid);
+        let on = match path.as_deref().and_then(|p| crate::blocked::mount_of(p, points.iter().copied())) {
+            Some(point) => format!("on {}", Shown(point)),
+            None => "on an autofs mount".into(),
+        };
+        let looking = path.map_or_else(String::new, |p| format!(" (looking up {})", Shown(&p)));
+        let inner = ctr.ctr_pid(pid).map_or_else(String::new, |p| format!("{p} in the container, "));
+        let comm = ctr.comm(pid).unwrap_or_default();
+        log.say(format_args!(
+            "warning: pid {pid} ({inner}{}) is still blocked {on}{looking}: it waits on the old superblock, which nothing answers any more; SIGKILL ends it",
+            Shown(&comm)
+        ));
+    }
 }
 
 /// Names each private copy of a unit's autofs mount (superblock `dev`) in a nested namespace,

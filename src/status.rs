@@ -57,7 +57,8 @@ pub fn run(pid_name: &'static str, pid: Pid) -> Result<u8> {
     }
 
     // Nested mount namespaces that hold autofs mounts, and what a restart does to them.
-    let nested = nested::scan(&ctr, &table)?;
+    let survey = ctr.survey()?;
+    let nested = nested::scan(&ctr, &table, &survey.nested)?;
     if !nested.is_empty() {
         let mut rows = vec![["NESTED NAMESPACE".to_string(), "WHERE".into(), "TYPE".into(), "STATE".into()]];
         for ns in &nested {
@@ -91,6 +92,25 @@ pub fn run(pid_name: &'static str, pid: Pid) -> Result<u8> {
                 let kind = c.options.kind.map_or("?", |k| k.as_str());
                 rows.push([who.clone(), escaped(&c.path), kind.into(), state]);
             }
+        }
+        writeln!(out).map_err(write_error)?;
+        print(&mut out, &rows)?;
+    }
+    // Processes waiting on an autofs mount: on a stale one, they wait for good.
+    if !survey.blocked.is_empty() {
+        let points: Vec<&[u8]> =
+            table.mounts.iter().filter(|m| &*m.fs_type == b"autofs").map(|m| &*m.mount_point).collect();
+        let mut rows = vec![["BLOCKED PROCESS".to_string(), "ON".into(), "LOOKING UP".into(), String::new()]];
+        for &p in &survey.blocked {
+            let who = format!(
+                "pid {p}{} ({})",
+                ctr.ctr_pid(p).map_or_else(String::new, |c| format!(" = {c} inside")),
+                Shown(&ctr.comm(p).unwrap_or_default())
+            );
+            let path = ctr.blocked_path(p);
+            let on = path.as_deref().and_then(|l| crate::blocked::mount_of(l, points.iter().copied()));
+            let on = on.map_or_else(|| "?".to_string(), escaped);
+            rows.push([who, on, path.as_deref().map_or_else(|| "?".to_string(), escaped), String::new()]);
         }
         writeln!(out).map_err(write_error)?;
         print(&mut out, &rows)?;

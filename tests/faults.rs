@@ -189,3 +189,38 @@ fn the_init_dying_during_the_run_ends_it_with_one_line_per_unit() {
     let why = format!(".automount: failed restarting: the container's init (pid {}) died", ctr.pid);
     assert!(said.lines().all(|l| l.starts_with("autofs-restart: ") && l.ends_with(&why)), "{said}");
 }
+
+#[test]
+fn a_process_blocked_before_the_fix_is_named_and_everyone_else_is_served() {
+    if !can_run_containers() {
+        return;
+    }
+    let ctr = restored();
+    let kept = Kept::of(&ctr);
+    // It touched the restored mount point between resume and post-resume: a relative lookup,
+    // from a working directory above it.
+    ctr.ok("(cd /proc/sys/fs && setsid stat binfmt_misc/. </dev/null >/dev/null 2>&1 &)");
+    ctr.wait_for("grep -qx autofs_wait /proc/$(pgrep -x stat)/wchan");
+    let blocked = ctr.ok("pgrep -x stat").trim().to_string();
+
+    let status = stdout(&run(&["status", "--pid", &ctr.pid]));
+    let row = status
+        .lines()
+        .find(|l| l.contains(&format!(" = {blocked} inside (stat)")))
+        .unwrap_or_else(|| panic!("{status}"));
+    assert_eq!(row.split_whitespace().rev().take(2).collect::<Vec<_>>(), [BINFMT, BINFMT], "{status}");
+
+    let out = run_as_criu("post-resume", &ctr.pid, &[("AUTOFS_RESTART_TIMEOUT", "5")]);
+    let said = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "the fix itself worked: {said}");
+    let named = format!(
+        "({blocked} in the container, stat) is still blocked on {BINFMT} (looking up {BINFMT}): it waits on the old superblock"
+    );
+    assert!(said.contains(&named), "{said}");
+    assert_eq!(said.lines().filter(|l| l.contains("still blocked")).count(), 1, "{said}");
+    kept.check(&ctr, "with a blocked process");
+    assert_eq!(ctr.answers(BINFMT, 10), Some(true), "new accesses are served");
+    // Killable, as the line says.
+    ctr.ok(&format!("kill -KILL {blocked}"));
+    ctr.wait_for(&format!("! kill -0 {blocked} 2>/dev/null"));
+}
