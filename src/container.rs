@@ -72,8 +72,9 @@ impl Container {
             Errno::NOENT => bad("is no running process"),
             e => Error::sys(format!("opening /proc/{pid}"), e),
         })?;
+        // Exited but not reaped yet: a zombie. (Fully gone, pidfd_open would have failed.)
         if exited(pidfd.as_fd())? {
-            return Err(bad("is no running process"));
+            return Err(bad("has exited: a zombie, not a running init"));
         }
         // A kernel thread has no executable, and neither has a zombie: neither is a container.
         if let Err(Errno::NOENT) = readlinkat(&dir, "exe", Vec::new()) {
@@ -445,8 +446,11 @@ impl Container {
 }
 
 /// Joins the init's uts, ipc, net and cgroup namespaces (mount and pid come from our own
-/// `enter`). For a forked child, before exec.
+/// `enter`), and asks for SIGKILL if we die first: a run killed half-way leaves no program of
+/// ours running in the container (a daemon's forked child is not concerned: fork clears it).
+/// For a forked child, before exec.
 fn join_rest(pidfd: BorrowedFd<'_>) -> std::io::Result<()> {
+    rustix::process::set_parent_process_death_signal(Some(Signal::KILL))?;
     let rest = ThreadNameSpaceType::HOST_NAME_AND_NIS_DOMAIN_NAME
         | ThreadNameSpaceType::INTER_PROCESS_COMMUNICATION
         | ThreadNameSpaceType::NETWORK

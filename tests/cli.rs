@@ -84,3 +84,24 @@ fn our_own_pid_is_refused() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).ends_with(": is autofs-restart itself\n"), "{}", stderr(&out));
 }
+
+#[test]
+fn a_zombie_is_refused() {
+    // A child of this test that exited and is not reaped yet.
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let pid = child.id().to_string();
+    let state = |pid: &str| std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    for _ in 0..200 {
+        if state(&pid).rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z')) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let out = run_as_criu("post-resume", &pid, &[]);
+    let _ = child.wait();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert_eq!(
+        stderr(&out),
+        format!("autofs-restart: CRTOOLS_INIT_PID='{pid}': has exited: a zombie, not a running init\n")
+    );
+}
