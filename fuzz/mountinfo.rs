@@ -17,6 +17,8 @@ mod error;
 mod mountinfo;
 #[path = "../src/mounts.rs"]
 mod mounts;
+#[path = "../src/paths.rs"]
+mod paths;
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};

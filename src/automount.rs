@@ -227,6 +227,12 @@ impl Respawn {
         let status = ctr.proc_file(pid, "status").ok_or_else(|| gone("status"))?;
         let (uid, gid) = (status_id(&status, b"Uid:"), status_id(&status, b"Gid:"));
         let (Some(uid), Some(gid)) = (uid, gid) else { return Err(gone("ids")) };
+        // /proc shows host ids; the daemon starts again inside the container's user namespace
+        // (if it has one), which knows them by its own numbers.
+        let map = |file: &str, id: u32| {
+            ctr.proc_file(pid, file).and_then(|m| crate::confine::inside(id, &m)).ok_or_else(|| gone(file))
+        };
+        let (uid, gid) = (map("uid_map", uid)?, map("gid_map", gid)?);
         let cgroup = ctr.proc_file(pid, "cgroup").ok_or_else(|| gone("cgroup"))?;
         let path =
             cgroup.split(|&b| b == b'\n').find_map(|l| l.strip_prefix(b"0::")).ok_or_else(|| gone("cgroup2 path"))?;

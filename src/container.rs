@@ -17,6 +17,7 @@ use rustix::io::Errno;
 use rustix::process::{Pid, PidfdFlags, Signal, chroot, fchdir, getpid, pidfd_open, pidfd_send_signal};
 use rustix::thread::{ThreadNameSpaceType, move_into_thread_name_spaces};
 
+use crate::confine::{Confine, ForChild, Trust};
 use crate::error::{Error, Result, Shown};
 
 /// Where a program of the container is looked for (its own PATH is not ours to trust).
@@ -31,6 +32,8 @@ pub struct Container {
     dir: OwnedFd,
     /// The init's root directory.
     root: OwnedFd,
+    /// The container's privileges, read by `enter`, for every program started afterwards.
+    confine: std::cell::OnceCell<Confine>,
 }
 
 /// A mount namespace and a root directory in it, held open.
@@ -82,7 +85,7 @@ impl Container {
         }
         let root = openat(&dir, "root", dir_flags(), Mode::empty())
             .map_err(|e| Error::sys(format!("opening /proc/{pid}/root"), e))?;
-        Ok(Container { pid, pidfd, proc, dir, root })
+        Ok(Container { pid, pidfd, proc, dir, root, confine: std::cell::OnceCell::new() })
     }
 
     /// Whether the init exits within `wait` (or has exited since `open`): then the container
@@ -332,6 +335,10 @@ impl Container {
     /// the init's even if its pid were reused; setns into a mount namespace needs a
     /// single-threaded process, and we start no thread before this.
     pub fn enter(&self) -> Result<()> {
+        // What the container's programs may have, read while the host's /proc and cgroupfs are
+        // in reach.
+        let confine = Confine::of(self.proc.as_fd(), self.pid.as_raw_nonzero().get() as u32)?;
+        let _ = self.confine.set(confine);
         move_into_thread_name_spaces(self.pidfd.as_fd(), ThreadNameSpaceType::MOUNT | ThreadNameSpaceType::PROCESS_ID)
             .map_err(|e| Error::sys(format!("entering the namespaces of pid {}", self.pid), e))?;
         // setns put us at the namespace's root; a container can be chrooted below it.
@@ -341,21 +348,29 @@ impl Container {
             .map_err(|e| Error::sys(format!("entering the root of pid {}", self.pid), e))
     }
 
-    /// Runs a program of the container (after `enter`): found in the container's standard
-    /// directories, unless it is a path, with a fixed environment, in the init's uts, ipc, net
-    /// and cgroup namespaces. After `timeout` it is killed and this is an error; the caller goes
-    /// on safely.
+    /// Runs a program of the container (after `enter`), found in the container's standard
+    /// directories, with the container's privileges only (`confine`): all the init's
+    /// namespaces, its cgroup, its bounding set, no_new_privs, a fixed environment, fds 0-2.
+    /// After `timeout` it is killed and this is an error; the caller goes on safely.
     pub fn run(&self, program: &str, args: &[&[u8]], timeout: Duration) -> Result<Output> {
-        self.run_at(None, program, args, timeout)
+        self.run_at(None, program, args, timeout, Trust::Container { no_new_privs: true })
     }
 
-    /// As `run`, but in another mount namespace of the container and under its root (`Place`,
-    /// from `open_place`): for work on what only that namespace can reach.
-    pub fn run_in(&self, place: &Place, program: &str, args: &[&[u8]], timeout: Duration) -> Result<Output> {
-        self.run_at(Some(place), program, args, timeout)
+    /// Runs this very program with `args` in the container (after `enter`): its namespaces
+    /// and cgroup, our credentials. With `place`, in that other mount namespace and root of
+    /// the container (from `open_place`): for work on what only that namespace can reach.
+    pub fn run_helper(&self, place: Option<&Place>, args: &[&[u8]], timeout: Duration) -> Result<Output> {
+        self.run_at(place, "/proc/self/exe", args, timeout, Trust::Ours)
     }
 
-    fn run_at(&self, place: Option<&Place>, program: &str, args: &[&[u8]], timeout: Duration) -> Result<Output> {
+    fn run_at(
+        &self,
+        place: Option<&Place>,
+        program: &str,
+        args: &[&[u8]],
+        timeout: Duration,
+        trust: Trust,
+    ) -> Result<Output> {
         let shown: Vec<String> = args.iter().map(|a| Shown(a).to_string()).collect();
         let doing = format!("{program} {}", shown.join(" "));
         let path = if program.starts_with('/') {
@@ -367,6 +382,7 @@ impl Container {
                 .ok_or_else(|| Error::Failed(format!("{doing}: the container has no {program} in {PATH}")))?
         };
         let pidfd = self.pidfd.as_raw_fd();
+        let confine = self.confined()?;
         let mut cmd = Command::new(&path);
         cmd.args(args.iter().map(|a| OsStr::from_bytes(a)))
             .env_clear()
@@ -382,7 +398,9 @@ impl Container {
         // descriptors that `self` and `place` keep open for as long as these borrows last.
         unsafe {
             cmd.pre_exec(move || {
-                join_rest(BorrowedFd::borrow_raw(pidfd))?;
+                // A run killed half-way leaves no program of ours running in the container.
+                rustix::process::set_parent_process_death_signal(Some(Signal::KILL))?;
+                confine.join(BorrowedFd::borrow_raw(pidfd), trust)?;
                 if let Some((mnt, root)) = place {
                     rustix::thread::move_into_link_name_space(
                         BorrowedFd::borrow_raw(mnt),
@@ -392,11 +410,17 @@ impl Container {
                     chroot(".")?;
                     rustix::process::chdir("/")?;
                 }
-                Ok(())
+                // Root of the container, as it sees itself.
+                confine.drop_privileges(trust, 0, 0)
             });
         }
         let child = cmd.spawn().map_err(|e| io_error(format!("starting {doing}"), &e))?;
         wait(child, timeout, &doing)
+    }
+
+    /// What the container's programs may have (after `enter`).
+    fn confined(&self) -> Result<ForChild> {
+        self.confine.get().map(Confine::for_child).ok_or_else(|| Error::Failed("not in the container yet".into()))
     }
 }
 
@@ -411,7 +435,7 @@ impl Container {
         cmd.arg0(OsStr::from_bytes(&r.argv[0]))
             .args(r.argv[1..].iter().map(|a| OsStr::from_bytes(a)))
             .env_clear()
-            .current_dir(OsStr::from_bytes(&r.cwd))
+            .current_dir("/")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
@@ -419,43 +443,31 @@ impl Container {
             let (k, v) = kv.split_at(kv.iter().position(|&b| b == b'=').unwrap_or(kv.len()));
             cmd.env(OsStr::from_bytes(k), OsStr::from_bytes(v.get(1..).unwrap_or_default()));
         }
-        if (r.uid, r.gid) != (0, 0) {
-            cmd.uid(r.uid).gid(r.gid);
-        }
         let pidfd = self.pidfd.as_raw_fd();
-        let cgroup = r.cgroup.as_raw_fd();
+        // In the old daemon's cgroup, not the init's.
+        let confine = self.confined()?.in_cgroups(vec![r.cgroup.as_raw_fd()]);
+        // Its working directory, reached without following a symlink (else /).
+        let cwd = crate::paths::root().and_then(|root| crate::paths::open_dir(root.as_fd(), &r.cwd));
+        let cwd = match cwd {
+            Ok(fd) => fd,
+            Err(_) => crate::paths::root()?,
+        };
+        let cwd_fd = cwd.as_raw_fd();
+        let (uid, gid) = (r.uid, r.gid);
+        let trust = Trust::Container { no_new_privs: false };
         // SAFETY: runs in the forked child before exec; only raw system calls on file
-        // descriptors that `self` and `r` keep open for as long as these borrows last.
+        // descriptors that `self`, `r` and `cwd` keep open for as long as these borrows last.
         unsafe {
             cmd.pre_exec(move || {
-                join_rest(BorrowedFd::borrow_raw(pidfd))?;
-                let procs = openat(
-                    BorrowedFd::borrow_raw(cgroup),
-                    "cgroup.procs",
-                    OFlags::WRONLY | OFlags::CLOEXEC,
-                    Mode::empty(),
-                )?;
-                rustix::io::write(&procs, b"0")?;
+                confine.join(BorrowedFd::borrow_raw(pidfd), trust)?;
                 rustix::process::setsid()?;
-                Ok(())
+                fchdir(BorrowedFd::borrow_raw(cwd_fd))?;
+                confine.drop_privileges(trust, uid, gid)
             });
         }
         let child = cmd.spawn().map_err(|e| io_error(doing.clone(), &e))?;
         wait(child, timeout, &doing).map(|out| out.status)
     }
-}
-
-/// Joins the init's uts, ipc, net and cgroup namespaces (mount and pid come from our own
-/// `enter`), and asks for SIGKILL if we die first: a run killed half-way leaves no program of
-/// ours running in the container (a daemon's forked child is not concerned: fork clears it).
-/// For a forked child, before exec.
-fn join_rest(pidfd: BorrowedFd<'_>) -> std::io::Result<()> {
-    rustix::process::set_parent_process_death_signal(Some(Signal::KILL))?;
-    let rest = ThreadNameSpaceType::HOST_NAME_AND_NIS_DOMAIN_NAME
-        | ThreadNameSpaceType::INTER_PROCESS_COMMUNICATION
-        | ThreadNameSpaceType::NETWORK
-        | ThreadNameSpaceType::CONTROL_GROUP;
-    move_into_thread_name_spaces(pidfd, rest).map_err(std::io::Error::from)
 }
 
 /// The host's cgroup2 root, found in our own mountinfo (before `enter`): `/sys/fs/cgroup`, or

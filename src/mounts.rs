@@ -20,8 +20,9 @@
 //! copy (put it back). Every step of it is idempotent: it decides from the mount table alone.
 
 use std::io::Write;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
-use rustix::fs::{Mode, OFlags, major, minor};
+use rustix::fs::{AtFlags, Mode, OFlags, major, minor};
 use rustix::io::Errno;
 use rustix::mount::{
     MountFlags, MountPropagationFlags, MoveMountFlags, OpenTreeFlags, UnmountFlags, mount, mount_bind_recursive,
@@ -31,6 +32,7 @@ use rustix::mount::{
 use crate::autofs::Table;
 use crate::error::{Error, Result, Shown};
 use crate::mountinfo::{Dev, escape, unescape};
+use crate::paths;
 
 /// The staging mount, inside the container.
 pub const STAGING: &str = "/run/autofs-restart";
@@ -46,13 +48,17 @@ pub enum Api {
 pub struct Saved {
     /// "tmpfs srv-data", for messages.
     pub what: String,
-    /// Where it is staged.
+    /// Its number in the staging mount.
+    n: u32,
+    /// Where it is staged, for messages.
     pub at: String,
 }
 
 pub struct Mounter {
     api: Api,
-    staging: bool,
+    /// Our root: the container's (after `enter`). Every path is walked from it.
+    root: Option<OwnedFd>,
+    staging: Option<OwnedFd>,
     journal: Option<std::fs::File>,
     next: u32,
     /// Trees set aside and not yet put back: while there are any, the staging stays.
@@ -61,11 +67,18 @@ pub struct Mounter {
 
 impl Mounter {
     pub fn new(api: Api) -> Self {
-        Mounter { api, staging: false, journal: None, next: 0, staged: 0 }
+        Mounter { api, root: None, staging: None, journal: None, next: 0, staged: 0 }
     }
 
     pub fn api(&self) -> Api {
         self.api
+    }
+
+    fn root(&mut self) -> Result<BorrowedFd<'_>> {
+        if self.root.is_none() {
+            self.root = Some(paths::root()?);
+        }
+        Ok(self.root.as_ref().map(|r| r.as_fd()).expect("just set"))
     }
 
     /// Sets the top mount at `path` aside with its submounts and detaches it from `path`.
@@ -73,88 +86,108 @@ impl Mounter {
     /// original is detached, so a table that changed meanwhile is an error, not a lost mount.
     pub fn set_aside(&mut self, path: &[u8], dev: Dev, what: String) -> Result<Saved> {
         let doing = format!("setting {what} at {} aside", Shown(path));
-        self.staging().map_err(|e| Error::sys(format!("{doing}: making {STAGING}"), e))?;
+        let (dir, last) = paths::parent(self.root()?, path)?;
+        self.make_staging().map_err(|e| Error::Failed(format!("{doing}: {e}")))?;
         let n = self.next;
         self.next += 1;
         let at = format!("{STAGING}/{n}");
         self.journal(n, path).map_err(|e| Error::sys(format!("{doing}: writing {JOURNAL}"), e))?;
-        rustix::fs::mkdir(at.as_str(), Mode::RWXU).map_err(|e| Error::sys(format!("{doing}: making {at}"), e))?;
+        let staging = self.staging.as_ref().expect("made above");
+        rustix::fs::mkdirat(staging, n.to_string(), Mode::RWXU)
+            .map_err(|e| Error::sys(format!("{doing}: making {at}"), e))?;
+        let saved = Saved { what, n, at };
         // The original is about to go, so it leaves its peer group first; the copy goes back
         // under the new, shared autofs mount and is shared again there, in a group of its own.
-        if let Err(e) = mount_change(path, MountPropagationFlags::PRIVATE | MountPropagationFlags::REC) {
-            let _ = rustix::fs::rmdir(at.as_str());
-            return Err(Error::sys(format!("making {what} at {} private", Shown(path)), e));
+        if let Err(e) = paths::in_dir(&dir, || {
+            mount_change(last.as_slice(), MountPropagationFlags::PRIVATE | MountPropagationFlags::REC)
+        }) {
+            self.discard(&saved);
+            return Err(Error::sys(format!("making {} at {} private", saved.what, Shown(path)), e));
         }
-        if let Err(e) = self.copy(path, &at) {
-            let _ = rustix::fs::rmdir(at.as_str());
+        if let Err(e) = self.copy(&dir, &last, path, n) {
+            self.discard(&saved);
             return Err(Error::sys(doing, e));
         }
-        let saved = Saved { what, at };
-        match rustix::fs::stat(saved.at.as_str()).map(|st| Dev { major: major(st.st_dev), minor: minor(st.st_dev) }) {
+        let staging = self.staging.as_ref().expect("made above");
+        let copied = rustix::fs::statat(staging, n.to_string(), AtFlags::SYMLINK_NOFOLLOW)
+            .map(|st| Dev { major: major(st.st_dev), minor: minor(st.st_dev) });
+        match copied {
             Ok(d) if d == dev => {}
             Ok(d) => {
-                discard(&saved);
+                self.discard(&saved);
                 return Err(Error::Failed(format!("{doing}: the mount there is {d}, not {dev}: the table changed")));
             }
             Err(e) => {
-                discard(&saved);
+                self.discard(&saved);
                 return Err(Error::sys(doing, e));
             }
         }
         // The copy holds the superblock now; the original leaves the mount point.
-        if let Err(e) = unmount(path, UnmountFlags::DETACH | UnmountFlags::NOFOLLOW) {
-            discard(&saved);
+        if let Err(e) = paths::in_dir(&dir, || unmount(last.as_slice(), UnmountFlags::DETACH | UnmountFlags::NOFOLLOW))
+        {
+            self.discard(&saved);
             return Err(Error::sys(format!("detaching {} after copying it", Shown(path)), e));
         }
         self.staged += 1;
         Ok(saved)
     }
 
-    /// Copies the tree at `path` to the staging directory `at`.
-    fn copy(&mut self, path: &[u8], at: &str) -> rustix::io::Result<()> {
+    /// Copies the tree at `last` in `dir` (`path`) to staging directory `n`.
+    fn copy(&mut self, dir: &OwnedFd, last: &[u8], path: &[u8], n: u32) -> rustix::io::Result<()> {
+        let staging = self.staging.as_ref().expect("made before");
         if self.api == Api::New {
             let flags = OpenTreeFlags::OPEN_TREE_CLONE
                 | OpenTreeFlags::OPEN_TREE_CLOEXEC
                 | OpenTreeFlags::AT_RECURSIVE
                 | OpenTreeFlags::AT_NO_AUTOMOUNT
                 | OpenTreeFlags::AT_SYMLINK_NOFOLLOW;
-            match open_tree(rustix::fs::CWD, path, flags) {
+            match open_tree(dir, last, flags) {
                 // Attached at once: a detached tree would die with this process.
                 Ok(fd) => {
-                    return move_mount(&fd, c"", rustix::fs::CWD, at, MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH);
+                    return move_mount(&fd, c"", staging, n.to_string(), MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH);
                 }
                 // Remembered: every later tree takes the legacy path too.
                 Err(Errno::NOSYS) => self.api = Api::Legacy,
                 Err(e) => return Err(e),
             }
         }
-        mount_bind_recursive(path, at)
+        // mount(2) takes paths only: the target is relative to the staging fd; the source is
+        // the full path, and the device check that follows refuses a copy of anything else.
+        paths::in_dir(staging, || mount_bind_recursive(path, n.to_string().as_str()))
     }
 
-    /// The private staging tmpfs and its journal, made on first use.
-    fn staging(&mut self) -> rustix::io::Result<()> {
-        if self.staging {
+    /// The private staging tmpfs and its journal, made on first use, below a /run reached
+    /// without following any symlink.
+    fn make_staging(&mut self) -> Result<()> {
+        if self.staging.is_some() {
             return Ok(());
         }
+        let run = paths::open_dir(self.root()?, b"/run")?;
+        let name = "autofs-restart";
         // Left by an earlier run as an empty directory, it is used again.
-        match rustix::fs::mkdir(STAGING, Mode::RWXU) {
+        match rustix::fs::mkdirat(&run, name, Mode::RWXU) {
             Ok(()) | Err(Errno::EXIST) => {}
-            Err(e) => return Err(e),
+            Err(e) => return Err(Error::sys(format!("making {STAGING}"), e)),
         }
-        let made = mount(
-            "autofs-restart",
-            STAGING,
-            "tmpfs",
-            MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC,
-            c"mode=0700,size=64k",
-        )
-        .and_then(|()| mount_change(STAGING, MountPropagationFlags::PRIVATE));
+        let made = paths::parent(self.root()?, STAGING.as_bytes()).and_then(|(run, _)| {
+            paths::in_dir(&run, || {
+                mount(
+                    "autofs-restart",
+                    name,
+                    "tmpfs",
+                    MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC,
+                    c"mode=0700,size=64k",
+                )
+                .and_then(|()| mount_change(name, MountPropagationFlags::PRIVATE))
+            })
+            .map_err(|e| Error::sys(format!("mounting {STAGING}"), e))
+        });
         if let Err(e) = made {
-            let _ = unmount(STAGING, UnmountFlags::DETACH);
-            let _ = rustix::fs::rmdir(STAGING);
+            let _ = paths::in_dir(&run, || unmount(name, UnmountFlags::DETACH | UnmountFlags::NOFOLLOW));
+            let _ = rustix::fs::unlinkat(&run, name, AtFlags::REMOVEDIR);
             return Err(e);
         }
-        self.staging = true;
+        self.staging = Some(paths::open_dir(self.root()?, STAGING.as_bytes())?);
         Ok(())
     }
 
@@ -162,8 +195,10 @@ impl Mounter {
     /// without its line could not be put back.
     fn journal(&mut self, n: u32, path: &[u8]) -> rustix::io::Result<()> {
         if self.journal.is_none() {
-            let fd = rustix::fs::open(
-                JOURNAL,
+            let staging = self.staging.as_ref().expect("made before");
+            let fd = rustix::fs::openat(
+                staging,
+                "journal",
                 OFlags::WRONLY | OFlags::CREATE | OFlags::APPEND | OFlags::NOFOLLOW | OFlags::CLOEXEC,
                 Mode::RUSR | Mode::WUSR,
             )?;
@@ -179,61 +214,90 @@ impl Mounter {
     /// Puts a saved tree back on top of whatever is at `path` now. On failure the tree stays
     /// staged and is handed back with the error.
     pub fn put_back(&mut self, path: &[u8], saved: Saved) -> std::result::Result<(), (Saved, Error)> {
-        match mount_move(saved.at.as_str(), path) {
+        let moved = self.root().map(|_| ()).and_then(|()| match (&self.root, &self.staging) {
+            (Some(root), Some(staging)) => move_back(root.as_fd(), staging, saved.n, path),
+            _ => Err(Error::Failed(format!("{STAGING} is not open"))),
+        });
+        match moved {
             Ok(()) => {
-                let _ = rustix::fs::rmdir(saved.at.as_str());
                 self.staged -= 1;
                 Ok(())
             }
             Err(e) => {
-                let err = Error::sys(format!("putting {} back on {}", saved.what, Shown(path)), e);
+                let err = Error::Failed(format!("putting {} back on {}: {e}", saved.what, Shown(path)));
                 Err((saved, err))
             }
         }
     }
 
     /// Detaches the top mount at `path`: what a restart left on top of the new autofs mount.
-    pub fn detach(&self, path: &[u8]) -> Result<()> {
-        unmount(path, UnmountFlags::DETACH | UnmountFlags::NOFOLLOW)
+    pub fn detach(&mut self, path: &[u8]) -> Result<()> {
+        let (dir, last) = paths::parent(self.root()?, path)?;
+        paths::in_dir(&dir, || unmount(last.as_slice(), UnmountFlags::DETACH | UnmountFlags::NOFOLLOW))
             .map_err(|e| Error::sys(format!("detaching what the restart left on {}", Shown(path)), e))
     }
 
     /// Removes the staging mount, unless a tree is still staged in it: then it stays, with its
     /// journal, for the next run or `autofs-restart recover`.
     pub fn finish(&mut self) -> Result<()> {
-        if !self.staging || self.staged > 0 {
+        if self.staging.is_none() || self.staged > 0 {
             return Ok(());
         }
         self.journal = None;
-        remove_staging()
+        self.staging = None;
+        remove_staging(self.root()?)
+    }
+
+    /// Undoes a copy whose original was never detached.
+    fn discard(&self, saved: &Saved) {
+        if let Some(staging) = &self.staging {
+            let name = saved.n.to_string();
+            let _ = paths::in_dir(staging, || unmount(name.as_str(), UnmountFlags::DETACH | UnmountFlags::NOFOLLOW));
+            let _ = rustix::fs::unlinkat(staging, name.as_str(), AtFlags::REMOVEDIR);
+        }
     }
 }
 
-/// Undoes a copy whose original was never detached.
-fn discard(saved: &Saved) {
-    let _ = unmount(saved.at.as_str(), UnmountFlags::DETACH);
-    let _ = rustix::fs::rmdir(saved.at.as_str());
+/// Moves staged tree `n` onto `path` (resolved without symlinks), and removes its directory.
+fn move_back(root: BorrowedFd<'_>, staging: &OwnedFd, n: u32, path: &[u8]) -> Result<()> {
+    let (dir, last) = paths::parent(root, path)?;
+    let name = n.to_string();
+    // move_mount follows no symlink at the target unless asked to.
+    let moved = match move_mount(staging, name.as_str(), &dir, last.as_slice(), MoveMountFlags::empty()) {
+        Err(Errno::NOSYS) => {
+            // The legacy MS_MOVE: the source by its path (it is ours), the target relative.
+            let from = format!("{STAGING}/{n}");
+            paths::in_dir(&dir, || mount_move(from.as_str(), last.as_slice()))
+        }
+        other => other,
+    };
+    moved.map_err(|e| Error::sys("", e).to_string().trim_start_matches(": ").to_string()).map_err(Error::Failed)?;
+    let _ = rustix::fs::unlinkat(staging, name.as_str(), AtFlags::REMOVEDIR);
+    Ok(())
 }
 
-fn remove_staging() -> Result<()> {
-    unmount(STAGING, UnmountFlags::DETACH).map_err(|e| Error::sys(format!("unmounting {STAGING}"), e))?;
-    rustix::fs::rmdir(STAGING).map_err(|e| Error::sys(format!("removing {STAGING}"), e))
+fn remove_staging(root: BorrowedFd<'_>) -> Result<()> {
+    let (run, name) = paths::parent(root, STAGING.as_bytes())?;
+    paths::in_dir(&run, || unmount(name.as_slice(), UnmountFlags::DETACH | UnmountFlags::NOFOLLOW))
+        .map_err(|e| Error::sys(format!("unmounting {STAGING}"), e))?;
+    rustix::fs::unlinkat(&run, name.as_slice(), AtFlags::REMOVEDIR)
+        .map_err(|e| Error::sys(format!("removing {STAGING}"), e))
 }
 
 fn io_errno(e: &std::io::Error) -> Errno {
     e.raw_os_error().map_or(Errno::IO, Errno::from_raw_os_error)
 }
 
-/// One step of a recovery.
+/// One step of a recovery. `n` is the tree's number in the staging mount.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
-    /// The staged tree at `at` is a copy of what still stands at `to`: detach the copy.
-    Drop { at: String, to: Vec<u8> },
-    /// The staged tree at `at` is the only copy: move it back onto `to`.
-    PutBack { at: String, to: Vec<u8>, what: String },
+    /// The staged tree is a copy of what still stands at `to`: detach the copy.
+    Drop { n: u32, to: Vec<u8> },
+    /// The staged tree is the only copy: move it back onto `to`.
+    PutBack { n: u32, to: Vec<u8>, what: String },
     /// It cannot go back: `to` has no autofs mount to go on (the journal is not to be
     /// trusted blindly: the container can write it).
-    Keep { at: String, to: Vec<u8>, why: &'static str },
+    Keep { n: u32, to: Vec<u8>, why: &'static str },
 }
 
 /// Whether an interrupted run left its staging mount behind.
@@ -256,10 +320,11 @@ pub fn plan_recovery(table: &Table<'_>, journal: &[u8]) -> Vec<Step> {
         let at = format!("{STAGING}/{n}");
         // Not mounted: never copied, or already put back.
         let Some(staged) = table.top_at(at.as_bytes()) else { continue };
+        let _ = at;
         let to = to.into_owned();
         let (dev, root) = (staged.dev, staged.root.to_vec());
         if table.autofs_at(&to).is_none() {
-            steps.push(Step::Keep { at, to, why: "no autofs mount there" });
+            steps.push(Step::Keep { n, to, why: "no autofs mount there" });
             continue;
         }
         let top = match tops.iter().find(|(p, _, _)| *p == to) {
@@ -267,12 +332,12 @@ pub fn plan_recovery(table: &Table<'_>, journal: &[u8]) -> Vec<Step> {
             None => table.top_at(&to).map(|m| (m.dev, m.root.to_vec())),
         };
         if top == Some((dev, root.clone())) {
-            steps.push(Step::Drop { at, to });
+            steps.push(Step::Drop { n, to });
         } else {
             let what = format!("{} {}", Shown(&staged.fs_type), Shown(&staged.source));
             tops.retain(|(p, _, _)| *p != to);
             tops.push((to.clone(), dev, root));
-            steps.push(Step::PutBack { at, to, what });
+            steps.push(Step::PutBack { n, to, what });
         }
     }
     steps
@@ -282,52 +347,62 @@ pub fn plan_recovery(table: &Table<'_>, journal: &[u8]) -> Vec<Step> {
 /// is back; the staging mount goes once it holds no tree.
 pub fn recover(steps: &[Step]) -> (Vec<String>, bool) {
     let mut said = Vec::new();
+    let (root, staging) = match paths::root().and_then(|r| Ok((paths::open_dir(r.as_fd(), STAGING.as_bytes())?, r))) {
+        Ok((staging, root)) => (root, staging),
+        Err(e) => return (vec![e.to_string()], false),
+    };
     let mut all = true;
     for step in steps {
         match step {
-            Step::Drop { at, to } => match unmount(at.as_str(), UnmountFlags::DETACH) {
-                Ok(()) => {
-                    let _ = rustix::fs::rmdir(at.as_str());
-                    said.push(format!("{at}: a copy of what still stands on {}: dropped", Shown(to)));
+            Step::Drop { n, to } => {
+                let name = n.to_string();
+                match paths::in_dir(&staging, || unmount(name.as_str(), UnmountFlags::DETACH | UnmountFlags::NOFOLLOW))
+                {
+                    Ok(()) => {
+                        let _ = rustix::fs::unlinkat(&staging, name.as_str(), AtFlags::REMOVEDIR);
+                        said.push(format!("{STAGING}/{n}: a copy of what still stands on {}: dropped", Shown(to)));
+                    }
+                    Err(e) => {
+                        all = false;
+                        said.push(
+                            Error::sys(format!("{STAGING}/{n}: detaching a copy of what stands on {}", Shown(to)), e)
+                                .to_string(),
+                        );
+                    }
                 }
+            }
+            Step::PutBack { n, to, what } => match move_back(root.as_fd(), &staging, *n, to) {
+                Ok(()) => said.push(format!("{}: put {what} back from {STAGING}/{n}", Shown(to))),
                 Err(e) => {
                     all = false;
-                    said.push(format!("{at}: detaching a copy of what stands on {}: {}", Shown(to), Error::sys("", e)));
+                    said.push(format!("{}: putting {what} back from {STAGING}/{n}: {e}; it stays there", Shown(to)));
                 }
             },
-            Step::PutBack { at, to, what } => match mount_move(at.as_str(), to.as_slice()) {
-                Ok(()) => {
-                    let _ = rustix::fs::rmdir(at.as_str());
-                    said.push(format!("{}: put {what} back from {at}", Shown(to)));
-                }
-                Err(e) => {
-                    all = false;
-                    said.push(format!("{}: putting {what} back from {at}: {}; it stays there", Shown(to), errno(e)));
-                }
-            },
-            Step::Keep { at, to, why } => {
+            Step::Keep { n, to, why } => {
                 all = false;
-                said.push(format!("{at}: kept: it belongs on {}, but there is {why}", Shown(to)));
+                said.push(format!("{STAGING}/{n}: kept: it belongs on {}, but there is {why}", Shown(to)));
             }
         }
     }
-    if all && let Err(e) = remove_staging() {
+    if all && let Err(e) = remove_staging(root.as_fd()) {
         all = false;
         said.push(e.to_string());
     }
     (said, all)
 }
 
-fn errno(e: Errno) -> String {
-    Error::sys("", e).to_string().trim_start_matches(": ").to_string()
-}
-
 /// The journal, if there is one (after `enter`).
 pub fn read_journal() -> Result<Vec<u8>> {
-    match std::fs::read(JOURNAL) {
-        Ok(text) => Ok(text),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
-        Err(e) => Err(Error::sys(format!("reading {JOURNAL}"), io_errno(&e))),
+    let staging = paths::open_dir(paths::root()?.as_fd(), STAGING.as_bytes())?;
+    match rustix::fs::openat(&staging, "journal", OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty()) {
+        Ok(fd) => {
+            let mut text = Vec::new();
+            std::io::Read::read_to_end(&mut std::fs::File::from(fd), &mut text)
+                .map_err(|e| Error::sys(format!("reading {JOURNAL}"), io_errno(&e)))?;
+            Ok(text)
+        }
+        Err(Errno::NOENT) => Ok(Vec::new()),
+        Err(e) => Err(Error::sys(format!("reading {JOURNAL}"), e)),
     }
 }
 
@@ -367,8 +442,8 @@ mod tests {
         assert_eq!(
             steps,
             [
-                Step::PutBack { at: format!("{STAGING}/1"), to: b"/srv/data".to_vec(), what: "tmpfs t1".into() },
-                Step::PutBack { at: format!("{STAGING}/0"), to: b"/srv/data".to_vec(), what: "tmpfs t2".into() },
+                Step::PutBack { n: 1, to: b"/srv/data".to_vec(), what: "tmpfs t1".into() },
+                Step::PutBack { n: 0, to: b"/srv/data".to_vec(), what: "tmpfs t2".into() },
             ]
         );
     }
@@ -383,8 +458,8 @@ mod tests {
         assert_eq!(
             steps,
             [
-                Step::Drop { at: format!("{STAGING}/1"), to: b"/srv/data".to_vec() },
-                Step::PutBack { at: format!("{STAGING}/0"), to: b"/srv/data".to_vec(), what: "tmpfs t2".into() },
+                Step::Drop { n: 1, to: b"/srv/data".to_vec() },
+                Step::PutBack { n: 0, to: b"/srv/data".to_vec(), what: "tmpfs t2".into() },
             ]
         );
     }
@@ -399,10 +474,7 @@ mod tests {
     #[test]
     fn a_journal_line_that_points_elsewhere_is_kept_not_followed() {
         let steps = plan("91 90 0:70 / /run/autofs-restart/0 rw - tmpfs t2 rw\n", "0 /etc\n");
-        assert_eq!(
-            steps,
-            [Step::Keep { at: format!("{STAGING}/0"), to: b"/etc".to_vec(), why: "no autofs mount there" }]
-        );
+        assert_eq!(steps, [Step::Keep { n: 0, to: b"/etc".to_vec(), why: "no autofs mount there" }]);
     }
 
     #[test]

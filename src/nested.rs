@@ -226,7 +226,7 @@ pub fn release(ctr: &Container, ns: &Namespace, devs: &[Dev], timeout: Duration)
         let result = match &ns.place {
             None => Err(Error::Failed(format!("{} went away", ns.describe()))),
             Some(place) => ctr
-                .run_in(place, "/proc/self/exe", &[CATATONIC_ARG.as_bytes(), &c.path, dev.as_bytes()], timeout)
+                .run_helper(Some(place), &[CATATONIC_ARG.as_bytes(), &c.path, dev.as_bytes()], timeout)
                 .and_then(|out| if out.status.success() { Ok(()) } else { Err(Error::Failed(out.summary())) }),
         };
         done.push((c.path.clone(), result));

@@ -49,6 +49,8 @@ struct Unit {
     /// Set aside, highest first (the order they came off).
     saved: Vec<Saved>,
     error: Option<String>,
+    /// What could not go back, and where it is kept: said even when an earlier step failed.
+    kept: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -152,7 +154,7 @@ pub fn run(s: &Settings) -> Result<u8> {
                 if s.units.is_empty() || s.units.contains(&name) {
                     let stack = layers(&a);
                     let (dev, pipe_ino) = (a.mount.dev, a.options.pipe_ino);
-                    units.push(Unit { name, path, dev, pipe_ino, stack, saved: vec![], error: None });
+                    units.push(Unit { name, path, dev, pipe_ino, stack, saved: vec![], error: None, kept: None });
                 }
             }
             Some(pgrp) if s.units.is_empty() => {
@@ -276,7 +278,8 @@ pub fn run(s: &Settings) -> Result<u8> {
             }
             Some(e) => {
                 failed += 1;
-                log.say(format_args!("{}: failed {e}", u.name))
+                let kept = u.kept.as_deref().map_or_else(String::new, |k| format!("; {k}"));
+                log.say(format_args!("{}: failed {e}{kept}", u.name))
             }
         }
     }
@@ -547,7 +550,12 @@ fn restart_units(ctr: &Container, s: &Settings, units: &mut [Unit], init: u32, l
                 Err((saved, e)) => {
                     let mut kept: Vec<String> = vec![saved.at];
                     kept.extend(u.saved.drain(..).rev().map(|s| s.at));
-                    u.fail("putting back", format_args!("{e}; kept at {}", kept.join(", ")));
+                    let kept = format!("what was on top is kept at {} ({e})", kept.join(", "));
+                    if u.error.is_none() {
+                        u.fail("putting back", &kept);
+                    } else {
+                        u.kept = Some(kept);
+                    }
                 }
             }
         }
@@ -623,7 +631,7 @@ fn check(ctr: &Container, after: &Table<'_>, u: &Unit, init: u32) -> Result<usiz
 /// is this very program (`/proc/self/exe` is ours in the child, whose pid the container's /proc
 /// knows); a thread would not do, since none can be made after joining a pid namespace.
 fn probe(ctr: &Container, path: &[u8], timeout: Duration) -> Result<()> {
-    let out = ctr.run("/proc/self/exe", &[PROBE_ARG.as_bytes(), path], timeout)?;
+    let out = ctr.run_helper(None, &[PROBE_ARG.as_bytes(), path], timeout)?;
     if out.status.success() { Ok(()) } else { Err(Error::Failed(format!("stat {}/.: {}", Shown(path), out.summary()))) }
 }
 

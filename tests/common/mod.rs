@@ -28,6 +28,13 @@ pub fn spawn_as_criu(action: &str, pid: &str, extra: &[(&str, &str)]) -> std::pr
 }
 
 fn criu_command(action: &str, pid: &str, extra: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new("bash");
+    cmd.arg("-c").arg(criu_line(action, pid, extra)).env_clear();
+    cmd
+}
+
+/// The shell line that runs the binary as CRIU does, for tests that open more fds first.
+pub fn criu_line(action: &str, pid: &str, extra: &[(&str, &str)]) -> String {
     let quote = |s: &str| format!("'{}'", s.replace('\'', r"'\''"));
     let mut line = vec!["exec env -i".to_string()];
     line.push(quote(&format!("CRTOOLS_SCRIPT_ACTION={action}")));
@@ -35,9 +42,7 @@ fn criu_command(action: &str, pid: &str, extra: &[(&str, &str)]) -> Command {
     line.extend(extra.iter().map(|(k, v)| quote(&format!("{k}={v}"))));
     line.push(quote(&bin().to_string_lossy()));
     line.push("<&-".into());
-    let mut cmd = Command::new("bash");
-    cmd.arg("-c").arg(line.join(" ")).env_clear();
-    cmd
+    line.join(" ")
 }
 
 pub fn run(args: &[&str]) -> Output {
@@ -79,6 +84,14 @@ impl Container {
 
     /// With `init` ("PROG ARGS"), a container whose init is that program, not systemd.
     pub fn start_with(init: Option<&str>) -> Container {
+        match init {
+            Some(init) => Container::start_env(&[("CONTAINER_INIT", init)]),
+            None => Container::start_env(&[]),
+        }
+    }
+
+    /// With the harness's CONTAINER_* settings (see tests/harness/container).
+    pub fn start_env(settings: &[(&str, &str)]) -> Container {
         let dir = PathBuf::from(
             String::from_utf8(
                 Command::new("mktemp").args(["-d", "/tmp/autofs-restart-test.XXXXXX"]).output().unwrap().stdout,
@@ -88,9 +101,7 @@ impl Container {
         );
         let mut ctr = Container { dir, pid: String::new() };
         let mut cmd = Command::new(harness());
-        if let Some(init) = init {
-            cmd.env("CONTAINER_INIT", init);
-        }
+        cmd.envs(settings.iter().copied());
         let out = cmd.arg("start").arg(&ctr.dir).stderr(Stdio::inherit()).output().unwrap();
         assert!(out.status.success(), "the container did not start");
         ctr.pid = String::from_utf8(out.stdout).unwrap().trim().to_string();

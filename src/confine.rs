@@ -1,0 +1,267 @@
+//! What a program we start in the container may have: the container's namespaces, its cgroup,
+//! its capabilities, nothing of ours. The container is not trusted: if its `systemctl` ran
+//! with host powers, a container that replaced that file would escape at the next restore.
+//!
+//! `Confine::of` reads it all from the host before we enter the container; `Confine::apply`
+//! runs in the forked child, before exec. The parsers are pure.
+
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
+
+use rustix::fs::{Mode, OFlags, openat};
+use rustix::thread::{CapabilitySet, CapabilitySets, ThreadNameSpaceType};
+
+use crate::autofs::Table;
+use crate::error::{Error, Result, Shown};
+
+/// Whose program it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trust {
+    /// The container's (`systemctl`, `automount`): its namespaces, user namespace included,
+    /// its cgroup, capabilities cut to its init's bounding set.
+    Container { no_new_privs: bool },
+    /// Ours (`--internal-*` helpers of this very binary): the container's namespaces and
+    /// cgroup, but host credentials, which the autofs ioctl needs.
+    Ours,
+}
+
+/// The container's privileges, as its init has them.
+pub struct Confine {
+    /// Namespaces to join through the init's pidfd, besides mount and pid (`enter` joined
+    /// those for us and our children): uts, ipc, net, cgroup, and time if it has its own.
+    ns: ThreadNameSpaceType,
+    /// Whether it has a user namespace of its own (joined only by the container's programs).
+    user: bool,
+    /// The init's cgroup directories in the host's cgroupfs: cgroup2 and each v1 hierarchy.
+    cgroups: Vec<OwnedFd>,
+    /// The init's capability bounding set.
+    bounding: u64,
+}
+
+/// What the child needs of a `Confine`, as plain values: a pre-exec closure must own them.
+#[derive(Clone)]
+pub struct ForChild {
+    ns: ThreadNameSpaceType,
+    user: bool,
+    cgroups: Vec<RawFd>,
+    bounding: u64,
+}
+
+impl Confine {
+    /// Reads the init's privileges from the host's /proc and our own mountinfo (the host's
+    /// cgroupfs). Before `enter`: afterwards neither is in reach.
+    pub fn of(proc: BorrowedFd<'_>, init: u32) -> Result<Confine> {
+        let read = |path: String| {
+            std::fs::read(format!("/proc/{path}"))
+                .map_err(|e| Error::Failed(format!("reading /proc/{path}: {}", e.kind())))
+        };
+        let differs = |kind: &str| -> Result<bool> {
+            let ours = rustix::fs::stat(format!("/proc/self/ns/{kind}").as_str());
+            let theirs = rustix::fs::statat(proc, format!("{init}/ns/{kind}"), rustix::fs::AtFlags::empty());
+            match (ours, theirs) {
+                (Ok(a), Ok(b)) => Ok((a.st_dev, a.st_ino) != (b.st_dev, b.st_ino)),
+                // A kernel without time namespaces has no such file, for either.
+                (Err(_), Err(_)) => Ok(false),
+                (_, Err(e)) | (Err(e), _) => Err(Error::sys(format!("reading /proc/{init}/ns/{kind}"), e)),
+            }
+        };
+        let mut ns = ThreadNameSpaceType::HOST_NAME_AND_NIS_DOMAIN_NAME
+            | ThreadNameSpaceType::INTER_PROCESS_COMMUNICATION
+            | ThreadNameSpaceType::NETWORK
+            | ThreadNameSpaceType::CONTROL_GROUP;
+        if differs("time")? {
+            ns |= ThreadNameSpaceType::TIME;
+        }
+        let user = differs("user")?;
+        let status = read(format!("{init}/status"))?;
+        let bounding =
+            cap_bounding(&status).ok_or_else(|| Error::Failed(format!("/proc/{init}/status has no CapBnd line")))?;
+        let mounts_text = read("self/mountinfo".into())?;
+        let mounts = Table::from_mountinfo(&mounts_text, rustix::process::getpid())?;
+        let mut cgroups = Vec::new();
+        for dir in cgroup_dirs(&read(format!("{init}/cgroup"))?, &mounts) {
+            let fd = openat(
+                rustix::fs::CWD,
+                dir.as_slice(),
+                OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(|e| Error::sys(format!("opening the init's cgroup {}", Shown(&dir)), e))?;
+            cgroups.push(fd);
+        }
+        Ok(Confine { ns, user, cgroups, bounding })
+    }
+
+    pub fn for_child(&self) -> ForChild {
+        ForChild {
+            ns: self.ns,
+            user: self.user,
+            cgroups: self.cgroups.iter().map(|fd| fd.as_raw_fd()).collect(),
+            bounding: self.bounding,
+        }
+    }
+}
+
+impl ForChild {
+    /// The same, but joining these cgroup directories instead of the init's.
+    pub fn in_cgroups(mut self, cgroups: Vec<RawFd>) -> Self {
+        self.cgroups = cgroups;
+        self
+    }
+
+    /// Joins the init's cgroups and namespaces through its pidfd. In the forked child, first
+    /// thing: the cgroup move needs our host privileges.
+    pub fn join(&self, pidfd: BorrowedFd<'_>, trust: Trust) -> std::io::Result<()> {
+        for &dir in &self.cgroups {
+            // SAFETY: `Confine` keeps these fds open for as long as the child is being made.
+            let dir = unsafe { BorrowedFd::borrow_raw(dir) };
+            let procs = openat(dir, "cgroup.procs", OFlags::WRONLY | OFlags::CLOEXEC, Mode::empty())?;
+            rustix::io::write(&procs, b"0")?;
+        }
+        let mut ns = self.ns;
+        if self.user && matches!(trust, Trust::Container { .. }) {
+            ns |= ThreadNameSpaceType::USER;
+        }
+        rustix::thread::move_into_thread_name_spaces(pidfd, ns)?;
+        Ok(())
+    }
+
+    /// Becomes `uid`/`gid` (the container's ids, as it sees them) and cuts the capabilities
+    /// to the init's bounding set; `no_new_privs` if asked. Last thing before exec: joining
+    /// namespaces and changing root need capabilities the container may not have.
+    pub fn drop_privileges(&self, trust: Trust, uid: u32, gid: u32) -> std::io::Result<()> {
+        let Trust::Container { no_new_privs } = trust else { return Ok(()) };
+        use rustix::process::{Gid, Uid};
+        use rustix::thread::{set_thread_groups, set_thread_res_gid, set_thread_res_uid};
+        // A user namespace whose setgroups is "deny" refuses this; there are no groups to drop
+        // there anyway.
+        match set_thread_groups(&[]) {
+            Ok(()) | Err(rustix::io::Errno::PERM) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let (gid, uid) = (Gid::from_raw(gid), Uid::from_raw(uid));
+        set_thread_res_gid(gid, gid, gid)?;
+        set_thread_res_uid(uid, uid, uid)?;
+        for cap in 0..64u32 {
+            if self.bounding & (1 << cap) == 0 {
+                // Numbers past the kernel's last capability are refused: nothing to drop.
+                match rustix::thread::remove_capability_from_bounding_set(CapabilitySet::from_bits_retain(1 << cap)) {
+                    Ok(()) | Err(rustix::io::Errno::INVAL) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+        rustix::thread::clear_ambient_capability_set()?;
+        let mut sets = rustix::thread::capabilities(None)?;
+        let keep = CapabilitySet::from_bits_retain(self.bounding);
+        sets = CapabilitySets {
+            effective: sets.effective & keep,
+            permitted: sets.permitted & keep,
+            inheritable: sets.inheritable & keep,
+        };
+        rustix::thread::set_capabilities(None, sets)?;
+        if no_new_privs {
+            rustix::thread::set_no_new_privs(true)?;
+        }
+        Ok(())
+    }
+}
+
+/// The `CapBnd:` line of /proc/PID/status.
+pub fn cap_bounding(status: &[u8]) -> Option<u64> {
+    let line = status.split(|&b| b == b'\n').find_map(|l| l.strip_prefix(b"CapBnd:"))?;
+    u64::from_str_radix(std::str::from_utf8(line).ok()?.trim(), 16).ok()
+}
+
+/// The init's cgroup directories in the host's cgroupfs, from its /proc/PID/cgroup (read on
+/// the host: paths from the host's cgroup root) and the host's mount table: the cgroup2
+/// directory (`0::/path`), and for each v1 hierarchy (`N:cpu,cpuacct:/path`) the directory
+/// in the mount of those controllers. A hierarchy the host has not mounted is skipped.
+pub fn cgroup_dirs(cgroup: &[u8], host: &Table<'_>) -> Vec<Vec<u8>> {
+    let mut dirs = Vec::new();
+    for line in cgroup.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+        let mut parts = line.splitn(3, |&b| b == b':');
+        let (Some(_), Some(ctrls), Some(path)) = (parts.next(), parts.next(), parts.next()) else { continue };
+        let mount = host.mounts.iter().find(|m| {
+            if ctrls.is_empty() {
+                &*m.fs_type == b"cgroup2"
+            } else {
+                let opts: Vec<&[u8]> = m.super_options.split(|&b| b == b',').collect();
+                &*m.fs_type == b"cgroup" && ctrls.split(|&b| b == b',').all(|c| opts.contains(&c))
+            }
+        });
+        let Some(m) = mount else { continue };
+        // The path is from the cgroup root; the mount shows the part below its own root.
+        let root: &[u8] = if &*m.root == b"/" { b"" } else { &m.root };
+        let Some(below) = path.strip_prefix(root) else { continue };
+        let mut dir = m.mount_point.to_vec();
+        if !below.is_empty() && below != b"/" {
+            if dir.last() == Some(&b'/') {
+                dir.pop();
+            }
+            if !below.starts_with(b"/") {
+                dir.push(b'/');
+            }
+            dir.extend_from_slice(below);
+        }
+        dirs.push(dir);
+    }
+    dirs
+}
+
+/// A host id (uid or gid) as the user namespace of `map` (its uid_map or gid_map, read on the
+/// host) sees it; None if it is not mapped there.
+pub fn inside(id: u32, map: &[u8]) -> Option<u32> {
+    map.split(|&b| b == b'\n').find_map(|line| {
+        let f: Vec<u64> =
+            std::str::from_utf8(line).ok()?.split_whitespace().map(|n| n.parse().ok()).collect::<Option<_>>()?;
+        let [inner, outer, count] = f[..] else { return None };
+        let id = u64::from(id);
+        (outer <= id && id < outer + count).then(|| u32::try_from(inner + (id - outer)).ok()).flatten()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mountinfo::parse;
+
+    #[test]
+    fn the_bounding_set() {
+        let status = b"Name:\tsystemd\nCapInh:\t0000000000000000\nCapBnd:\t000001fffffcffff\nCapAmb:\t0\n";
+        assert_eq!(cap_bounding(status), Some(0x1fffffcffff));
+        assert_eq!(cap_bounding(b"Name:\tx\n"), None);
+        assert_eq!(cap_bounding(b"CapBnd:\tzz\n"), None);
+    }
+
+    const HOST: &[u8] = include_bytes!("../tests/fixtures/mountinfo/host-hybrid-cgroups.txt");
+
+    #[test]
+    fn cgroup_directories_on_a_hybrid_host() {
+        let host = Table::new(parse(HOST).unwrap());
+        let cgroup = b"12:cpu:/ctr/init.scope\n13:cpu,cpuacct:/ctr/init.scope\n11:memory:/ctr/init.scope\n1:name=systemd:/ctr/init.scope\n0::/ctr/init.scope\n99:nosuch:/x\n";
+        let dirs: Vec<String> = cgroup_dirs(cgroup, &host).into_iter().map(|d| String::from_utf8(d).unwrap()).collect();
+        assert!(dirs.contains(&"/sys/fs/cgroup/unified/ctr/init.scope".to_string()), "{dirs:?}");
+        assert!(dirs.contains(&"/sys/fs/cgroup/memory/ctr/init.scope".to_string()), "{dirs:?}");
+        assert!(dirs.contains(&"/sys/fs/cgroup/cpu/ctr/init.scope".to_string()), "{dirs:?}");
+        assert!(dirs.contains(&"/sys/fs/cgroup/systemd/ctr/init.scope".to_string()), "{dirs:?}");
+        assert_eq!(dirs.len(), 4, "hierarchies the host has not mounted are skipped: {dirs:?}");
+    }
+
+    #[test]
+    fn cgroup2_alone_and_the_root() {
+        let host = Table::new(parse(b"30 1 0:26 / /sys/fs/cgroup rw shared:4 - cgroup2 cgroup2 rw\n").unwrap());
+        assert_eq!(cgroup_dirs(b"0::/a/b\n", &host), [b"/sys/fs/cgroup/a/b".to_vec()]);
+        assert_eq!(cgroup_dirs(b"0::/\n", &host), [b"/sys/fs/cgroup".to_vec()]);
+    }
+
+    #[test]
+    fn ids_through_a_user_namespace_map() {
+        let map = b"         0     100000      65536\n     65536       5000          1\n";
+        assert_eq!(inside(100000, map), Some(0));
+        assert_eq!(inside(100033, map), Some(33));
+        assert_eq!(inside(5000, map), Some(65536));
+        assert_eq!(inside(0, map), None);
+        assert_eq!(inside(165536, map), None);
+        assert_eq!(inside(7, b"0 0 4294967295\n"), Some(7));
+    }
+}
