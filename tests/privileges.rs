@@ -36,7 +36,7 @@ fds=$(ls /proc/self/fd | tr '\n' ' ')
     grep -E '^(Cap(Inh|Prm|Eff|Bnd|Amb)|NoNewPrivs|Uid):' /proc/$$/status | sed 's/^/STATUS /'
     for n in mnt pid uts ipc net cgroup time user; do echo "NS $n $(readlink /proc/$$/ns/$n)"; done
     echo "CGROUP $(tr '\n' ';' < /proc/$$/cgroup)"
-    echo "ROOT $(readlink /proc/$$/root)"
+    echo "ROOT $(stat -Lc %d:%i /proc/$$/root)"
     echo "CWD $(readlink /proc/$$/cwd)"
     env | sed 's/^/ENV /'
 } > "$(mktemp /run/records/rec.XXXXXX)"
@@ -104,6 +104,7 @@ fn the_containers_systemctl_gets_the_containers_privileges_only() {
         .collect();
     let init_bounding = u64::from_str_radix(ctr.ok("sed -n 's/^CapBnd:\\t//p' /proc/1/status").trim(), 16).unwrap();
     assert_eq!(init_bounding & (1 << 16), 0, "CAP_SYS_MODULE is out of the init's bounding set");
+    let init_root = ctr.ok("stat -Lc %d:%i /proc/1/root").trim().to_string();
     let init_cgroup = ctr.ok("tr '\\n' ';' < /proc/1/cgroup").to_string();
     assert_ne!(
         init_ns["net"],
@@ -131,7 +132,8 @@ fn the_containers_systemctl_gets_the_containers_privileges_only() {
         }
         assert_eq!(u64::from_str_radix(&r.status["CapAmb"], 16).unwrap(), 0, "{r:?}");
         assert_eq!(r.status["NoNewPrivs"], "1", "{r:?}");
-        assert_eq!((r.root.as_str(), r.cwd.as_str()), ("/", "/"), "{r:?}");
+        assert_eq!(r.root, init_root, "the init's root directory: {r:?}");
+        assert_eq!(r.cwd, "/", "{r:?}");
         assert!(!r.env.iter().any(|e| e.contains("CANARY")), "the caller's environment leaked: {r:?}");
         assert!(r.env.contains(&"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string()));
         assert_eq!(r.fds, "0 1 2 3", "fds 0-2 only (3 is ls's own): the canary fd 7 leaked? {r:?}");
