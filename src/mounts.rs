@@ -317,10 +317,8 @@ pub fn plan_recovery(table: &Table<'_>, journal: &[u8]) -> Vec<Step> {
             continue;
         };
         let Some(n) = std::str::from_utf8(n).ok().and_then(|n| n.parse::<u32>().ok()) else { continue };
-        let at = format!("{STAGING}/{n}");
         // Not mounted: never copied, or already put back.
-        let Some(staged) = table.top_at(at.as_bytes()) else { continue };
-        let _ = at;
+        let Some(staged) = table.top_at(format!("{STAGING}/{n}").as_bytes()) else { continue };
         let to = to.into_owned();
         let (dev, root) = (staged.dev, staged.root.to_vec());
         if table.autofs_at(&to).is_none() {
