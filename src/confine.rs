@@ -31,8 +31,9 @@ pub struct Confine {
     ns: ThreadNameSpaceType,
     /// Whether it has a user namespace of its own (joined only by the container's programs).
     user: bool,
-    /// The init's cgroup directories in the host's cgroupfs: cgroup2 and each v1 hierarchy.
-    cgroups: Vec<OwnedFd>,
+    /// The init's cgroup directories in the host's cgroupfs: cgroup2 and each v1 hierarchy,
+    /// each marked whether it is cgroup2.
+    cgroups: Vec<(bool, OwnedFd)>,
     /// The init's capability bounding set.
     bounding: u64,
 }
@@ -42,7 +43,7 @@ pub struct Confine {
 pub struct ForChild {
     ns: ThreadNameSpaceType,
     user: bool,
-    cgroups: Vec<RawFd>,
+    cgroups: Vec<(bool, RawFd)>,
     bounding: u64,
 }
 
@@ -78,7 +79,7 @@ impl Confine {
         let mounts_text = read("self/mountinfo".into())?;
         let mounts = Table::from_mountinfo(&mounts_text, rustix::process::getpid())?;
         let mut cgroups = Vec::new();
-        for dir in cgroup_dirs(&read(format!("{init}/cgroup"))?, &mounts) {
+        for (v2, dir) in cgroup_dirs(&read(format!("{init}/cgroup"))?, &mounts) {
             let fd = openat(
                 rustix::fs::CWD,
                 dir.as_slice(),
@@ -86,7 +87,7 @@ impl Confine {
                 Mode::empty(),
             )
             .map_err(|e| Error::sys(format!("opening the init's cgroup {}", Shown(&dir)), e))?;
-            cgroups.push(fd);
+            cgroups.push((v2, fd));
         }
         Ok(Confine { ns, user, cgroups, bounding })
     }
@@ -95,23 +96,25 @@ impl Confine {
         ForChild {
             ns: self.ns,
             user: self.user,
-            cgroups: self.cgroups.iter().map(|fd| fd.as_raw_fd()).collect(),
+            cgroups: self.cgroups.iter().map(|(v2, fd)| (*v2, fd.as_raw_fd())).collect(),
             bounding: self.bounding,
         }
     }
 }
 
 impl ForChild {
-    /// The same, but joining these cgroup directories instead of the init's.
-    pub fn in_cgroups(mut self, cgroups: Vec<RawFd>) -> Self {
-        self.cgroups = cgroups;
+    /// The same, but joining this cgroup2 directory instead of the init's (the v1 hierarchies
+    /// stay the init's).
+    pub fn in_cgroup2(mut self, dir: RawFd) -> Self {
+        self.cgroups.retain(|(v2, _)| !v2);
+        self.cgroups.push((true, dir));
         self
     }
 
     /// Joins the init's cgroups and namespaces through its pidfd. In the forked child, first
     /// thing: the cgroup move needs our host privileges.
     pub fn join(&self, pidfd: BorrowedFd<'_>, trust: Trust) -> std::io::Result<()> {
-        for &dir in &self.cgroups {
+        for &(_, dir) in &self.cgroups {
             // SAFETY: `Confine` keeps these fds open for as long as the child is being made.
             let dir = unsafe { BorrowedFd::borrow_raw(dir) };
             let procs = openat(dir, "cgroup.procs", OFlags::WRONLY | OFlags::CLOEXEC, Mode::empty())?;
@@ -175,8 +178,9 @@ pub fn cap_bounding(status: &[u8]) -> Option<u64> {
 /// The init's cgroup directories in the host's cgroupfs, from its /proc/PID/cgroup (read on
 /// the host: paths from the host's cgroup root) and the host's mount table: the cgroup2
 /// directory (`0::/path`), and for each v1 hierarchy (`N:cpu,cpuacct:/path`) the directory
-/// in the mount of those controllers. A hierarchy the host has not mounted is skipped.
-pub fn cgroup_dirs(cgroup: &[u8], host: &Table<'_>) -> Vec<Vec<u8>> {
+/// in the mount of those controllers. A hierarchy the host has not mounted is skipped. Each
+/// comes with whether it is the cgroup2 one.
+pub fn cgroup_dirs(cgroup: &[u8], host: &Table<'_>) -> Vec<(bool, Vec<u8>)> {
     let mut dirs = Vec::new();
     for line in cgroup.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
         let mut parts = line.splitn(3, |&b| b == b':');
@@ -203,7 +207,7 @@ pub fn cgroup_dirs(cgroup: &[u8], host: &Table<'_>) -> Vec<Vec<u8>> {
             }
             dir.extend_from_slice(below);
         }
-        dirs.push(dir);
+        dirs.push((ctrls.is_empty(), dir));
     }
     dirs
 }
@@ -239,7 +243,9 @@ mod tests {
     fn cgroup_directories_on_a_hybrid_host() {
         let host = Table::new(parse(HOST).unwrap());
         let cgroup = b"12:cpu:/ctr/init.scope\n13:cpu,cpuacct:/ctr/init.scope\n11:memory:/ctr/init.scope\n1:name=systemd:/ctr/init.scope\n0::/ctr/init.scope\n99:nosuch:/x\n";
-        let dirs: Vec<String> = cgroup_dirs(cgroup, &host).into_iter().map(|d| String::from_utf8(d).unwrap()).collect();
+        let all = cgroup_dirs(cgroup, &host);
+        assert_eq!(all.iter().filter(|(v2, _)| *v2).count(), 1);
+        let dirs: Vec<String> = all.into_iter().map(|(_, d)| String::from_utf8(d).unwrap()).collect();
         assert!(dirs.contains(&"/sys/fs/cgroup/unified/ctr/init.scope".to_string()), "{dirs:?}");
         assert!(dirs.contains(&"/sys/fs/cgroup/memory/ctr/init.scope".to_string()), "{dirs:?}");
         assert!(dirs.contains(&"/sys/fs/cgroup/cpu/ctr/init.scope".to_string()), "{dirs:?}");
@@ -250,8 +256,8 @@ mod tests {
     #[test]
     fn cgroup2_alone_and_the_root() {
         let host = Table::new(parse(b"30 1 0:26 / /sys/fs/cgroup rw shared:4 - cgroup2 cgroup2 rw\n").unwrap());
-        assert_eq!(cgroup_dirs(b"0::/a/b\n", &host), [b"/sys/fs/cgroup/a/b".to_vec()]);
-        assert_eq!(cgroup_dirs(b"0::/\n", &host), [b"/sys/fs/cgroup".to_vec()]);
+        assert_eq!(cgroup_dirs(b"0::/a/b\n", &host), [(true, b"/sys/fs/cgroup/a/b".to_vec())]);
+        assert_eq!(cgroup_dirs(b"0::/\n", &host), [(true, b"/sys/fs/cgroup".to_vec())]);
     }
 
     #[test]

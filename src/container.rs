@@ -445,7 +445,7 @@ impl Container {
         }
         let pidfd = self.pidfd.as_raw_fd();
         // In the old daemon's cgroup, not the init's.
-        let confine = self.confined()?.in_cgroups(vec![r.cgroup.as_raw_fd()]);
+        let confine = self.confined()?.in_cgroup2(r.cgroup.as_raw_fd());
         // Its working directory, reached without following a symlink (else /).
         let cwd = crate::paths::root().and_then(|root| crate::paths::open_dir(root.as_fd(), &r.cwd));
         let cwd = match cwd {
