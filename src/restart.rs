@@ -517,7 +517,7 @@ fn restart_units(ctr: &Container, s: &Settings, units: &mut [Unit], init: u32, l
     };
 
     // Phase 4: check, clear, put back. From here on no error may end the run before every
-    // saved tree is back: a detached tree dies with its fd.
+    // saved tree is back, or said to be kept in the staging mount.
     let phase4 = ctr.mountinfo();
     let after = reread(ctr, &phase4);
     for u in units.iter_mut() {
