@@ -215,9 +215,9 @@ pub struct Respawn {
 }
 
 impl Respawn {
-    /// Reads it from the host's /proc. `cgroup2` is the host's cgroup2 root (opened before
-    /// entering the container); paths are read after entering, so they are the container's.
-    pub fn read(ctr: &Container, pid: u32, cgroup2: &OwnedFd) -> Result<Respawn> {
+    /// Reads it from the host's /proc, after entering the container, so that its paths are
+    /// the container's; its cgroup is opened below the host's cgroup2 root that `enter` kept.
+    pub fn read(ctr: &Container, pid: u32) -> Result<Respawn> {
         let gone = |what: &str| Error::Failed(format!("reading the {what} of automount (pid {pid})"));
         let nul_list = |b: Vec<u8>| b.split(|&c| c == 0).filter(|a| !a.is_empty()).map(<[u8]>::to_vec).collect();
         let argv: Vec<Vec<u8>> = nul_list(ctr.proc_file(pid, "cmdline").ok_or_else(|| gone("command line"))?);
@@ -238,8 +238,13 @@ impl Respawn {
             cgroup.split(|&b| b == b'\n').find_map(|l| l.strip_prefix(b"0::")).ok_or_else(|| gone("cgroup2 path"))?;
         let rel = String::from_utf8_lossy(path).trim_start_matches('/').to_string();
         let rel = if rel.is_empty() { ".".to_string() } else { rel };
-        let cgroup = openat(cgroup2, rel.as_str(), OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
-            .map_err(|e| Error::sys(format!("opening the cgroup /{rel} of automount (pid {pid})"), e))?;
+        let cgroup = openat(
+            ctr.host_cgroup2()?,
+            rel.as_str(),
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| Error::sys(format!("opening the cgroup /{rel} of automount (pid {pid})"), e))?;
         if argv.is_empty() {
             return Err(gone("command line"));
         }

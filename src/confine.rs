@@ -5,7 +5,7 @@
 //! `Confine::of` reads it all from the host before we enter the container; `Confine::apply`
 //! runs in the forked child, before exec. The parsers are pure.
 
-use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
 use rustix::fs::{Mode, OFlags, openat};
 use rustix::thread::{CapabilitySet, CapabilitySets, ThreadNameSpaceType};
@@ -36,6 +36,8 @@ pub struct Confine {
     cgroups: Vec<(bool, OwnedFd)>,
     /// The init's capability bounding set.
     bounding: u64,
+    /// The host's cgroup2 root, where a respawned daemon's own cgroup is found.
+    cgroup2_root: Option<OwnedFd>,
 }
 
 /// What the child needs of a `Confine`, as plain values: a pre-exec closure must own them.
@@ -89,7 +91,15 @@ impl Confine {
             .map_err(|e| Error::sys(format!("opening the init's cgroup {}", Shown(&dir)), e))?;
             cgroups.push((v2, fd));
         }
-        Ok(Confine { ns, user, cgroups, bounding })
+        let cgroup2_root = mounts.mounts.iter().find(|m| &*m.fs_type == b"cgroup2").and_then(|m| {
+            openat(rustix::fs::CWD, &*m.mount_point, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+                .ok()
+        });
+        Ok(Confine { ns, user, cgroups, bounding, cgroup2_root })
+    }
+
+    pub fn cgroup2_root(&self) -> Option<BorrowedFd<'_>> {
+        self.cgroup2_root.as_ref().map(|fd| fd.as_fd())
     }
 
     pub fn for_child(&self) -> ForChild {

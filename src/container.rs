@@ -418,6 +418,14 @@ impl Container {
         wait(child, timeout, &doing)
     }
 
+    /// The host's cgroup2 root (after `enter`, which opened it while it was in reach).
+    pub fn host_cgroup2(&self) -> Result<BorrowedFd<'_>> {
+        self.confine
+            .get()
+            .and_then(Confine::cgroup2_root)
+            .ok_or_else(|| Error::Failed("this host has no cgroup2 hierarchy mounted".into()))
+    }
+
     /// What the container's programs may have (after `enter`).
     fn confined(&self) -> Result<ForChild> {
         self.confine.get().map(Confine::for_child).ok_or_else(|| Error::Failed("not in the container yet".into()))
@@ -468,21 +476,6 @@ impl Container {
         let child = cmd.spawn().map_err(|e| io_error(doing.clone(), &e))?;
         wait(child, timeout, &doing).map(|out| out.status)
     }
-}
-
-/// The host's cgroup2 root, found in our own mountinfo (before `enter`): `/sys/fs/cgroup`, or
-/// `/sys/fs/cgroup/unified` on a hybrid host.
-pub fn host_cgroup2() -> Result<OwnedFd> {
-    let text =
-        std::fs::read("/proc/self/mountinfo").map_err(|e| io_error("reading /proc/self/mountinfo".into(), &e))?;
-    let mounts =
-        crate::mountinfo::parse(&text).map_err(|e| Error::Failed(format!("parsing /proc/self/mountinfo: {e}")))?;
-    let m = mounts
-        .iter()
-        .find(|m| &*m.fs_type == b"cgroup2")
-        .ok_or_else(|| Error::Failed("this host has no cgroup2 hierarchy mounted".into()))?;
-    openat(rustix::fs::CWD, &*m.mount_point, dir_flags(), Mode::empty())
-        .map_err(|e| Error::sys(format!("opening {}", Shown(&m.mount_point)), e))
 }
 
 /// What one pass over /proc found among the container's processes (host pids).

@@ -15,7 +15,7 @@ use rustix::process::Pid;
 
 use crate::autofs::{Autofs, Table};
 use crate::automount::{Daemon, Respawn, Served, Supervisor, is_automount_exe, parent_of, service_of};
-use crate::container::{Container, host_cgroup2};
+use crate::container::Container;
 use crate::error::{Error, Result, Shown};
 use crate::mountinfo::Dev;
 use crate::mounts::{self, Api, Mounter, Saved};
@@ -112,7 +112,6 @@ pub fn run(s: &Settings) -> Result<u8> {
     }
     // What an interrupted run left set aside goes back first: the plan must see it in place.
     let mut entered = false;
-    let mut cgroup2 = None;
     if has(&text, STAGING_LINE) {
         let steps = {
             let table = Table::from_mountinfo(&text, s.pid)?;
@@ -125,8 +124,6 @@ pub fn run(s: &Settings) -> Result<u8> {
                 ));
                 None
             } else {
-                // Read now: entering the container hides the host's cgroup tree.
-                cgroup2 = Some(host_cgroup2());
                 ctr.enter()?;
                 entered = true;
                 Some(mounts::plan_recovery(&table, &mounts::read_journal()?))
@@ -243,11 +240,6 @@ pub fn run(s: &Settings) -> Result<u8> {
         return Ok(u8::from(failed > 0));
     }
 
-    // What a daemonised automount needs to be started again is read now: its cgroup lives in
-    // the host's hierarchy, which entering the container hides.
-    if cgroup2.is_none() && daemons.iter().any(|d| d.supervisor == Supervisor::Init) {
-        cgroup2 = Some(host_cgroup2());
-    }
     // The plan is made: what follows needs only what it owns, not the table (at 10 000 mounts,
     // megabytes that would stay while phase 4 reads the table again).
     let points: Vec<Vec<u8>> = table.autofs().iter().map(|a| a.mount.mount_point.to_vec()).collect();
@@ -259,14 +251,7 @@ pub fn run(s: &Settings) -> Result<u8> {
     let respawns: Vec<(u32, Result<Respawn>)> = daemons
         .iter()
         .filter(|d| d.supervisor == Supervisor::Init)
-        .map(|d| {
-            let r = match &cgroup2 {
-                Some(Ok(root)) => Respawn::read(&ctr, d.pid, root),
-                Some(Err(e)) => Err(Error::Failed(e.to_string())),
-                None => Err(Error::Failed("no cgroup2 root".into())),
-            };
-            (d.pid, r)
-        })
+        .map(|d| (d.pid, Respawn::read(&ctr, d.pid)))
         .collect();
     if !units.is_empty() {
         failed += restart_units(&ctr, s, &mut units, init, &log);
