@@ -478,6 +478,18 @@ impl Container {
     }
 }
 
+/// A process of the container, for messages: "pid 10483 (278 in the container, sleep)".
+pub fn who(pid: u32, ctr_pid: Option<u32>, comm: &[u8]) -> String {
+    let inner = ctr_pid.map_or_else(String::new, |p| format!("{p} in the container, "));
+    format!("pid {pid} ({inner}{})", Shown(comm))
+}
+
+/// The same for a table column: "pid 10483 = 278 inside (sleep)".
+pub fn who_short(pid: u32, ctr_pid: Option<u32>, comm: &[u8]) -> String {
+    let inner = ctr_pid.map_or_else(String::new, |p| format!(" = {p} inside"));
+    format!("pid {pid}{inner} ({})", Shown(comm))
+}
+
 /// What one pass over /proc found among the container's processes (host pids).
 #[derive(Default)]
 pub struct Survey {

@@ -61,8 +61,7 @@ pub struct Namespace {
 impl Namespace {
     /// "the mount namespace of pid 10483 (278 in the container, sleep)"
     pub fn describe(&self) -> String {
-        let inner = self.ctr_pid.map_or_else(String::new, |p| format!("{p} in the container, "));
-        format!("the mount namespace of pid {} ({inner}{})", self.pid, Shown(&self.comm))
+        format!("the mount namespace of {}", crate::container::who(self.pid, self.ctr_pid, &self.comm))
     }
 }
 

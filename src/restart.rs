@@ -323,11 +323,9 @@ fn still_blocked(ctr: &Container, blocked: &[u32], points: &[Vec<u8>], log: &Log
             None => "on an autofs mount".into(),
         };
         let looking = path.map_or_else(String::new, |p| format!(" (looking up {})", Shown(&p)));
-        let inner = ctr.ctr_pid(pid).map_or_else(String::new, |p| format!("{p} in the container, "));
-        let comm = ctr.comm(pid).unwrap_or_default();
+        let who = crate::container::who(pid, ctr.ctr_pid(pid), &ctr.comm(pid).unwrap_or_default());
         log.say(format_args!(
-            "warning: pid {pid} ({inner}{}) is still blocked {on}{looking}: it waits on the old superblock, which nothing answers any more; SIGKILL ends it",
-            Shown(&comm)
+            "warning: {who} is still blocked {on}{looking}: it waits on the old superblock, which nothing answers any more; SIGKILL ends it"
         ));
     }
 }

@@ -6,7 +6,7 @@ use std::io::Write;
 use rustix::process::Pid;
 
 use crate::autofs::Table;
-use crate::container::Container;
+use crate::container::{Container, who_short};
 use crate::error::{Error, Result, Shown};
 use crate::nested::{self, Reach};
 use crate::systemd;
@@ -62,12 +62,7 @@ pub fn run(pid_name: &'static str, pid: Pid) -> Result<u8> {
     if !nested.is_empty() {
         let mut rows = vec![["NESTED NAMESPACE".to_string(), "WHERE".into(), "TYPE".into(), "STATE".into()]];
         for ns in &nested {
-            let who = format!(
-                "pid {}{} ({})",
-                ns.pid,
-                ns.ctr_pid.map_or_else(String::new, |p| format!(" = {p} inside")),
-                Shown(&ns.comm)
-            );
+            let who = who_short(ns.pid, ns.ctr_pid, &ns.comm);
             for c in &ns.copies {
                 let of = Shown(c.of.as_deref().unwrap_or_default());
                 let state = match c.reach {
@@ -102,11 +97,7 @@ pub fn run(pid_name: &'static str, pid: Pid) -> Result<u8> {
             table.mounts.iter().filter(|m| &*m.fs_type == b"autofs").map(|m| &*m.mount_point).collect();
         let mut rows = vec![["BLOCKED PROCESS".to_string(), "ON".into(), "LOOKING UP".into(), String::new()]];
         for &p in &survey.blocked {
-            let who = format!(
-                "pid {p}{} ({})",
-                ctr.ctr_pid(p).map_or_else(String::new, |c| format!(" = {c} inside")),
-                Shown(&ctr.comm(p).unwrap_or_default())
-            );
+            let who = who_short(p, ctr.ctr_pid(p), &ctr.comm(p).unwrap_or_default());
             let path = ctr.blocked_path(p);
             let on = path.as_deref().and_then(|l| crate::blocked::mount_of(l, points.iter().copied()));
             let on = on.map_or_else(|| "?".to_string(), escaped);
