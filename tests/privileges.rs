@@ -1,6 +1,6 @@
 //! The container's programs run with the container's privileges only, and paths from the
-//! container never lead a mount call out of it. Against real systemd in a container with its
-//! own network namespace and a narrowed capability bounding set.
+//! container never lead a mount call astray. Against real systemd in a container with its own
+//! network and time namespaces and a narrowed capability bounding set.
 
 mod common;
 
@@ -91,8 +91,11 @@ fn the_containers_systemctl_gets_the_containers_privileges_only() {
     if !can_run_containers() {
         return;
     }
-    let ctr =
-        Container::start_env(&[("CONTAINER_NET", "1"), ("CONTAINER_BOUNDING", "-sys_module,-sys_rawio,-sys_time")]);
+    let ctr = Container::start_env(&[
+        ("CONTAINER_NET", "1"),
+        ("CONTAINER_TIME", "1"),
+        ("CONTAINER_BOUNDING", "-sys_module,-sys_rawio,-sys_time"),
+    ]);
     ctr.ok("echo kept > /srv/data/file");
     ctr.restore(&["/srv/data", "/srv/idle"]);
     assert_eq!(ctr.answers("/srv/idle", 2), None, "/srv/idle should hang after the restore");
@@ -110,6 +113,11 @@ fn the_containers_systemctl_gets_the_containers_privileges_only() {
         init_ns["net"],
         Command::new("readlink").arg("/proc/self/ns/net").output().map(|o| stdout(&o).trim().to_string()).unwrap(),
         "the container has a network namespace of its own"
+    );
+    assert_ne!(
+        init_ns["time"],
+        Command::new("readlink").arg("/proc/self/ns/time").output().map(|o| stdout(&o).trim().to_string()).unwrap(),
+        "and a time namespace"
     );
 
     // As CRIU runs it, with a canary in the environment and a canary fd (7) left open.
