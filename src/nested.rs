@@ -208,7 +208,7 @@ pub fn scan(ctr: &Container, main: &Table<'_>, nested: &[u32]) -> Result<Vec<Nam
 }
 
 /// Makes the private copies of `devs` in `ns` catatonic (after `enter`, once their master has
-/// restarted): each wakes its waiters with ENOENT and fails every later access at once. Left
+/// restarted): each wakes its waiters, and every later access returns at once. Left
 /// alone, a copy goes catatonic only when the kernel next writes to the closed pipe, and never
 /// when a request is already pending (a process killed while it waited leaves one): then
 /// every access there hangs. A child does it inside the namespace; a copy with mounts on top
