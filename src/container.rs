@@ -33,7 +33,7 @@ pub struct Container {
     /// The init's root directory.
     root: OwnedFd,
     /// The container's privileges, read by `enter`, for every program started afterwards.
-    confine: std::cell::OnceCell<Confine>,
+    confine: std::cell::OnceCell<std::result::Result<Confine, String>>,
 }
 
 /// A mount namespace and a root directory in it, held open.
@@ -336,9 +336,10 @@ impl Container {
     /// single-threaded process, and we start no thread before this.
     pub fn enter(&self) -> Result<()> {
         // What the container's programs may have, read while the host's /proc and cgroupfs are
-        // in reach.
-        let confine = Confine::of(self.proc.as_fd(), self.pid.as_raw_nonzero().get() as u32)?;
-        let _ = self.confine.set(confine);
+        // in reach. If that fails, no program of the container will run, but the mount work
+        // (a recovery above all) goes on.
+        let confine = Confine::of(self.proc.as_fd(), self.pid.as_raw_nonzero().get() as u32);
+        let _ = self.confine.set(confine.map_err(|e| e.to_string()));
         move_into_thread_name_spaces(self.pidfd.as_fd(), ThreadNameSpaceType::MOUNT | ThreadNameSpaceType::PROCESS_ID)
             .map_err(|e| Error::sys(format!("entering the namespaces of pid {}", self.pid), e))?;
         // setns put us at the namespace's root; a container can be chrooted below it.
@@ -420,15 +421,20 @@ impl Container {
 
     /// The host's cgroup2 root (after `enter`, which opened it while it was in reach).
     pub fn host_cgroup2(&self) -> Result<BorrowedFd<'_>> {
-        self.confine
-            .get()
-            .and_then(Confine::cgroup2_root)
-            .ok_or_else(|| Error::Failed("this host has no cgroup2 hierarchy mounted".into()))
+        self.confine()?.cgroup2_root().ok_or_else(|| Error::Failed("this host has no cgroup2 hierarchy mounted".into()))
     }
 
     /// What the container's programs may have (after `enter`).
     fn confined(&self) -> Result<ForChild> {
-        self.confine.get().map(Confine::for_child).ok_or_else(|| Error::Failed("not in the container yet".into()))
+        self.confine().map(Confine::for_child)
+    }
+
+    fn confine(&self) -> Result<&Confine> {
+        match self.confine.get() {
+            Some(Ok(c)) => Ok(c),
+            Some(Err(e)) => Err(Error::Failed(format!("the container's privileges are unknown: {e}"))),
+            None => Err(Error::Failed("not in the container yet".into())),
+        }
     }
 }
 
