@@ -19,7 +19,8 @@ autofs-restart: bring AutoFS mount points back to life after CRIU restores a con
 
 Usage:
   autofs-restart                          as a CRIU action script (CRTOOLS_* environment)
-  autofs-restart restart --pid PID [--unit UNIT]... [--nested POLICY] [--dry-run] [--probe] [-v]
+  autofs-restart restart --pid PID [--unit UNIT]... [--nested POLICY] [--timeout SECS]
+                         [--dry-run] [--probe] [-v]
   autofs-restart status --pid PID
   autofs-restart recover --pid PID [--timeout SECS]
   autofs-restart --help | --version
@@ -27,7 +28,8 @@ Usage:
 Commands:
   restart      restart the masters of the container's autofs mounts, keeping what is
                mounted on top of them
-  status       list the container's autofs mounts: where, type, master, what is on top
+  status       list the container's autofs mounts: where, type, master, what is on top;
+               their copies in nested mount namespaces; processes blocked on them
   recover      put back what an interrupted run left set aside (every run does this first)
 
 Options:
