@@ -4,6 +4,10 @@
 #[allow(dead_code, unused_imports)]
 #[path = "../src/mountinfo.rs"]
 mod mountinfo;
+// The parser's tests, compiled here too under `cargo test --benches`, use it.
+#[cfg(test)]
+#[path = "../src/xorshift.rs"]
+mod xorshift;
 
 use std::time::Instant;
 

@@ -19,26 +19,16 @@ mod mountinfo;
 mod mounts;
 #[path = "../src/paths.rs"]
 mod paths;
+#[path = "../src/xorshift.rs"]
+mod xorshift;
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use xorshift::Rng;
+
 /// The input under test, for the panic hook.
 static CURRENT: Mutex<Vec<u8>> = Mutex::new(Vec::new());
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
 
 /// Bytes that mean something to the parsers.
 const TOKENS: &[&[u8]] = &[

@@ -16,6 +16,8 @@ mod paths;
 mod restart;
 mod status;
 mod systemd;
+#[cfg(test)]
+mod xorshift;
 
 use std::os::fd::{AsRawFd, IntoRawFd};
 use std::os::unix::ffi::OsStrExt;

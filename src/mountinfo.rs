@@ -258,6 +258,7 @@ fn signed(v: &[u8]) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::xorshift::Rng;
 
     #[test]
     fn a_line_from_proc5() {
@@ -303,37 +304,23 @@ mod tests {
         assert_eq!(&*unescape(b"\\377"), b"\xff");
     }
 
-    /// xorshift64*: a tiny deterministic generator, so the property tests need no crate and
-    /// a failure can be replayed from its seed.
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-        }
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n as u64) as usize
-        }
-        /// A path of bytes that mountinfo must escape or that look like its syntax.
-        fn path(&mut self) -> Vec<u8> {
-            const TRICKY: &[u8] = b" \t\n\\-:0123456789/ab\xc3\xa9\x00\x7f";
-            let len = 1 + self.below(24);
-            let mut p = vec![b'/'];
-            p.extend((0..len).map(|_| {
-                if self.below(3) == 0 { (self.next() & 0xff) as u8 } else { TRICKY[self.below(TRICKY.len())] }
-            }));
-            p
-        }
+    /// A path of bytes that mountinfo must escape or that look like its syntax.
+    fn path(rng: &mut Rng) -> Vec<u8> {
+        const TRICKY: &[u8] = b" \t\n\\-:0123456789/ab\xc3\xa9\x00\x7f";
+        let len = 1 + rng.below(24);
+        let mut p = vec![b'/'];
+        p.extend(
+            (0..len)
+                .map(|_| if rng.below(3) == 0 { (rng.next() & 0xff) as u8 } else { TRICKY[rng.below(TRICKY.len())] }),
+        );
+        p
     }
 
     #[test]
     fn property_any_path_survives_escape_and_parse() {
         for seed in 1..=2000u64 {
             let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
-            let (root, point, source) = (rng.path(), rng.path(), rng.path());
+            let (root, point, source) = (path(&mut rng), path(&mut rng), path(&mut rng));
             let mut line =
                 format!("{} {} {}:{} ", rng.below(1 << 20), rng.below(1 << 20), rng.below(4096), rng.below(1 << 20))
                     .into_bytes();
