@@ -259,9 +259,17 @@ impl Mounter {
 }
 
 /// Moves staged tree `n` onto `path` (resolved without symlinks), and removes its directory.
+/// Moves staged tree `n` onto `path` (resolved without symlinks) and checks that it is what a
+/// walk to `path` reaches now, by device and inode of its root: no mount table to read, which
+/// at 10 000 mounts costs tens of milliseconds. Removes its directory.
 fn move_back(root: BorrowedFd<'_>, staging: &OwnedFd, n: u32, path: &[u8]) -> Result<()> {
     let (dir, last) = paths::parent(root, path)?;
     let name = n.to_string();
+    let id = |at: BorrowedFd<'_>, name: &[u8]| {
+        rustix::fs::statat(at, name, AtFlags::SYMLINK_NOFOLLOW | AtFlags::NO_AUTOMOUNT)
+            .map(|st| (major(st.st_dev), minor(st.st_dev), st.st_ino))
+    };
+    let staged = id(staging.as_fd(), name.as_bytes()).map_err(|e| Error::sys(format!("stat {STAGING}/{n}"), e))?;
     // move_mount follows no symlink at the target unless asked to.
     let moved = match move_mount(staging, name.as_str(), &dir, last.as_slice(), MoveMountFlags::empty()) {
         Err(Errno::NOSYS) => {
@@ -273,7 +281,17 @@ fn move_back(root: BorrowedFd<'_>, staging: &OwnedFd, n: u32, path: &[u8]) -> Re
     };
     moved.map_err(|e| Error::sys("", e).to_string().trim_start_matches(": ").to_string()).map_err(Error::Failed)?;
     let _ = rustix::fs::unlinkat(staging, name.as_str(), AtFlags::REMOVEDIR);
-    Ok(())
+    match id(dir.as_fd(), &last) {
+        Ok(now) if now == staged => Ok(()),
+        Ok((major, minor, ino)) => Err(Error::Failed(format!(
+            "moved it, but the top at {} is {major}:{minor} inode {ino}, not {}:{} inode {}",
+            Shown(path),
+            staged.0,
+            staged.1,
+            staged.2
+        ))),
+        Err(e) => Err(Error::sys(format!("moved it, but stat {}", Shown(path)), e)),
+    }
 }
 
 fn remove_staging(root: BorrowedFd<'_>) -> Result<()> {
