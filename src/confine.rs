@@ -145,15 +145,8 @@ impl ForChild {
         let Trust::Container { no_new_privs } = trust else { return Ok(()) };
         use rustix::process::{Gid, Uid};
         use rustix::thread::{set_thread_groups, set_thread_res_gid, set_thread_res_uid};
-        // A user namespace whose setgroups is "deny" refuses this; there are no groups to drop
-        // there anyway.
-        match set_thread_groups(&[]) {
-            Ok(()) | Err(rustix::io::Errno::PERM) => {}
-            Err(e) => return Err(e.into()),
-        }
-        let (gid, uid) = (Gid::from_raw(gid), Uid::from_raw(uid));
-        set_thread_res_gid(gid, gid, gid)?;
-        set_thread_res_uid(uid, uid, uid)?;
+        // The bounding set first: dropping from it needs CAP_SETPCAP, which a uid other than 0
+        // loses below. (It limits what exec grants, not what we hold now: CAP_SETUID stays.)
         for cap in 0..64u32 {
             if self.bounding & (1 << cap) == 0 {
                 // Numbers past the kernel's last capability are refused: nothing to drop.
@@ -164,6 +157,16 @@ impl ForChild {
             }
         }
         rustix::thread::clear_ambient_capability_set()?;
+        // A user namespace whose setgroups is "deny" refuses this; there are no groups to drop
+        // there anyway.
+        match set_thread_groups(&[]) {
+            Ok(()) | Err(rustix::io::Errno::PERM) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let (gid, uid) = (Gid::from_raw(gid), Uid::from_raw(uid));
+        set_thread_res_gid(gid, gid, gid)?;
+        // All uids non-zero: the kernel clears the permitted and effective sets itself.
+        set_thread_res_uid(uid, uid, uid)?;
         let mut sets = rustix::thread::capabilities(None)?;
         let keep = CapabilitySet::from_bits_retain(self.bounding);
         sets = CapabilitySets {
@@ -268,6 +271,57 @@ mod tests {
         let host = Table::new(parse(b"30 1 0:26 / /sys/fs/cgroup rw shared:4 - cgroup2 cgroup2 rw\n").unwrap());
         assert_eq!(cgroup_dirs(b"0::/a/b\n", &host), [(true, b"/sys/fs/cgroup/a/b".to_vec())]);
         assert_eq!(cgroup_dirs(b"0::/\n", &host), [(true, b"/sys/fs/cgroup".to_vec())]);
+    }
+
+    /// The child of a real spawn, dropped to `uid` with a narrow bounding set: what its
+    /// /proc/self/status says. Needs root (CI runs as root and must run it).
+    fn dropped_to(uid: u32, no_new_privs: bool) -> Option<String> {
+        use std::os::unix::process::CommandExt;
+        if !rustix::process::geteuid().is_root() {
+            assert!(std::env::var_os("CI").is_none(), "CI must run this as root");
+            return None;
+        }
+        // CAP_CHOWN (0), CAP_SETUID (7), CAP_NET_BIND_SERVICE (10) only.
+        let child = ForChild {
+            ns: ThreadNameSpaceType::empty(),
+            user: false,
+            cgroups: Vec::new(),
+            bounding: (1 << 0) | (1 << 7) | (1 << 10),
+        };
+        let mut cmd = std::process::Command::new("/bin/cat");
+        cmd.arg("/proc/self/status");
+        // SAFETY: in the forked child before exec; only system calls.
+        unsafe {
+            cmd.pre_exec(move || child.drop_privileges(Trust::Container { no_new_privs }, uid, uid));
+        }
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        Some(String::from_utf8(out.stdout).unwrap())
+    }
+
+    fn field<'a>(status: &'a str, name: &str) -> &'a str {
+        status.lines().find_map(|l| l.strip_prefix(name)).unwrap().trim()
+    }
+
+    #[test]
+    fn root_keeps_only_the_bounding_set() {
+        let Some(status) = dropped_to(0, true) else { return };
+        assert_eq!(field(&status, "Uid:"), "0\t0\t0\t0");
+        assert_eq!(field(&status, "CapBnd:"), "0000000000000481");
+        assert_eq!(field(&status, "CapEff:"), "0000000000000481", "exec gives root its bounding set");
+        assert_eq!(field(&status, "CapAmb:"), "0000000000000000");
+        assert_eq!(field(&status, "NoNewPrivs:"), "1");
+    }
+
+    #[test]
+    fn another_uid_ends_with_nothing() {
+        let Some(status) = dropped_to(65534, false) else { return };
+        assert_eq!(field(&status, "Uid:"), "65534\t65534\t65534\t65534");
+        assert_eq!(field(&status, "Gid:"), "65534\t65534\t65534\t65534");
+        assert_eq!(field(&status, "Groups:"), "");
+        assert_eq!(field(&status, "CapBnd:"), "0000000000000481");
+        assert_eq!(field(&status, "CapPrm:"), "0000000000000000");
+        assert_eq!(field(&status, "NoNewPrivs:"), "0");
     }
 
     #[test]
