@@ -104,28 +104,21 @@ pub fn run(s: &Settings) -> Result<u8> {
     }
     // What an interrupted run left set aside goes back first: the plan must see it in place.
     let mut entered = false;
-    if has(&text, STAGING_LINE) {
-        let steps = {
-            let table = Table::from_mountinfo(&text, s.pid)?;
-            if !mounts::has_staging(&table) {
-                None
-            } else if s.dry_run {
-                log.say(format_args!(
-                    "an interrupted run left trees set aside in {}: they would go back first",
-                    mounts::STAGING
-                ));
-                None
-            } else {
-                ctr.enter()?;
+    if s.dry_run {
+        if has(&text, STAGING_LINE) && mounts::has_staging(&Table::from_mountinfo(&text, s.pid)?) {
+            log.say(format_args!(
+                "an interrupted run left trees set aside in {}: they would go back first",
+                mounts::STAGING
+            ));
+        }
+    } else {
+        match recover_staged(&ctr, &text, &log)? {
+            None => {}
+            Some(false) => return Ok(1),
+            Some(true) => {
                 entered = true;
-                Some(mounts::plan_recovery(&table, &mounts::read_journal()?))
+                text = ctr.mountinfo()?;
             }
-        };
-        if let Some(steps) = steps {
-            if !recovered(&steps, &log) {
-                return Ok(1);
-            }
-            text = ctr.mountinfo()?;
         }
     }
     let table = Table::from_mountinfo(&text, s.pid)?;
@@ -409,27 +402,35 @@ fn recovered(steps: &[mounts::Step], log: &Log) -> bool {
     all
 }
 
+/// Puts back what an interrupted run left set aside in the table `text`, entering the
+/// container to do so (under the lock). None when nothing was left; else whether all went back.
+fn recover_staged(ctr: &Container, text: &[u8], log: &Log) -> Result<Option<bool>> {
+    if !has(text, STAGING_LINE) {
+        return Ok(None);
+    }
+    let table = Table::from_mountinfo(text, ctr.pid)?;
+    if !mounts::has_staging(&table) {
+        return Ok(None);
+    }
+    ctr.enter()?;
+    Ok(Some(recovered(&mounts::plan_recovery(&table, &mounts::read_journal()?), log)))
+}
+
 /// `autofs-restart recover`: puts back what an interrupted run left set aside, and nothing
 /// else. Returns the exit code.
 pub fn recover(pid_name: &'static str, pid: Pid, timeout: Duration) -> Result<u8> {
     let log = Log { verbose: false };
     let ctr = Container::open(pid_name, pid)?;
     let text = ctr.mountinfo()?;
-    if !has(&text, STAGING_LINE) {
-        log.say(format_args!("nothing to recover"));
-        return Ok(0);
+    if has(&text, STAGING_LINE) {
+        let (_lock, _) = ctr.lock(timeout)?;
+        // Read again under the lock: a run that held it may have finished meanwhile.
+        if let Some(all) = recover_staged(&ctr, &ctr.mountinfo()?, &log)? {
+            return Ok(u8::from(!all));
+        }
     }
-    let (_lock, _) = ctr.lock(timeout)?;
-    // Read again under the lock: a run that held it may have finished meanwhile.
-    let text = ctr.mountinfo()?;
-    let table = Table::from_mountinfo(&text, pid)?;
-    if !mounts::has_staging(&table) {
-        log.say(format_args!("nothing to recover"));
-        return Ok(0);
-    }
-    ctr.enter()?;
-    let steps = mounts::plan_recovery(&table, &mounts::read_journal()?);
-    Ok(u8::from(!recovered(&steps, &log)))
+    log.say(format_args!("nothing to recover"));
+    Ok(0)
 }
 
 /// The mount points a daemon serves, for messages.
