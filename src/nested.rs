@@ -130,28 +130,46 @@ impl Groups {
     }
 }
 
-/// The autofs mounts of a nested namespace's table, each judged against the init's table.
-/// Pure: tables in, copies out; O(mounts).
-pub fn copies(main: &Table<'_>, nested: &Table<'_>, groups: &Groups) -> Vec<Copy> {
-    let main_ids = ids(main);
-    let nested_ids = ids(nested);
-    let parent =
-        |ids: &HashMap<u32, usize>, t: &Table<'_>, m: &Mount<'_>| ids.get(&m.parent).map(|&i| t.mounts[i].propagation);
-    let main_autofs: HashMap<Dev, &Mount<'_>> =
-        main.mounts.iter().rev().filter(|m| &*m.fs_type == b"autofs").map(|m| (m.dev, m)).collect();
-    nested
-        .autofs()
+/// The init's autofs mounts by superblock: where each is, and the peer group of the mount below
+/// it (propagation to a copy comes from there). Built once per scan, not once per namespace.
+pub struct Originals(HashMap<Dev, (Vec<u8>, Option<u32>)>);
+
+impl Originals {
+    pub fn of(main: &Table<'_>) -> Self {
+        let autofs: Vec<&Mount<'_>> = main.mounts.iter().filter(|m| &*m.fs_type == b"autofs").collect();
+        let below = propagation_of_parents(main, &autofs);
+        // The first in mountinfo order wins, as for a bind of one autofs mount elsewhere.
+        let mut map = HashMap::new();
+        for m in autofs {
+            let group = below.get(&m.parent).and_then(|p| p.shared);
+            map.entry(m.dev).or_insert_with(|| (m.mount_point.to_vec(), group));
+        }
+        Originals(map)
+    }
+}
+
+/// The propagation of the parents of `mounts`, by parent id: one pass over the table.
+fn propagation_of_parents(t: &Table<'_>, mounts: &[&Mount<'_>]) -> HashMap<u32, Propagation> {
+    let mut wanted: Vec<u32> = mounts.iter().map(|m| m.parent).collect();
+    wanted.sort_unstable();
+    t.mounts.iter().filter(|m| wanted.binary_search(&m.id).is_ok()).map(|m| (m.id, m.propagation)).collect()
+}
+
+/// The autofs mounts of a nested namespace's table, each judged against the init's. Pure:
+/// tables in, copies out; O(mounts).
+pub fn copies(originals: &Originals, nested: &Table<'_>, groups: &Groups) -> Vec<Copy> {
+    let autofs = nested.autofs();
+    let mounts: Vec<&Mount<'_>> = autofs.iter().map(|a| a.mount).collect();
+    let below = propagation_of_parents(nested, &mounts);
+    autofs
         .into_iter()
         .map(|a| {
             let m = a.mount;
-            let original = main_autofs.get(&m.dev);
+            let original = originals.0.get(&m.dev);
             let reach = match original {
                 None => Reach::Elsewhere,
-                Some(o) => {
-                    let follows = parent(&main_ids, main, o)
-                        .and_then(|p| p.shared)
-                        .zip(parent(&nested_ids, nested, m))
-                        .is_some_and(|(group, p)| groups.receives(&p, group));
+                Some((_, group)) => {
+                    let follows = group.zip(below.get(&m.parent)).is_some_and(|(group, p)| groups.receives(p, group));
                     if follows { Reach::Follows } else { Reach::Private }
                 }
             };
@@ -159,16 +177,12 @@ pub fn copies(main: &Table<'_>, nested: &Table<'_>, groups: &Groups) -> Vec<Copy
                 path: m.mount_point.to_vec(),
                 dev: m.dev,
                 options: a.options,
-                of: original.map(|o| o.mount_point.to_vec()),
+                of: original.map(|(path, _)| path.clone()),
                 reach,
                 on_top: a.stack.len(),
             }
         })
         .collect()
-}
-
-fn ids(t: &Table<'_>) -> HashMap<u32, usize> {
-    t.mounts.iter().enumerate().map(|(i, m)| (m.id, i)).collect()
 }
 
 /// The container's nested mount namespaces that hold autofs mounts, from one process of each
@@ -193,9 +207,10 @@ pub fn scan(ctr: &Container, main: &Table<'_>, nested: &[u32]) -> Result<Vec<Nam
     for (_, t) in &tables {
         groups.add(t);
     }
+    let originals = Originals::of(main);
     let mut namespaces = Vec::new();
     for (pid, table) in &tables {
-        let copies = copies(main, table, &groups);
+        let copies = copies(&originals, table, &groups);
         if copies.is_empty() {
             continue;
         }
@@ -283,7 +298,7 @@ mod tests {
         groups.add(&main);
         groups.add(&nested);
         others.iter().for_each(|t| groups.add(t));
-        copies(&main, &nested, &groups)
+        copies(&Originals::of(&main), &nested, &groups)
             .into_iter()
             .map(|c| {
                 let of = c.of.map(|o| String::from_utf8(o).unwrap());
