@@ -11,6 +11,7 @@ use rustix::fs::{Mode, OFlags, openat};
 use rustix::thread::{CapabilitySet, CapabilitySets, ThreadNameSpaceType};
 
 use crate::autofs::Table;
+use crate::container::{Container, ns_id};
 use crate::error::{Error, Result, Shown};
 
 /// Whose program it is.
@@ -52,16 +53,14 @@ pub struct ForChild {
 impl Confine {
     /// Reads the init's privileges from the host's /proc and our own mountinfo (the host's
     /// cgroupfs). Before `enter`: afterwards neither is in reach.
-    pub fn of(proc: BorrowedFd<'_>, init: u32) -> Result<Confine> {
-        let read = |path: String| {
-            std::fs::read(format!("/proc/{path}"))
-                .map_err(|e| Error::Failed(format!("reading /proc/{path}: {}", e.kind())))
-        };
+    pub fn of(ctr: &Container) -> Result<Confine> {
+        let init = ctr.pid.as_raw_nonzero().get() as u32;
+        let read =
+            |name: &str| ctr.proc_file(init, name).ok_or_else(|| Error::Failed(format!("reading /proc/{init}/{name}")));
         let differs = |kind: &str| -> Result<bool> {
-            let ours = rustix::fs::stat(format!("/proc/self/ns/{kind}").as_str());
-            let theirs = rustix::fs::statat(proc, format!("{init}/ns/{kind}"), rustix::fs::AtFlags::empty());
-            match (ours, theirs) {
-                (Ok(a), Ok(b)) => Ok((a.st_dev, a.st_ino) != (b.st_dev, b.st_ino)),
+            let ours = ns_id(rustix::fs::CWD, &format!("/proc/self/ns/{kind}"));
+            match (ours, ctr.ns(init, kind)) {
+                (Ok(a), Ok(b)) => Ok(a != b),
                 // A kernel without time namespaces has no such file, for either.
                 (Err(_), Err(_)) => Ok(false),
                 (_, Err(e)) | (Err(e), _) => Err(Error::sys(format!("reading /proc/{init}/ns/{kind}"), e)),
@@ -75,13 +74,14 @@ impl Confine {
             ns |= ThreadNameSpaceType::TIME;
         }
         let user = differs("user")?;
-        let status = read(format!("{init}/status"))?;
+        let status = read("status")?;
         let bounding =
             cap_bounding(&status).ok_or_else(|| Error::Failed(format!("/proc/{init}/status has no CapBnd line")))?;
-        let mounts_text = read("self/mountinfo".into())?;
+        let mounts_text = std::fs::read("/proc/self/mountinfo")
+            .map_err(|e| Error::Failed(format!("reading /proc/self/mountinfo: {}", e.kind())))?;
         let mounts = Table::from_mountinfo(&mounts_text, rustix::process::getpid())?;
         let mut cgroups = Vec::new();
-        for (v2, dir) in cgroup_dirs(&read(format!("{init}/cgroup"))?, &mounts) {
+        for (v2, dir) in cgroup_dirs(&read("cgroup")?, &mounts) {
             let fd = openat(
                 rustix::fs::CWD,
                 dir.as_slice(),

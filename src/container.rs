@@ -92,9 +92,7 @@ impl Container {
     /// is gone. An init that dies takes a while: it first waits for every other process of
     /// its pid namespace to die.
     pub fn gone_within(&self, wait: Duration) -> bool {
-        let mut fds = [PollFd::new(&self.pidfd, PollFlags::IN)];
-        let wait = Timespec { tv_sec: wait.as_secs() as i64, tv_nsec: wait.subsec_nanos().into() };
-        poll(&mut fds, Some(&wait)).map_or(true, |n| n > 0)
+        exited_within(self.pidfd.as_fd(), wait).unwrap_or(true)
     }
 
     /// The init's executable, as the kernel shows it (` (deleted)` after an upgrade).
@@ -193,20 +191,25 @@ impl Container {
         let mut below: HashMap<NsId, bool> = HashMap::new();
         for pid in self.pids()? {
             // A process that exits meanwhile is simply not counted.
-            let Ok(pidns) = ns_id(self.proc.as_fd(), &format!("{pid}/ns/pid")) else { continue };
+            let Ok(pidns) = self.ns(pid, "pid") else { continue };
             if pidns != own_pid && !*below.entry(pidns).or_insert_with(|| self.pid_ns_below(pid, own_pid)) {
                 continue;
             }
             if self.proc_file(pid, "wchan").as_deref() == Some(b"autofs_wait") {
                 survey.blocked.push(pid);
             }
-            let Ok(mnt) = ns_id(self.proc.as_fd(), &format!("{pid}/ns/mnt")) else { continue };
+            let Ok(mnt) = self.ns(pid, "mnt") else { continue };
             if mnt != own_mnt && !seen.contains(&mnt) {
                 seen.push(mnt);
                 survey.nested.push(pid);
             }
         }
         Ok(survey)
+    }
+
+    /// The namespace of kind `kind` ("mnt", "user", ...) of host pid `pid`.
+    pub fn ns(&self, pid: u32, kind: &str) -> rustix::io::Result<NsId> {
+        ns_id(self.proc.as_fd(), &format!("{pid}/ns/{kind}"))
     }
 
     /// Whether host pid `pid` still waits in the kernel's autofs code.
@@ -338,7 +341,7 @@ impl Container {
         // What the container's programs may have, read while the host's /proc and cgroupfs are
         // in reach. If that fails, no program of the container will run, but the mount work
         // (a recovery above all) goes on.
-        let confine = Confine::of(self.proc.as_fd(), self.pid.as_raw_nonzero().get() as u32);
+        let confine = Confine::of(self);
         let _ = self.confine.set(confine.map_err(|e| e.to_string()));
         move_into_thread_name_spaces(self.pidfd.as_fd(), ThreadNameSpaceType::MOUNT | ThreadNameSpaceType::PROCESS_ID)
             .map_err(|e| Error::sys(format!("entering the namespaces of pid {}", self.pid), e))?;
@@ -520,9 +523,9 @@ pub fn nspid(status: &[u8]) -> Vec<u32> {
 }
 
 /// A namespace, as the kernel identifies it: the device and inode of its nsfs file.
-type NsId = (u64, u64);
+pub type NsId = (u64, u64);
 
-fn ns_id(dir: BorrowedFd<'_>, path: &str) -> rustix::io::Result<NsId> {
+pub fn ns_id(dir: BorrowedFd<'_>, path: &str) -> rustix::io::Result<NsId> {
     rustix::fs::statat(dir, path, rustix::fs::AtFlags::empty()).map(|st| (st.st_dev, st.st_ino))
 }
 
@@ -579,9 +582,14 @@ pub fn kill_pid(pid: u32) -> Result<OwnedFd> {
 
 /// Whether the process behind a pidfd has exited (the pidfd polls readable).
 pub fn exited(pidfd: BorrowedFd<'_>) -> Result<bool> {
+    exited_within(pidfd, Duration::ZERO)
+}
+
+/// Whether the process behind a pidfd exits within `wait` (the pidfd polls readable).
+fn exited_within(pidfd: BorrowedFd<'_>, wait: Duration) -> Result<bool> {
     let mut fds = [PollFd::new(&pidfd, PollFlags::IN)];
-    let zero = Timespec { tv_sec: 0, tv_nsec: 0 };
-    poll(&mut fds, Some(&zero)).map_err(|e| Error::sys("polling a pidfd", e))?;
+    let wait = Timespec { tv_sec: wait.as_secs() as i64, tv_nsec: wait.subsec_nanos().into() };
+    poll(&mut fds, Some(&wait)).map_err(|e| Error::sys("polling a pidfd", e))?;
     Ok(!fds[0].revents().is_empty())
 }
 
