@@ -67,6 +67,11 @@ impl<'a> Table<'a> {
         self.mounts.iter().filter(|m| &*m.fs_type == b"autofs").map(|m| self.describe(m)).collect()
     }
 
+    /// The mount points of every autofs mount, in mountinfo order.
+    pub fn autofs_points(&self) -> Vec<&[u8]> {
+        self.mounts.iter().filter(|m| &*m.fs_type == b"autofs").map(|m| &*m.mount_point).collect()
+    }
+
     /// The autofs mount at `mount_point` that is highest in its stack (after a restart, the
     /// new one).
     pub fn autofs_at(&self, mount_point: &[u8]) -> Option<Autofs<'_, 'a>> {

@@ -227,7 +227,7 @@ pub fn run(s: &Settings) -> Result<u8> {
 
     // The plan is made: what follows needs only what it owns, not the table (at 10 000 mounts,
     // megabytes that would stay while phase 4 reads the table again).
-    let points: Vec<Vec<u8>> = table.autofs().iter().map(|a| a.mount.mount_point.to_vec()).collect();
+    let points: Vec<Vec<u8>> = table.autofs_points().into_iter().map(<[u8]>::to_vec).collect();
     drop(table);
     drop(text);
     if !entered {

@@ -93,8 +93,7 @@ pub fn run(pid_name: &'static str, pid: Pid) -> Result<u8> {
     }
     // Processes waiting on an autofs mount: on a stale one, they wait for good.
     if !survey.blocked.is_empty() {
-        let points: Vec<&[u8]> =
-            table.mounts.iter().filter(|m| &*m.fs_type == b"autofs").map(|m| &*m.mount_point).collect();
+        let points = table.autofs_points();
         let mut rows = vec![["BLOCKED PROCESS".to_string(), "ON".into(), "LOOKING UP".into(), String::new()]];
         for &p in &survey.blocked {
             let who = who_short(p, ctr.ctr_pid(p), &ctr.comm(p).unwrap_or_default());
