@@ -15,10 +15,8 @@ mod autofs;
 mod error;
 #[path = "../src/mountinfo.rs"]
 mod mountinfo;
-#[path = "../src/mounts.rs"]
-mod mounts;
-#[path = "../src/paths.rs"]
-mod paths;
+#[path = "../src/recovery.rs"]
+mod recovery;
 #[path = "../src/xorshift.rs"]
 mod xorshift;
 
@@ -106,8 +104,8 @@ fn exercise(input: &[u8]) {
     }
     // The tail of the input doubles as a journal: the container can write that one too.
     let journal = &input[input.len() / 2..];
-    let _ = mounts::plan_recovery(&table, journal);
-    let _ = mounts::has_staging(&table);
+    let _ = recovery::plan_recovery(&table, &table, recovery::STAGING.as_bytes(), journal);
+    let _ = recovery::plan_recovery(&table, &table, b"", journal);
 }
 
 fn main() {

@@ -96,9 +96,14 @@ pub fn pgrp_of(stat: &[u8]) -> Option<u32> {
     stat_field(stat, 5)
 }
 
+/// The start time, field (22) of /proc/PID/stat, in clock ticks since boot.
+pub fn start_time_of(stat: &[u8]) -> Option<u64> {
+    stat_field(stat, 22)
+}
+
 /// Field `n` (from 1, as proc(5) counts, n ≥ 3) of /proc/PID/stat, read after the command
 /// name, which may hold spaces and parentheses.
-fn stat_field(stat: &[u8], n: usize) -> Option<u32> {
+fn stat_field<T: std::str::FromStr>(stat: &[u8], n: usize) -> Option<T> {
     let close = stat.iter().rposition(|&b| b == b')')?;
     let rest = std::str::from_utf8(&stat[close + 1..]).ok()?;
     rest.split_ascii_whitespace().nth(n - 3)?.parse().ok()
@@ -302,6 +307,10 @@ mod tests {
         assert_eq!(parent_of(b"98 (automount) S 1 98 98 0 -1 4194624 ..."), Some(1));
         assert_eq!(parent_of(b"7 (a) b (c) R 42 7 7"), Some(42));
         assert_eq!(parent_of(b"garbage"), None);
+        let stat =
+            b"1 (systemd) S 0 1 1 0 -1 4194560 38201 2226441 110 1446 156 96 7390 2317 20 0 1 0 3175 22962176 2830";
+        assert_eq!(start_time_of(stat), Some(3175));
+        assert_eq!(start_time_of(b"1 (systemd) S 0 1"), None);
         assert_eq!(pgrp_of(b"96 (automount) S 94 94 94 0 -1"), Some(94));
         assert_eq!(pgrp_of(b"96 (a b) c) S 94 95 94 0 -1"), Some(95));
     }

@@ -15,7 +15,7 @@ use rustix::event::{PollFd, PollFlags, Timespec, poll};
 use rustix::fs::{Dir, Mode, OFlags, openat, readlinkat};
 use rustix::io::Errno;
 use rustix::process::{Pid, PidfdFlags, Signal, chroot, fchdir, getpid, pidfd_open, pidfd_send_signal};
-use rustix::thread::{ThreadNameSpaceType, move_into_thread_name_spaces};
+use rustix::thread::{LinkNameSpaceType, ThreadNameSpaceType, move_into_link_name_space, move_into_thread_name_spaces};
 
 use crate::confine::{Confine, ForChild, Trust};
 use crate::error::{Error, Result, Shown};
@@ -32,6 +32,10 @@ pub struct Container {
     dir: OwnedFd,
     /// The init's root directory.
     root: OwnedFd,
+    /// The init's mount namespace, and ours before `enter` (the host's): `hop` moves between
+    /// them and the one that holds trees set aside.
+    mnt: OwnedFd,
+    host_mnt: OwnedFd,
     /// The container's privileges, read by `enter`, for every program started afterwards.
     confine: std::cell::OnceCell<std::result::Result<Confine, String>>,
 }
@@ -85,7 +89,12 @@ impl Container {
         }
         let root = openat(&dir, "root", dir_flags(), Mode::empty())
             .map_err(|e| Error::sys(format!("opening /proc/{pid}/root"), e))?;
-        Ok(Container { pid, pidfd, proc, dir, root, confine: std::cell::OnceCell::new() })
+        let ns = |at: &OwnedFd, path: &str, shown: String| {
+            openat(at, path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).map_err(|e| Error::sys(shown, e))
+        };
+        let mnt = ns(&dir, "ns/mnt", format!("opening /proc/{pid}/ns/mnt"))?;
+        let host_mnt = ns(&proc, "thread-self/ns/mnt", "opening /proc/thread-self/ns/mnt".into())?;
+        Ok(Container { pid, pidfd, proc, dir, root, mnt, host_mnt, confine: std::cell::OnceCell::new() })
     }
 
     /// Whether the init exits within `wait` (or has exited since `open`): then the container
@@ -350,6 +359,42 @@ impl Container {
             .and_then(|()| chroot("."))
             .and_then(|()| rustix::process::chdir("/"))
             .map_err(|e| Error::sys(format!("entering the root of pid {}", self.pid), e))
+    }
+
+    /// Runs `op` in mount namespace `ns` (after `enter`), then goes back into the container's
+    /// namespace and root. Going back failing leaves us where no mount call can reach the
+    /// container (they check the caller's namespace): an error, not a danger.
+    pub fn hop<T>(&self, ns: BorrowedFd<'_>, op: impl FnOnce() -> T) -> Result<T> {
+        move_into_link_name_space(ns, Some(LinkNameSpaceType::Mount))
+            .map_err(|e| Error::sys("entering a mount namespace of ours", e))?;
+        let done = op();
+        move_into_link_name_space(self.mnt.as_fd(), Some(LinkNameSpaceType::Mount))
+            .and_then(|()| fchdir(&self.root))
+            .and_then(|()| chroot("."))
+            .and_then(|()| rustix::process::chdir("/"))
+            .map_err(|e| Error::sys(format!("going back into the mount namespace of pid {}", self.pid), e))?;
+        Ok(done)
+    }
+
+    /// The mount namespace we started in: the host's.
+    pub fn host_mnt(&self) -> BorrowedFd<'_> {
+        self.host_mnt.as_fd()
+    }
+
+    /// Opens `name` in the host's /proc/thread-self: of the namespaces we are in now, also
+    /// where no /proc is mounted.
+    pub fn own_proc_file(&self, name: &str) -> rustix::io::Result<OwnedFd> {
+        openat(&self.proc, format!("thread-self/{name}"), OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
+    }
+
+    /// A name for this container that no other gets while the host runs: the init's host pid
+    /// and its start time (a pid is reused, not within the same clock tick).
+    pub fn key(&self) -> Result<String> {
+        let stat = self.proc_file(self.pid.as_raw_nonzero().get() as u32, "stat");
+        match stat.as_deref().and_then(crate::automount::start_time_of) {
+            Some(t) => Ok(format!("{}-{t}", self.pid)),
+            None => Err(Error::Failed(format!("reading /proc/{}/stat: no start time", self.pid))),
+        }
     }
 
     /// Runs a program of the container (after `enter`), found in the container's standard

@@ -13,6 +13,7 @@ mod mountinfo;
 mod mounts;
 mod nested;
 mod paths;
+mod recovery;
 mod restart;
 mod status;
 mod systemd;

@@ -1,25 +1,38 @@
-//! Setting a mounted tree aside and putting it back, in the container's mount namespace (after
-//! `Container::enter`), so that nothing is lost even if this process is killed half-way.
+//! Setting a mounted tree aside and putting it back (after `Container::enter`), so that nothing
+//! is lost even if this process is killed half-way.
 //!
-//! A tree set aside is never held by this process alone: it is attached in a private staging
-//! tmpfs at `/run/autofs-restart/N` inside the container, and a journal line there says where
-//! it belongs, written before anything moves. Each step, with its undo beside it:
+//! A tree set aside is never held by this process alone: it is attached at once in a staging
+//! tmpfs, and a journal line there says where it belongs, written before anything moves. The
+//! staging is, where the kernel has `open_tree` (Linux 5.2):
+//! - a mount namespace of our own that holds only that tmpfs, pinned on the host at
+//!   `/run/autofs-restart/KEY` (KEY: the init's host pid and start time). Nothing of it is in
+//!   the container's mount table: the container's systemd re-reads its whole table at every
+//!   mount event there (tens of milliseconds at 10 000 mounts), and would do so before it
+//!   even looks at our restart. It also outlives the container, should that die meanwhile;
+//! - otherwise (or if that namespace cannot be made), a private tmpfs at `/run/autofs-restart`
+//!   inside the container, reached by path, as the legacy `MS_MOVE` needs.
+//!
+//! Each step, with its undo beside it:
 //! 1. journal `N WHERE`;
-//! 2. make the top at WHERE private (a copy of a shared mount is its peer, and detaching the
-//!    original would unmount the copy's submounts too);
-//! 3. copy it, submounts and all, to `N`: `open_tree(OPEN_TREE_CLONE | AT_RECURSIVE)` and
-//!    `move_mount` (Linux 5.2), or a recursive bind where `open_tree` says ENOSYS (then for the
-//!    rest of the run) or the legacy API is asked for; undo: detach `N`;
-//! 4. check that `N` is the superblock mountinfo showed at WHERE; undo: detach `N`;
-//! 5. detach the original from WHERE; from here `N` is the only copy;
-//! 6. later, `MS_MOVE` `N` back onto WHERE (a mount under a shared parent cannot be moved;
-//!    the staging is private, so this one can).
+//! 2. copy the top at WHERE, submounts and all, to `N`: `open_tree(OPEN_TREE_CLONE |
+//!    AT_RECURSIVE)` then `move_mount` in the staging namespace, or a recursive bind in the
+//!    container (the legacy API, or `open_tree` said ENOSYS: then for the rest of the run);
+//!    then make the copy private: a copy of a shared mount is its peer, and unmounting the
+//!    original would unmount the copy's submounts too (in the container's staging, the
+//!    original is made private before the bind instead); undo: detach `N`;
+//! 3. check that `N` is the superblock mountinfo showed at WHERE; undo: detach `N`;
+//! 4. detach the original from WHERE, so that the layer below can be reached. The lowest layer
+//!    in a namespace of our own stays: the restart unmounts it anyway, and a restart that never
+//!    happened leaves it where it was;
+//! 5. after the restart, each copy whose original no longer stands at WHERE goes back: moved
+//!    (legacy: `MS_MOVE`), or cloned from the staging namespace and attached; then `N` is
+//!    detached. A copy whose original still stands is only detached.
 //!
-//! `recover` replays the journal after an interrupted run: each `N` still mounted either
-//! duplicates what still stands at WHERE (killed between 3 and 5: drop the copy) or is the only
-//! copy (put it back). Every step of it is idempotent: it decides from the mount table alone.
+//! `recover` replays the journal after an interrupted run with the same rule: each `N` still
+//! mounted either duplicates what still stands at WHERE (drop the copy) or is the only copy
+//! (put it back). Every step of it is idempotent: it decides from the mount tables alone.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use rustix::fs::{AtFlags, Mode, OFlags, major, minor};
@@ -30,13 +43,23 @@ use rustix::mount::{
 };
 
 use crate::autofs::Table;
+use crate::container::Container;
 use crate::error::{Error, Result, Shown};
-use crate::mountinfo::{Dev, escape, unescape};
+use crate::mountinfo::{Dev, escape};
 use crate::paths;
+use crate::recovery::{Step, plan_recovery};
 
-/// The staging mount, inside the container.
-pub const STAGING: &str = "/run/autofs-restart";
-const JOURNAL: &str = "/run/autofs-restart/journal";
+/// The staging mount inside the container, and the directory of pins on the host.
+pub use crate::recovery::STAGING;
+const JOURNAL: &str = "journal";
+
+/// A copy of a whole tree, held by an fd, reached without following a symlink or triggering an
+/// automount at the last component.
+const CLONE: OpenTreeFlags = OpenTreeFlags::OPEN_TREE_CLONE
+    .union(OpenTreeFlags::OPEN_TREE_CLOEXEC)
+    .union(OpenTreeFlags::AT_RECURSIVE)
+    .union(OpenTreeFlags::AT_NO_AUTOMOUNT)
+    .union(OpenTreeFlags::AT_SYMLINK_NOFOLLOW);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Api {
@@ -54,20 +77,46 @@ pub struct Saved {
     pub at: String,
 }
 
-pub struct Mounter {
+/// Where the trees set aside are held.
+enum Staging {
+    /// A mount namespace of our own: `dir` is its root, the staging tmpfs; `pin` is the host
+    /// path of the pin.
+    Ns { ns: OwnedFd, dir: OwnedFd, pin: String },
+    /// The private tmpfs at `STAGING` in the container.
+    Container { dir: OwnedFd },
+}
+
+impl Staging {
+    fn dir(&self) -> &OwnedFd {
+        match self {
+            Staging::Ns { dir, .. } | Staging::Container { dir } => dir,
+        }
+    }
+
+    /// Where tree `n` is, for people.
+    fn at(&self, n: u32) -> String {
+        match self {
+            Staging::Ns { pin, .. } => format!("/{n} in the mount namespace pinned at {pin}"),
+            Staging::Container { .. } => format!("{STAGING}/{n}"),
+        }
+    }
+}
+
+pub struct Mounter<'c> {
+    ctr: &'c Container,
     api: Api,
     /// Our root: the container's (after `enter`). Every path is walked from it.
     root: Option<OwnedFd>,
-    staging: Option<OwnedFd>,
+    staging: Option<Staging>,
     journal: Option<std::fs::File>,
     next: u32,
     /// Trees set aside and not yet put back: while there are any, the staging stays.
     staged: u32,
 }
 
-impl Mounter {
-    pub fn new(api: Api) -> Self {
-        Mounter { api, root: None, staging: None, journal: None, next: 0, staged: 0 }
+impl<'c> Mounter<'c> {
+    pub fn new(ctr: &'c Container, api: Api) -> Self {
+        Mounter { ctr, api, root: None, staging: None, journal: None, next: 0, staged: 0 }
     }
 
     pub fn api(&self) -> Api {
@@ -81,67 +130,55 @@ impl Mounter {
         Ok(self.root.as_ref().map(|r| r.as_fd()).expect("just set"))
     }
 
-    /// Sets the top mount at `path` aside with its submounts and detaches it from `path`.
-    /// `dev` is what mountinfo says the top is: the copy is checked against it before the
-    /// original is detached, so a table that changed meanwhile is an error, not a lost mount.
-    pub fn set_aside(&mut self, path: &[u8], dev: Dev, what: String) -> Result<Saved> {
+    /// Sets the top mount at `path` aside with its submounts; `lowest` says whether it is the
+    /// last layer to come off. `dev` is what mountinfo says the top is: the copy is checked
+    /// against it before the original is detached, so a table that changed meanwhile is an
+    /// error, not a lost mount.
+    pub fn set_aside(&mut self, path: &[u8], dev: Dev, what: String, lowest: bool) -> Result<Saved> {
         let doing = format!("setting {what} at {} aside", Shown(path));
         let (dir, last) = paths::parent(self.root()?, path)?;
         self.make_staging().map_err(|e| Error::Failed(format!("{doing}: {e}")))?;
         let n = self.next;
         self.next += 1;
-        let at = format!("{STAGING}/{n}");
-        self.journal(n, path).map_err(|e| Error::sys(format!("{doing}: writing {JOURNAL}"), e))?;
-        let staging = self.staging.as_ref().expect("made above");
-        rustix::fs::mkdirat(staging, n.to_string(), Mode::RWXU)
-            .map_err(|e| Error::sys(format!("{doing}: making {at}"), e))?;
-        let saved = Saved { what, n, at };
-        // The original is about to go, so it leaves its peer group first; the copy goes back
-        // under the new, shared autofs mount and is shared again there, in a group of its own.
-        if let Err(e) = paths::in_dir(&dir, || {
-            mount_change(last.as_slice(), MountPropagationFlags::PRIVATE | MountPropagationFlags::REC)
-        }) {
-            self.discard(&saved);
-            return Err(Error::sys(format!("making {} at {} private", saved.what, Shown(path)), e));
-        }
-        if let Err(e) = self.copy(&dir, &last, path, n) {
-            self.discard(&saved);
-            return Err(Error::sys(doing, e));
-        }
-        let staging = self.staging.as_ref().expect("made above");
-        let copied = rustix::fs::statat(staging, n.to_string(), AtFlags::SYMLINK_NOFOLLOW)
-            .map(|st| Dev { major: major(st.st_dev), minor: minor(st.st_dev) });
-        match copied {
-            Ok(d) if d == dev => {}
-            Ok(d) => {
-                self.discard(&saved);
-                return Err(Error::Failed(format!("{doing}: the mount there is {d}, not {dev}: the table changed")));
+        self.journal(n, path).map_err(|e| Error::sys(format!("{doing}: writing the journal"), e))?;
+        let saved = Saved { what, n, at: self.staging.as_ref().expect("made above").at(n) };
+        let copied = if let Some(Staging::Ns { ns, dir: to, .. }) = &self.staging {
+            match open_tree(&dir, last.as_slice(), CLONE) {
+                Ok(tree) => self.ctr.hop(ns.as_fd(), || attach(to, n, &tree, dev)).and_then(|r| r),
+                Err(e) => Err(Error::sys("open_tree", e)),
             }
-            Err(e) => {
-                self.discard(&saved);
-                return Err(Error::sys(doing, e));
-            }
+        } else {
+            // The original leaves its peer group before it is copied (see step 2).
+            paths::in_dir(&dir, || {
+                mount_change(last.as_slice(), MountPropagationFlags::PRIVATE | MountPropagationFlags::REC)
+            })
+            .map_err(|e| Error::sys("making it private", e))
+            .and_then(|()| self.copy(&dir, &last, path, n).map_err(|e| Error::sys("copying it", e)))
+            .and_then(|()| self.check_copy(n, dev))
+        };
+        if let Err(e) = copied {
+            self.discard(&saved);
+            return Err(Error::Failed(format!("{doing}: {e}")));
         }
-        // The copy holds the superblock now; the original leaves the mount point.
-        if let Err(e) = paths::in_dir(&dir, || unmount(last.as_slice(), UnmountFlags::DETACH | UnmountFlags::NOFOLLOW))
+        self.staged += 1;
+        let keep = lowest && matches!(self.staging, Some(Staging::Ns { .. }));
+        if !keep
+            && let Err(e) =
+                paths::in_dir(&dir, || unmount(last.as_slice(), UnmountFlags::DETACH | UnmountFlags::NOFOLLOW))
         {
+            self.staged -= 1;
             self.discard(&saved);
             return Err(Error::sys(format!("detaching {} after copying it", Shown(path)), e));
         }
-        self.staged += 1;
         Ok(saved)
     }
 
-    /// Copies the tree at `last` in `dir` (`path`) to staging directory `n`.
+    /// Copies the tree at `last` in `dir` (`path`) to staging directory `n` in the container.
     fn copy(&mut self, dir: &OwnedFd, last: &[u8], path: &[u8], n: u32) -> rustix::io::Result<()> {
-        let staging = self.staging.as_ref().expect("made before");
+        let staging = self.staging.as_ref().expect("made before").dir();
+        rustix::fs::mkdirat(staging, n.to_string(), Mode::RWXU)?;
         if self.api == Api::New {
-            let flags = OpenTreeFlags::OPEN_TREE_CLONE
-                | OpenTreeFlags::OPEN_TREE_CLOEXEC
-                | OpenTreeFlags::AT_RECURSIVE
-                | OpenTreeFlags::AT_NO_AUTOMOUNT
-                | OpenTreeFlags::AT_SYMLINK_NOFOLLOW;
-            match open_tree(dir, last, flags) {
+            match open_tree(dir, last, CLONE) {
                 // Attached at once: a detached tree would die with this process.
                 Ok(fd) => {
                     return move_mount(&fd, c"", staging, n.to_string(), MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH);
@@ -156,54 +193,40 @@ impl Mounter {
         paths::in_dir(staging, || mount_bind_recursive(path, n.to_string().as_str()))
     }
 
-    /// The private staging tmpfs and its journal, made on first use, below a /run reached
-    /// without following any symlink.
+    fn check_copy(&self, n: u32, dev: Dev) -> Result<()> {
+        let staging = self.staging.as_ref().expect("made before").dir();
+        check_dev(staging, n, dev)
+    }
+
+    /// The staging and its journal, made on first use: a namespace of our own where the kernel
+    /// has the new mount API and that works, else the tmpfs in the container.
     fn make_staging(&mut self) -> Result<()> {
         if self.staging.is_some() {
             return Ok(());
         }
-        let run = paths::open_dir(self.root()?, b"/run")?;
-        let name = "autofs-restart";
-        // Left by an earlier run as an empty directory, it is used again.
-        match rustix::fs::mkdirat(&run, name, Mode::RWXU) {
-            Ok(()) | Err(Errno::EXIST) => {}
-            Err(e) => return Err(Error::sys(format!("making {STAGING}"), e)),
+        if self.api == Api::New {
+            match make_ns(self.ctr) {
+                Ok((staging, journal)) => {
+                    self.staging = Some(staging);
+                    self.journal = Some(journal);
+                    return Ok(());
+                }
+                // Nothing was made: the next best place is the container.
+                Err(Error::Sys { errno: Errno::NOSYS, .. }) => self.api = Api::Legacy,
+                Err(_) => {}
+            }
         }
-        let made = paths::parent(self.root()?, STAGING.as_bytes()).and_then(|(run, _)| {
-            paths::in_dir(&run, || {
-                mount(
-                    "autofs-restart",
-                    name,
-                    "tmpfs",
-                    MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC,
-                    c"mode=0700,size=64k",
-                )
-                .and_then(|()| mount_change(name, MountPropagationFlags::PRIVATE))
-            })
-            .map_err(|e| Error::sys(format!("mounting {STAGING}"), e))
-        });
-        if let Err(e) = made {
-            let _ = paths::in_dir(&run, || unmount(name, UnmountFlags::DETACH | UnmountFlags::NOFOLLOW));
-            let _ = rustix::fs::unlinkat(&run, name, AtFlags::REMOVEDIR);
-            return Err(e);
-        }
-        self.staging = Some(paths::open_dir(self.root()?, STAGING.as_bytes())?);
+        let root = self.root()?;
+        let dir = make_container_staging(root)?;
+        let journal = open_journal(&dir).map_err(|e| Error::sys(format!("creating {STAGING}/{JOURNAL}"), e))?;
+        self.staging = Some(Staging::Container { dir });
+        self.journal = Some(journal);
         Ok(())
     }
 
     /// Appends `N WHERE` to the journal before tree N is copied: after a crash, a staged tree
     /// without its line could not be put back.
     fn journal(&mut self, n: u32, path: &[u8]) -> rustix::io::Result<()> {
-        if self.journal.is_none() {
-            let staging = self.staging.as_ref().expect("made before");
-            let fd = rustix::fs::openat(
-                staging,
-                "journal",
-                OFlags::WRONLY | OFlags::CREATE | OFlags::APPEND | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                Mode::RUSR | Mode::WUSR,
-            )?;
-            self.journal = Some(fd.into());
-        }
         let mut line = format!("{n} ").into_bytes();
         line.extend_from_slice(&escape(path));
         line.push(b'\n');
@@ -211,23 +234,104 @@ impl Mounter {
         self.journal.as_mut().map_or(Ok(()), |f| f.write_all(&line).map_err(|e| io_errno(&e)))
     }
 
-    /// Puts a saved tree back on top of whatever is at `path` now. On failure the tree stays
-    /// staged and is handed back with the error.
-    pub fn put_back(&mut self, path: &[u8], saved: Saved) -> std::result::Result<(), (Saved, Error)> {
-        let moved = self.root().map(|_| ()).and_then(|()| match (&self.root, &self.staging) {
-            (Some(root), Some(staging)) => move_back(root.as_fd(), staging, saved.n, path),
-            _ => Err(Error::Failed(format!("{STAGING} is not open"))),
-        });
-        match moved {
-            Ok(()) => {
+    /// Puts a saved tree back on top of whatever is at `path` now, or, if `stands` (its
+    /// original is still there), only drops the copy. Returns whether it moved. On failure the
+    /// tree stays staged and is handed back with the error.
+    pub fn put_back(&mut self, path: &[u8], saved: Saved, stands: bool) -> std::result::Result<bool, (Saved, Error)> {
+        let done =
+            if stands { self.drop_copy(saved.n).map(|()| false) } else { self.move_back(saved.n, path).map(|()| true) };
+        match done {
+            Ok(moved) => {
                 self.staged -= 1;
-                Ok(())
+                Ok(moved)
             }
             Err(e) => {
-                let err = Error::Failed(format!("putting {} back on {}: {e}", saved.what, Shown(path)));
+                let doing = if stands { "dropping the copy of" } else { "putting back" };
+                let err = Error::Failed(format!("{doing} {} on {}: {e}", saved.what, Shown(path)));
                 Err((saved, err))
             }
         }
+    }
+
+    /// Moves staged tree `n` onto `path` (resolved without symlinks) and checks that it is what
+    /// a walk to `path` reaches now, by device and inode of its root: no mount table to read,
+    /// which at 10 000 mounts costs tens of milliseconds.
+    fn move_back(&mut self, n: u32, path: &[u8]) -> Result<()> {
+        let (dir, last) = paths::parent(self.root()?, path)?;
+        let name = n.to_string();
+        let staging = self.staging.as_ref().ok_or_else(|| Error::Failed("nothing is staged".into()))?;
+        let staged;
+        match staging {
+            Staging::Ns { ns, dir: from, .. } => {
+                // A mount moves only within a namespace: a clone of it comes over instead, and
+                // the staged tree is dropped once the clone stands (a crash in between leaves a
+                // duplicate, which recovery drops).
+                let (tree, id) = self
+                    .ctr
+                    .hop(ns.as_fd(), || {
+                        Ok::<_, Errno>((
+                            open_tree(from, name.as_str(), CLONE)?,
+                            root_id(from.as_fd(), name.as_bytes())?,
+                        ))
+                    })?
+                    .map_err(|e| Error::sys("cloning it", e))?;
+                staged = id;
+                move_mount(&tree, c"", &dir, last.as_slice(), MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH)
+                    .map_err(|e| Error::sys("", e).to_string().trim_start_matches(": ").to_string())
+                    .map_err(Error::Failed)?;
+            }
+            Staging::Container { dir: from } => {
+                staged = root_id(from.as_fd(), name.as_bytes()).map_err(|e| Error::sys(format!("stat {n}"), e))?;
+                // move_mount follows no symlink at the target unless asked to.
+                let moved = match move_mount(from, name.as_str(), &dir, last.as_slice(), MoveMountFlags::empty()) {
+                    Err(Errno::NOSYS) => {
+                        // The legacy MS_MOVE: the source by its path (it is ours), the target relative.
+                        let from = format!("{STAGING}/{n}");
+                        paths::in_dir(&dir, || mount_move(from.as_str(), last.as_slice()))
+                    }
+                    other => other,
+                };
+                moved
+                    .map_err(|e| Error::sys("", e).to_string().trim_start_matches(": ").to_string())
+                    .map_err(Error::Failed)?;
+            }
+        }
+        // What went back is checked before the staged tree (or what is left of it) goes.
+        let checked = match root_id(dir.as_fd(), &last) {
+            Ok(now) if now == staged => Ok(()),
+            Ok((major, minor, ino)) => Err(Error::Failed(format!(
+                "moved it, but the top at {} is {major}:{minor} inode {ino}, not {}:{} inode {}",
+                Shown(path),
+                staged.0,
+                staged.1,
+                staged.2
+            ))),
+            Err(e) => Err(Error::sys(format!("moved it, but stat {}", Shown(path)), e)),
+        };
+        checked?;
+        self.drop_copy(n)
+    }
+
+    /// Detaches staged tree `n`, or its directory only where the tree moved away.
+    fn drop_copy(&self, n: u32) -> Result<()> {
+        let staging = self.staging.as_ref().ok_or_else(|| Error::Failed("nothing is staged".into()))?;
+        let name = n.to_string();
+        let drop = |dir: &OwnedFd| {
+            let detached =
+                match paths::in_dir(dir, || unmount(name.as_str(), UnmountFlags::DETACH | UnmountFlags::NOFOLLOW)) {
+                    // Moved away (MS_MOVE): only the directory is left.
+                    Err(Errno::INVAL) => Ok(()),
+                    other => other,
+                };
+            detached.map(|()| {
+                let _ = rustix::fs::unlinkat(dir, name.as_str(), AtFlags::REMOVEDIR);
+            })
+        };
+        let dropped = match staging {
+            Staging::Ns { ns, dir, .. } => self.ctr.hop(ns.as_fd(), || drop(dir))?,
+            Staging::Container { dir } => drop(dir),
+        };
+        dropped.map_err(|e| Error::sys(format!("detaching {}", staging.at(n)), e))
     }
 
     /// Detaches the top mount at `path`: what a restart left on top of the new autofs mount.
@@ -237,61 +341,163 @@ impl Mounter {
             .map_err(|e| Error::sys(format!("detaching what the restart left on {}", Shown(path)), e))
     }
 
-    /// Removes the staging mount, unless a tree is still staged in it: then it stays, with its
+    /// Removes the staging, unless a tree is still staged in it: then it stays, with its
     /// journal, for the next run or `autofs-restart recover`.
     pub fn finish(&mut self) -> Result<()> {
         if self.staging.is_none() || self.staged > 0 {
             return Ok(());
         }
         self.journal = None;
-        self.staging = None;
-        remove_staging(self.root()?)
+        match self.staging.take().expect("checked above") {
+            Staging::Ns { pin, .. } => self.ctr.hop(self.ctr.host_mnt(), || unpin(&pin))?,
+            Staging::Container { .. } => remove_staging(self.root()?),
+        }
     }
 
     /// Undoes a copy whose original was never detached.
     fn discard(&self, saved: &Saved) {
-        if let Some(staging) = &self.staging {
-            let name = saved.n.to_string();
-            let _ = paths::in_dir(staging, || unmount(name.as_str(), UnmountFlags::DETACH | UnmountFlags::NOFOLLOW));
-            let _ = rustix::fs::unlinkat(staging, name.as_str(), AtFlags::REMOVEDIR);
-        }
+        let _ = self.drop_copy(saved.n);
     }
 }
 
-/// Moves staged tree `n` onto `path` (resolved without symlinks), and removes its directory.
-/// Moves staged tree `n` onto `path` (resolved without symlinks) and checks that it is what a
-/// walk to `path` reaches now, by device and inode of its root: no mount table to read, which
-/// at 10 000 mounts costs tens of milliseconds. Removes its directory.
-fn move_back(root: BorrowedFd<'_>, staging: &OwnedFd, n: u32, path: &[u8]) -> Result<()> {
-    let (dir, last) = paths::parent(root, path)?;
+/// In the staging namespace: attaches `tree` as `n` in `to`, makes it private and checks that
+/// it is superblock `dev`.
+fn attach(to: &OwnedFd, n: u32, tree: &OwnedFd, dev: Dev) -> Result<()> {
     let name = n.to_string();
-    let id = |at: BorrowedFd<'_>, name: &[u8]| {
-        rustix::fs::statat(at, name, AtFlags::SYMLINK_NOFOLLOW | AtFlags::NO_AUTOMOUNT)
-            .map(|st| (major(st.st_dev), minor(st.st_dev), st.st_ino))
-    };
-    let staged = id(staging.as_fd(), name.as_bytes()).map_err(|e| Error::sys(format!("stat {STAGING}/{n}"), e))?;
-    // move_mount follows no symlink at the target unless asked to.
-    let moved = match move_mount(staging, name.as_str(), &dir, last.as_slice(), MoveMountFlags::empty()) {
-        Err(Errno::NOSYS) => {
-            // The legacy MS_MOVE: the source by its path (it is ours), the target relative.
-            let from = format!("{STAGING}/{n}");
-            paths::in_dir(&dir, || mount_move(from.as_str(), last.as_slice()))
-        }
-        other => other,
-    };
-    moved.map_err(|e| Error::sys("", e).to_string().trim_start_matches(": ").to_string()).map_err(Error::Failed)?;
-    let _ = rustix::fs::unlinkat(staging, name.as_str(), AtFlags::REMOVEDIR);
-    match id(dir.as_fd(), &last) {
-        Ok(now) if now == staged => Ok(()),
-        Ok((major, minor, ino)) => Err(Error::Failed(format!(
-            "moved it, but the top at {} is {major}:{minor} inode {ino}, not {}:{} inode {}",
-            Shown(path),
-            staged.0,
-            staged.1,
-            staged.2
+    rustix::fs::mkdirat(to, name.as_str(), Mode::RWXU).map_err(|e| Error::sys(format!("making /{n}"), e))?;
+    move_mount(tree, c"", to, name.as_str(), MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH)
+        .and_then(|()| {
+            paths::in_dir(to, || {
+                mount_change(name.as_str(), MountPropagationFlags::PRIVATE | MountPropagationFlags::REC)
+            })
+        })
+        .map_err(|e| Error::sys("attaching the copy", e))?;
+    check_dev(to, n, dev)
+}
+
+fn check_dev(staging: &OwnedFd, n: u32, dev: Dev) -> Result<()> {
+    match rustix::fs::statat(staging, n.to_string(), AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(st) if Dev { major: major(st.st_dev), minor: minor(st.st_dev) } == dev => Ok(()),
+        Ok(st) => Err(Error::Failed(format!(
+            "the mount there is {}, not {dev}: the table changed",
+            Dev { major: major(st.st_dev), minor: minor(st.st_dev) }
         ))),
-        Err(e) => Err(Error::sys(format!("moved it, but stat {}", Shown(path)), e)),
+        Err(e) => Err(Error::sys("checking the copy", e)),
     }
+}
+
+/// Device and inode of the root of what `name` in `at` is, found without triggering anything.
+fn root_id(at: BorrowedFd<'_>, name: &[u8]) -> rustix::io::Result<(u32, u32, u64)> {
+    rustix::fs::statat(at, name, AtFlags::SYMLINK_NOFOLLOW | AtFlags::NO_AUTOMOUNT)
+        .map(|st| (major(st.st_dev), minor(st.st_dev), st.st_ino))
+}
+
+/// Makes the staging namespace: a copy of the host's, made private, whose only mount is then
+/// a new tmpfs (the copied mounts would otherwise keep the host's file systems busy for as
+/// long as the pin lives), with its journal; then pins it on the host.
+fn make_ns(ctr: &Container) -> Result<(Staging, std::fs::File)> {
+    let pin = format!("{STAGING}/{}", ctr.key()?);
+    let made = ctr.hop(ctr.host_mnt(), || -> Result<(OwnedFd, OwnedFd, std::fs::File)> {
+        // SAFETY: CLONE_NEWNS alone; this process has no other thread to share it with.
+        unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNS) }
+            .map_err(|e| Error::sys("unshare(CLONE_NEWNS)", e))?;
+        let step = |doing: &'static str, r: rustix::io::Result<()>| r.map_err(|e| Error::sys(doing, e));
+        step(
+            "making the staging namespace private",
+            mount_change("/", MountPropagationFlags::PRIVATE | MountPropagationFlags::REC),
+        )?;
+        step(
+            "mounting the staging tmpfs",
+            mount(
+                "autofs-restart",
+                "/run",
+                "tmpfs",
+                MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC,
+                c"mode=0700,size=64k",
+            ),
+        )?;
+        // The old root is stacked on the new one, then detached: no directory for it needed.
+        step(
+            "pivot_root to the staging tmpfs",
+            rustix::process::chdir("/run").and_then(|()| rustix::process::pivot_root(".", ".")),
+        )?;
+        step("detaching the host's mounts from the staging namespace", unmount(".", UnmountFlags::DETACH))?;
+        step("chdir /", rustix::process::chdir("/"))?;
+        let ns = ctr.own_proc_file("ns/mnt").map_err(|e| Error::sys("opening the staging namespace", e))?;
+        let dir = paths::root()?;
+        let journal = open_journal(&dir).map_err(|e| Error::sys("creating the journal", e))?;
+        Ok((ns, dir, journal))
+    })??;
+    let (ns, dir, journal) = made;
+    ctr.hop(ctr.host_mnt(), || pin_ns(&ns, &pin))??;
+    Ok((Staging::Ns { ns, dir, pin }, journal))
+}
+
+/// Binds namespace `ns` onto a new file at `pin` on the host (under /run, which is ours).
+fn pin_ns(ns: &OwnedFd, pin: &str) -> Result<()> {
+    match rustix::fs::mkdir(STAGING, Mode::RWXU) {
+        Ok(()) | Err(Errno::EXIST) => {}
+        Err(e) => return Err(Error::sys(format!("making {STAGING}"), e)),
+    }
+    let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    rustix::fs::open(pin, flags, Mode::RUSR).map_err(|e| Error::sys(format!("creating {pin}"), e))?;
+    let bound = open_tree(
+        ns,
+        c"",
+        OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC | OpenTreeFlags::AT_EMPTY_PATH,
+    )
+    .and_then(|tree| move_mount(&tree, c"", rustix::fs::CWD, pin, MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH));
+    if let Err(e) = bound {
+        let _ = rustix::fs::unlink(pin);
+        return Err(Error::sys(format!("pinning the staging namespace at {pin}"), e));
+    }
+    Ok(())
+}
+
+/// Removes a pin; the namespace goes with the last reference to it.
+fn unpin(pin: &str) -> Result<()> {
+    unmount(pin, UnmountFlags::DETACH | UnmountFlags::NOFOLLOW)
+        .map_err(|e| Error::sys(format!("unpinning {pin}"), e))?;
+    let _ = rustix::fs::unlink(pin);
+    // Other containers' pins may be there.
+    let _ = rustix::fs::rmdir(STAGING);
+    Ok(())
+}
+
+/// The private staging tmpfs in the container, below a /run reached without following any
+/// symlink.
+fn make_container_staging(root: BorrowedFd<'_>) -> Result<OwnedFd> {
+    let run = paths::open_dir(root, b"/run")?;
+    let name = "autofs-restart";
+    // Left by an earlier run as an empty directory, it is used again.
+    match rustix::fs::mkdirat(&run, name, Mode::RWXU) {
+        Ok(()) | Err(Errno::EXIST) => {}
+        Err(e) => return Err(Error::sys(format!("making {STAGING}"), e)),
+    }
+    let made = paths::parent(root, STAGING.as_bytes()).and_then(|(run, _)| {
+        paths::in_dir(&run, || {
+            mount(
+                "autofs-restart",
+                name,
+                "tmpfs",
+                MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC,
+                c"mode=0700,size=64k",
+            )
+            .and_then(|()| mount_change(name, MountPropagationFlags::PRIVATE))
+        })
+        .map_err(|e| Error::sys(format!("mounting {STAGING}"), e))
+    });
+    if let Err(e) = made {
+        let _ = paths::in_dir(&run, || unmount(name, UnmountFlags::DETACH | UnmountFlags::NOFOLLOW));
+        let _ = rustix::fs::unlinkat(&run, name, AtFlags::REMOVEDIR);
+        return Err(e);
+    }
+    paths::open_dir(root, STAGING.as_bytes())
+}
+
+fn open_journal(dir: &OwnedFd) -> rustix::io::Result<std::fs::File> {
+    let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::APPEND | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    rustix::fs::openat(dir, JOURNAL, flags, Mode::RUSR | Mode::WUSR).map(std::fs::File::from)
 }
 
 fn remove_staging(root: BorrowedFd<'_>) -> Result<()> {
@@ -306,205 +512,127 @@ fn io_errno(e: &std::io::Error) -> Errno {
     e.raw_os_error().map_or(Errno::IO, Errno::from_raw_os_error)
 }
 
-/// One step of a recovery. `n` is the tree's number in the staging mount.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Step {
-    /// The staged tree is a copy of what still stands at `to`: detach the copy.
-    Drop { n: u32, to: Vec<u8> },
-    /// The staged tree is the only copy: move it back onto `to`.
-    PutBack { n: u32, to: Vec<u8>, what: String },
-    /// It cannot go back: `to` has no autofs mount to go on (the journal is not to be
-    /// trusted blindly: the container can write it).
-    Keep { n: u32, to: Vec<u8>, why: &'static str },
+/// What an interrupted run left set aside.
+pub enum Left {
+    /// The staging tmpfs in the container.
+    Container,
+    /// A pinned namespace of ours: the pin's path and the namespace.
+    Ns { pin: String, ns: OwnedFd },
 }
 
-/// Whether an interrupted run left its staging mount behind.
-pub fn has_staging(table: &Table<'_>) -> bool {
-    table.mounts.iter().any(|m| &*m.mount_point == STAGING.as_bytes())
-}
-
-/// Plans the recovery from the journal and the container's table (pure). Trees were set aside
-/// top first and go back lowest first, so the journal is replayed backwards, and each check
-/// sees what the steps before it will have put back.
-pub fn plan_recovery(table: &Table<'_>, journal: &[u8]) -> Vec<Step> {
-    let mut steps = Vec::new();
-    // The top at each mount point as the plan goes: what stands there, or what it put back.
-    let mut tops: Vec<(Vec<u8>, Dev, Vec<u8>)> = Vec::new();
-    for line in journal.split(|&b| b == b'\n').rev() {
-        let Some((n, to)) = line.iter().position(|&b| b == b' ').map(|i| (&line[..i], unescape(&line[i + 1..]))) else {
-            continue;
-        };
-        let Some(n) = std::str::from_utf8(n).ok().and_then(|n| n.parse::<u32>().ok()) else { continue };
-        // Not mounted: never copied, or already put back.
-        let Some(staged) = table.top_at(format!("{STAGING}/{n}").as_bytes()) else { continue };
-        let to = to.into_owned();
-        let (dev, root) = (staged.dev, staged.root.to_vec());
-        if table.autofs_at(&to).is_none() {
-            steps.push(Step::Keep { n, to, why: "no autofs mount there" });
-            continue;
-        }
-        let top = match tops.iter().find(|(p, _, _)| *p == to) {
-            Some((_, d, r)) => Some((*d, r.clone())),
-            None => table.top_at(&to).map(|m| (m.dev, m.root.to_vec())),
-        };
-        if top == Some((dev, root.clone())) {
-            steps.push(Step::Drop { n, to });
-        } else {
-            let what = format!("{} {}", Shown(&staged.fs_type), Shown(&staged.source));
-            tops.retain(|(p, _, _)| *p != to);
-            tops.push((to.clone(), dev, root));
-            steps.push(Step::PutBack { n, to, what });
+impl Left {
+    pub fn place(&self) -> String {
+        match self {
+            Left::Container => STAGING.to_string(),
+            Left::Ns { pin, .. } => format!("the mount namespace pinned at {pin}"),
         }
     }
-    steps
+}
+
+/// The host path where a run on this container pins its staging namespace.
+pub fn pin_of(ctr: &Container) -> Result<String> {
+    Ok(format!("{STAGING}/{}", ctr.key()?))
+}
+
+/// What an interrupted run left (before `enter`): a staging mount in `table`, the
+/// container's, or a pin on the host.
+pub fn left_behind(ctr: &Container, table: &Table<'_>) -> Result<Option<Left>> {
+    if table.mounts.iter().any(|m| &*m.mount_point == STAGING.as_bytes()) {
+        return Ok(Some(Left::Container));
+    }
+    let pin = pin_of(ctr)?;
+    match rustix::fs::open(pin.as_str(), OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty()) {
+        Ok(ns) => Ok(Some(Left::Ns { pin, ns })),
+        Err(Errno::NOENT) => Ok(None),
+        Err(e) => Err(Error::sys(format!("opening {pin}"), e)),
+    }
+}
+
+/// Whether a pin of this container is on the host: cheaper than `left_behind`, no table.
+pub fn pinned(ctr: &Container) -> bool {
+    pin_of(ctr).is_ok_and(|pin| rustix::fs::stat(pin.as_str()).is_ok())
+}
+
+/// Plans the recovery of what was left (after `enter`): reads the staging's table and journal.
+pub fn plan_left(ctr: &Container, table: &Table<'_>, left: &Left) -> Result<Vec<Step>> {
+    match left {
+        Left::Container => {
+            let staging = paths::open_dir(paths::root()?.as_fd(), STAGING.as_bytes())?;
+            let journal = read_journal(&staging).map_err(|e| Error::sys(format!("reading {STAGING}/{JOURNAL}"), e))?;
+            Ok(plan_recovery(table, table, STAGING.as_bytes(), &journal))
+        }
+        Left::Ns { pin, ns } => {
+            let (text, journal) = ctr
+                .hop(ns.as_fd(), || -> rustix::io::Result<_> {
+                    let mut text = Vec::new();
+                    std::fs::File::from(ctr.own_proc_file("mountinfo")?)
+                        .read_to_end(&mut text)
+                        .map_err(|e| io_errno(&e))?;
+                    Ok((text, read_journal(&paths::root().map_err(|_| Errno::IO)?)?))
+                })?
+                .map_err(|e| Error::sys(format!("reading the namespace pinned at {pin}"), e))?;
+            let staged = Table::from_mountinfo(&text, ctr.pid)?;
+            Ok(plan_recovery(table, &staged, b"", &journal))
+        }
+    }
 }
 
 /// Carries out a recovery plan (after `enter`). Returns a line per step, and whether every tree
-/// is back; the staging mount goes once it holds no tree.
-pub fn recover(steps: &[Step]) -> (Vec<String>, bool) {
+/// is back; the staging goes once it holds no tree.
+pub fn recover(ctr: &Container, left: Left, steps: &[Step]) -> (Vec<String>, bool) {
     let mut said = Vec::new();
-    let (root, staging) = match paths::root().and_then(|r| Ok((paths::open_dir(r.as_fd(), STAGING.as_bytes())?, r))) {
-        Ok((staging, root)) => (root, staging),
-        Err(e) => return (vec![e.to_string()], false),
+    let staging = match left {
+        Left::Container => match paths::root().and_then(|r| paths::open_dir(r.as_fd(), STAGING.as_bytes())) {
+            Ok(dir) => Staging::Container { dir },
+            Err(e) => return (vec![e.to_string()], false),
+        },
+        Left::Ns { pin, ns } => match ctr.hop(ns.as_fd(), paths::root).and_then(|r| r) {
+            Ok(dir) => Staging::Ns { ns, dir, pin },
+            Err(e) => return (vec![e.to_string()], false),
+        },
     };
+    let mut m = Mounter::new(ctr, Api::New);
+    m.staging = Some(staging);
+    // Trees not in the plan (never journaled whole) keep the staging.
+    m.staged = steps.len() as u32;
     let mut all = true;
     for step in steps {
-        match step {
-            Step::Drop { n, to } => {
-                let name = n.to_string();
-                match paths::in_dir(&staging, || unmount(name.as_str(), UnmountFlags::DETACH | UnmountFlags::NOFOLLOW))
-                {
-                    Ok(()) => {
-                        let _ = rustix::fs::unlinkat(&staging, name.as_str(), AtFlags::REMOVEDIR);
-                        said.push(format!("{STAGING}/{n}: a copy of what still stands on {}: dropped", Shown(to)));
-                    }
-                    Err(e) => {
-                        all = false;
-                        said.push(
-                            Error::sys(format!("{STAGING}/{n}: detaching a copy of what stands on {}", Shown(to)), e)
-                                .to_string(),
-                        );
-                    }
-                }
-            }
-            Step::PutBack { n, to, what } => match move_back(root.as_fd(), &staging, *n, to) {
-                Ok(()) => said.push(format!("{}: put {what} back from {STAGING}/{n}", Shown(to))),
-                Err(e) => {
-                    all = false;
-                    said.push(format!("{}: putting {what} back from {STAGING}/{n}: {e}; it stays there", Shown(to)));
-                }
-            },
+        let (n, to, stands, what) = match step {
+            Step::Drop { n, to } => (*n, to, true, String::new()),
+            Step::PutBack { n, to, what } => (*n, to, false, what.clone()),
             Step::Keep { n, to, why } => {
                 all = false;
-                said.push(format!("{STAGING}/{n}: kept: it belongs on {}, but there is {why}", Shown(to)));
+                let at = m.staging.as_ref().map(|s| s.at(*n)).unwrap_or_default();
+                said.push(format!("{at}: kept: it belongs on {}, but there is {why}", Shown(to)));
+                continue;
+            }
+        };
+        let at = m.staging.as_ref().map(|s| s.at(n)).unwrap_or_default();
+        match m.put_back(to, Saved { what: what.clone(), n, at: at.clone() }, stands) {
+            Ok(false) => said.push(format!("{at}: a copy of what still stands on {}: dropped", Shown(to))),
+            Ok(true) => said.push(format!("{}: put {what} back from {at}", Shown(to))),
+            Err((_, e)) => {
+                all = false;
+                said.push(format!("{e}; it stays at {at}"));
             }
         }
     }
-    if all && let Err(e) = remove_staging(root.as_fd()) {
+    if all && let Err(e) = m.finish() {
         all = false;
         said.push(e.to_string());
     }
     (said, all)
 }
 
-/// The journal, if there is one (after `enter`).
-pub fn read_journal() -> Result<Vec<u8>> {
-    let staging = paths::open_dir(paths::root()?.as_fd(), STAGING.as_bytes())?;
-    match rustix::fs::openat(&staging, "journal", OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty()) {
+/// The journal in staging directory `dir`; none is an empty one.
+fn read_journal(dir: &OwnedFd) -> rustix::io::Result<Vec<u8>> {
+    match rustix::fs::openat(dir, JOURNAL, OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty()) {
         Ok(fd) => {
             let mut text = Vec::new();
-            std::io::Read::read_to_end(&mut std::fs::File::from(fd), &mut text)
-                .map_err(|e| Error::sys(format!("reading {JOURNAL}"), io_errno(&e)))?;
+            std::fs::File::from(fd).read_to_end(&mut text).map_err(|e| io_errno(&e))?;
             Ok(text)
         }
         Err(Errno::NOENT) => Ok(Vec::new()),
-        Err(e) => Err(Error::sys(format!("reading {JOURNAL}"), e)),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::mountinfo::parse;
-
-    /// The restored container's table: autofs at /srv/data with tmpfs T1 (0:60), then T2
-    /// (0:70) on top of it, and the staging mount.
-    fn table(extra: &str) -> Vec<u8> {
-        format!(
-            "\
-67 42 0:41 / / rw shared:1 - overlay ctr rw
-82 67 0:48 / /run rw shared:16 - tmpfs run rw
-55 67 0:62 / /srv/data rw shared:28 - autofs systemd-1 rw,fd=9,pgrp=1,direct,pipe_ino=5
-90 82 0:80 / /run/autofs-restart rw - tmpfs autofs-restart rw
-{extra}"
-        )
-        .into_bytes()
-    }
-
-    fn plan(extra: &str, journal: &str) -> Vec<Step> {
-        let text = table(extra);
-        let t = Table::new(parse(&text).unwrap());
-        plan_recovery(&t, journal.as_bytes())
-    }
-
-    const JOURNAL_BOTH: &str = "0 /srv/data\n1 /srv/data\n";
-
-    #[test]
-    fn killed_after_both_layers_went_aside() {
-        let steps = plan(
-            "91 90 0:70 / /run/autofs-restart/0 rw - tmpfs t2 rw\n92 90 0:60 / /run/autofs-restart/1 rw - tmpfs t1 rw\n",
-            JOURNAL_BOTH,
-        );
-        assert_eq!(
-            steps,
-            [
-                Step::PutBack { n: 1, to: b"/srv/data".to_vec(), what: "tmpfs t1".into() },
-                Step::PutBack { n: 0, to: b"/srv/data".to_vec(), what: "tmpfs t2".into() },
-            ]
-        );
-    }
-
-    #[test]
-    fn killed_after_copying_the_lower_layer_but_before_detaching_it() {
-        // T2 is aside; T1 is staged and still stands on the autofs mount.
-        let steps = plan(
-            "56 55 0:60 / /srv/data rw - tmpfs t1 rw\n91 90 0:70 / /run/autofs-restart/0 rw - tmpfs t2 rw\n92 90 0:60 / /run/autofs-restart/1 rw - tmpfs t1 rw\n",
-            JOURNAL_BOTH,
-        );
-        assert_eq!(
-            steps,
-            [
-                Step::Drop { n: 1, to: b"/srv/data".to_vec() },
-                Step::PutBack { n: 0, to: b"/srv/data".to_vec(), what: "tmpfs t2".into() },
-            ]
-        );
-    }
-
-    #[test]
-    fn what_was_put_back_or_never_copied_is_skipped() {
-        // T1 went back already; line 1 never got a copy; a torn last line is ignored.
-        let steps = plan("56 55 0:60 / /srv/data rw - tmpfs t1 rw\n", "0 /srv/data\n1 /srv/data\n2 /srv/da");
-        assert!(steps.is_empty(), "{steps:?}");
-    }
-
-    #[test]
-    fn a_journal_line_that_points_elsewhere_is_kept_not_followed() {
-        let steps = plan("91 90 0:70 / /run/autofs-restart/0 rw - tmpfs t2 rw\n", "0 /etc\n");
-        assert_eq!(steps, [Step::Keep { n: 0, to: b"/etc".to_vec(), why: "no autofs mount there" }]);
-    }
-
-    #[test]
-    fn escaped_paths_round_trip_through_the_journal() {
-        let text = "\
-67 42 0:41 / / rw shared:1 - overlay ctr rw
-55 67 0:62 / /srv/my\\040data rw shared:28 - autofs systemd-1 rw,fd=9,pgrp=1,direct,pipe_ino=5
-90 67 0:80 / /run/autofs-restart rw - tmpfs autofs-restart rw
-91 90 0:70 / /run/autofs-restart/0 rw - tmpfs t2 rw
-";
-        let t = Table::new(parse(text.as_bytes()).unwrap());
-        let mut journal = b"0 ".to_vec();
-        journal.extend_from_slice(&escape(b"/srv/my data"));
-        let steps = plan_recovery(&t, &journal);
-        assert!(matches!(&steps[..], [Step::PutBack { to, .. }] if to == b"/srv/my data"), "{steps:?}");
+        Err(e) => Err(e),
     }
 }

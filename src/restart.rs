@@ -56,6 +56,7 @@ struct Unit {
 #[derive(Debug, Clone)]
 struct Layer {
     dev: Dev,
+    root: Vec<u8>,
     what: String,
 }
 
@@ -84,7 +85,14 @@ impl Log {
 }
 
 fn layers(a: &Autofs<'_, '_>) -> Vec<Layer> {
-    a.stack.iter().map(|m| Layer { dev: m.dev, what: format!("{} {}", Shown(&m.fs_type), Shown(&m.source)) }).collect()
+    a.stack
+        .iter()
+        .map(|m| Layer {
+            dev: m.dev,
+            root: m.root.to_vec(),
+            what: format!("{} {}", Shown(&m.fs_type), Shown(&m.source)),
+        })
+        .collect()
 }
 
 /// Runs the fix. Returns the exit code: 0 when every unit checks out (or there was nothing to
@@ -95,7 +103,7 @@ pub fn run(s: &Settings) -> Result<u8> {
     let systemd = ctr.is_systemd()?;
     let mut text = ctr.mountinfo()?;
     // No autofs mount and nothing left by an interrupted run: nothing to lock either.
-    if !has(&text, AUTOFS_LINE) && !has(&text, STAGING_LINE) {
+    if !has(&text, AUTOFS_LINE) && !has(&text, STAGING_LINE) && !mounts::pinned(&ctr) {
         return Ok(0);
     }
     let (_lock, waited) = ctr.lock(s.timeout)?;
@@ -105,10 +113,10 @@ pub fn run(s: &Settings) -> Result<u8> {
     // What an interrupted run left set aside goes back first: the plan must see it in place.
     let mut entered = false;
     if s.dry_run {
-        if has(&text, STAGING_LINE) && mounts::has_staging(&Table::from_mountinfo(&text, s.pid)?) {
+        if let Some(left) = mounts::left_behind(&ctr, &Table::from_mountinfo(&text, s.pid)?)? {
             log.say(format_args!(
                 "an interrupted run left trees set aside in {}: they would go back first",
-                mounts::STAGING
+                left.place()
             ));
         }
     } else {
@@ -387,33 +395,28 @@ fn has(text: &[u8], mark: &[u8]) -> bool {
     text.windows(mark.len()).any(|w| w == mark)
 }
 
-/// Carries out a recovery and says each step. Returns whether everything went back.
-fn recovered(steps: &[mounts::Step], log: &Log) -> bool {
-    let (said, all) = mounts::recover(steps);
+/// Puts back what an interrupted run left set aside in the table `text`, entering the
+/// container to do so (under the lock), and says each step. None when nothing was left; else
+/// whether all went back.
+fn recover_staged(ctr: &Container, text: &[u8], log: &Log) -> Result<Option<bool>> {
+    if !has(text, STAGING_LINE) && !mounts::pinned(ctr) {
+        return Ok(None);
+    }
+    let table = Table::from_mountinfo(text, ctr.pid)?;
+    let Some(left) = mounts::left_behind(ctr, &table)? else { return Ok(None) };
+    let place = left.place();
+    ctr.enter()?;
+    let steps = mounts::plan_left(ctr, &table, &left)?;
+    let (said, all) = mounts::recover(ctr, left, &steps);
     for line in said {
         log.say(format_args!("recovering: {line}"));
     }
     if !all {
         log.say(format_args!(
-            "failed: what an interrupted run set aside in {} did not all go back; nothing else done",
-            mounts::STAGING
+            "failed: what an interrupted run set aside in {place} did not all go back; nothing else done"
         ));
     }
-    all
-}
-
-/// Puts back what an interrupted run left set aside in the table `text`, entering the
-/// container to do so (under the lock). None when nothing was left; else whether all went back.
-fn recover_staged(ctr: &Container, text: &[u8], log: &Log) -> Result<Option<bool>> {
-    if !has(text, STAGING_LINE) {
-        return Ok(None);
-    }
-    let table = Table::from_mountinfo(text, ctr.pid)?;
-    if !mounts::has_staging(&table) {
-        return Ok(None);
-    }
-    ctr.enter()?;
-    Ok(Some(recovered(&mounts::plan_recovery(&table, &mounts::read_journal()?), log)))
+    Ok(Some(all))
 }
 
 /// `autofs-restart recover`: puts back what an interrupted run left set aside, and nothing
@@ -422,7 +425,7 @@ pub fn recover(pid_name: &'static str, pid: Pid, timeout: Duration) -> Result<u8
     let log = Log { verbose: false };
     let ctr = Container::open(pid_name, pid)?;
     let text = ctr.mountinfo()?;
-    if has(&text, STAGING_LINE) {
+    if has(&text, STAGING_LINE) || mounts::pinned(&ctr) {
         let (_lock, _) = ctr.lock(timeout)?;
         // Read again under the lock: a run that held it may have finished meanwhile.
         if let Some(all) = recover_staged(&ctr, &ctr.mountinfo()?, &log)? {
@@ -454,12 +457,12 @@ fn supervisor_of(ctr: &Container, pid: u32, init: u32, systemd: bool) -> Supervi
 /// its `error`; returns the failures that belong to no unit.
 fn restart_units(ctr: &Container, s: &Settings, units: &mut [Unit], init: u32, log: &Log) -> u32 {
     let mut failed = 0;
-    let mut mounter = Mounter::new(s.api);
+    let mut mounter = Mounter::new(ctr, s.api);
 
     // Phase 2: set aside what sits on each autofs mount, the top first.
     for u in units.iter_mut() {
-        for layer in u.stack.clone().into_iter().rev() {
-            match mounter.set_aside(&u.path, layer.dev, layer.what.clone()) {
+        for (i, layer) in u.stack.clone().into_iter().enumerate().rev() {
+            match mounter.set_aside(&u.path, layer.dev, layer.what.clone(), i == 0) {
                 Ok(saved) => {
                     log.step(format_args!("{}: set {} aside ({:?} API)", u.name, layer.what, mounter.api()));
                     u.saved.push(saved);
@@ -497,6 +500,9 @@ fn restart_units(ctr: &Container, s: &Settings, units: &mut [Unit], init: u32, l
     let phase4 = ctr.mountinfo();
     let after = reread(ctr, &phase4);
     for u in units.iter_mut() {
+        // Whether we detached anything at the mount point here: then the phase-4 table no
+        // longer says what stands there, and no copy is dropped on its word.
+        let mut cleared = false;
         if u.error.is_none() {
             let checked = match &after {
                 Ok(after) => check(ctr, after, u, init),
@@ -504,6 +510,7 @@ fn restart_units(ctr: &Container, s: &Settings, units: &mut [Unit], init: u32, l
             };
             match checked {
                 Ok(left_on_top) => {
+                    cleared = left_on_top > 0;
                     for _ in 0..left_on_top {
                         if let Err(e) = mounter.detach(&u.path) {
                             u.fail("clearing the mount point", e);
@@ -524,8 +531,16 @@ fn restart_units(ctr: &Container, s: &Settings, units: &mut [Unit], init: u32, l
         // go back stays staged, with all above it, for `recover`: never out of order.
         while let Some(saved) = u.saved.pop() {
             let what = saved.what.clone();
-            match mounter.put_back(&u.path, saved) {
-                Ok(()) => log.step(format_args!("{}: put {what} back", u.name)),
+            // A restart that never happened left the original standing (see mounts).
+            let layer = &u.stack[u.stack.len() - 1 - u.saved.len()];
+            let stands = !cleared
+                && after.as_ref().is_ok_and(|t| {
+                    t.autofs_at(&u.path)
+                        .is_some_and(|a| a.stack.iter().any(|m| m.dev == layer.dev && *m.root == *layer.root))
+                });
+            match mounter.put_back(&u.path, saved, stands) {
+                Ok(true) => log.step(format_args!("{}: put {what} back", u.name)),
+                Ok(false) => log.step(format_args!("{}: {what} still stands: its copy dropped", u.name)),
                 Err((saved, e)) => {
                     let mut kept: Vec<String> = vec![saved.at];
                     kept.extend(u.saved.drain(..).rev().map(|s| s.at));

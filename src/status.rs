@@ -46,12 +46,11 @@ pub fn run(pid_name: &'static str, pid: Pid) -> Result<u8> {
     }
     let mut out = std::io::stdout().lock();
     print(&mut out, &rows)?;
-    if let Some(staging) = table.mounts.iter().find(|m| &*m.mount_point == crate::mounts::STAGING.as_bytes()) {
-        let trees = table.mounts.iter().filter(|m| m.parent == staging.id).count();
+    if let Some(left) = crate::mounts::left_behind(&ctr, &table)? {
         writeln!(
             out,
-            "\nAn interrupted run left {trees} tree(s) set aside in {}: `autofs-restart recover --pid {pid}` puts them back.",
-            crate::mounts::STAGING
+            "\nAn interrupted run left trees set aside in {}: `autofs-restart recover --pid {pid}` puts them back.",
+            left.place()
         )
         .map_err(write_error)?;
     }

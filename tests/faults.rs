@@ -40,6 +40,7 @@ impl Kept {
         assert_eq!((&top.dev, &top.root), (&self.top.dev, &self.top.root), "{when}: the tmpfs on top");
         assert_eq!(ctr.ok("cat /srv/data/file"), "kept\n", "{when}");
         assert_eq!(ctr.ok("grep -c ' /run/autofs-restart' /proc/1/mountinfo || true"), "0\n", "{when}: staging left");
+        assert_eq!(ctr.pin(), None, "{when}: pin left");
     }
 }
 
@@ -60,10 +61,14 @@ fn killed_half_way_then_recover_or_the_next_run_puts_everything_back() {
     }
     let ctr = restored();
     let kept = Kept::of(&ctr);
-    // systemctl restart marks that it started, then hangs: by then the tmpfs is set aside.
-    ctr.inject_systemctl_fault("touch /run/restart-started; exec sleep 600");
 
+    // Killed before the restart (systemctl hangs at once): the tmpfs still stands and its copy
+    // waits in the pinned namespace; `recover` drops the copy. Killed after the restart
+    // (systemctl hangs once it is done): the copy is the only one left; the next run puts it
+    // back first.
     for (round, finish) in ["recover", "next run"].into_iter().enumerate() {
+        let restart = if round == 0 { "" } else { "/usr/bin/systemctl.real \"$@\"; " };
+        ctr.inject_systemctl_fault(&format!("{restart}touch /run/restart-started; exec sleep 600"));
         ctr.ok("rm -f /run/restart-started");
         let child = spawn_as_criu("post-resume", &ctr.pid, &[]);
         ctr.wait_for("test -e /run/restart-started");
@@ -71,21 +76,30 @@ fn killed_half_way_then_recover_or_the_next_run_puts_everything_back() {
         // The hung systemctl died with the run that started it.
         ctr.wait_for("! pgrep -x sleep");
 
-        // Killed with the tree aside: it is not on /srv/data, but it is not lost either.
         let tops: Vec<String> = ctr.at("/srv/data").into_iter().map(|m| m.fs_type).collect();
-        assert_eq!(tops, ["autofs"], "{finish}: the tmpfs was set aside");
-        let staged = ctr.at("/run/autofs-restart/0").pop().unwrap();
-        assert_eq!((&staged.dev, &staged.root), (&kept.top.dev, &kept.top.root), "{finish}");
-        assert_eq!(ctr.ok("cat /run/autofs-restart/0/file"), "kept\n");
+        let expected: &[&str] = if round == 0 { &["autofs", "tmpfs"] } else { &["autofs"] };
+        assert_eq!(tops, expected, "{finish}: what stands on /srv/data");
+        // Nothing of the run is in the container's table: the copy is in a namespace of ours.
+        assert_eq!(ctr.ok("grep -c ' /run/autofs-restart' /proc/1/mountinfo || true"), "0\n");
+        let pin = ctr.pin().expect("a pinned staging namespace");
+        let pinned = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let pinned = pinned.lines().map(MountLine::parse).find(|m| m.mount_point == pin).expect("the pin is a mount");
+        assert_eq!(pinned.fs_type, "nsfs", "{finish}");
+        // That the copy there is the tmpfs, superblock and file, shows once it is back (Kept).
         let status = stdout(&run(&["status", "--pid", &ctr.pid]));
-        assert!(status.contains("An interrupted run left 1 tree(s) set aside in /run/autofs-restart"), "{status}");
+        assert!(
+            status.contains(&format!("An interrupted run left trees set aside in the mount namespace pinned at {pin}")),
+            "{status}"
+        );
 
         if round == 0 {
             let out = run(&["recover", "--pid", &ctr.pid]);
             assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
             assert_eq!(
                 stderr(&out),
-                "autofs-restart: recovering: /srv/data: put tmpfs srv-data back from /run/autofs-restart/0\n"
+                format!(
+                    "autofs-restart: recovering: /0 in the mount namespace pinned at {pin}: a copy of what still stands on /srv/data: dropped\n"
+                )
             );
             kept.check(&ctr, "after recover");
             let out = run(&["recover", "--pid", &ctr.pid]);
@@ -96,7 +110,12 @@ fn killed_half_way_then_recover_or_the_next_run_puts_everything_back() {
             let out = run_as_criu("post-resume", &ctr.pid, &[]);
             let said = stderr(&out);
             assert_eq!(out.status.code(), Some(0), "{said}");
-            assert!(said.starts_with("autofs-restart: recovering: /srv/data: put tmpfs srv-data back"), "{said}");
+            assert!(
+                said.starts_with(&format!(
+                    "autofs-restart: recovering: /srv/data: put tmpfs srv-data back from /0 in the mount namespace pinned at {pin}\n"
+                )),
+                "{said}"
+            );
             assert!(said.contains("srv-data.automount: restarted, tmpfs srv-data kept on top\n"), "{said}");
             kept.check(&ctr, "after the next run");
             assert_eq!(ctr.answers(BINFMT, 10), Some(true));
@@ -104,6 +123,38 @@ fn killed_half_way_then_recover_or_the_next_run_puts_everything_back() {
             assert_eq!(ctr.answers("/srv/data", 10), Some(true), "the restarted automount answers");
         }
     }
+}
+
+#[test]
+fn killed_half_way_with_the_legacy_api_then_recover() {
+    if !can_run_containers() {
+        return;
+    }
+    let ctr = restored();
+    let kept = Kept::of(&ctr);
+    ctr.inject_systemctl_fault("touch /run/restart-started; exec sleep 600");
+    let child = spawn_as_criu("post-resume", &ctr.pid, &[("AUTOFS_RESTART_MOUNT_API", "legacy")]);
+    ctr.wait_for("test -e /run/restart-started");
+    kill(child);
+    ctr.wait_for("! pgrep -x sleep");
+
+    // The legacy API stages in the container, and detaches every layer it set aside.
+    let tops: Vec<String> = ctr.at("/srv/data").into_iter().map(|m| m.fs_type).collect();
+    assert_eq!(tops, ["autofs"], "the tmpfs was set aside");
+    let staged = ctr.at("/run/autofs-restart/0").pop().unwrap();
+    assert_eq!((&staged.dev, &staged.root), (&kept.top.dev, &kept.top.root));
+    assert_eq!(ctr.ok("cat /run/autofs-restart/0/file"), "kept\n");
+    assert_eq!(ctr.pin(), None, "nothing pinned on the host");
+    let status = stdout(&run(&["status", "--pid", &ctr.pid]));
+    assert!(status.contains("An interrupted run left trees set aside in /run/autofs-restart:"), "{status}");
+
+    let out = run(&["recover", "--pid", &ctr.pid]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        stderr(&out),
+        "autofs-restart: recovering: /srv/data: put tmpfs srv-data back from /run/autofs-restart/0\n"
+    );
+    kept.check(&ctr, "after recover");
 }
 
 #[test]

@@ -207,10 +207,11 @@ fn a_symlink_planted_on_the_way_leads_no_mount_astray() {
     assert!(victim_entries.is_empty(), "the host directory was written: {victim_entries:?}");
     assert_eq!(out.status.code(), Some(1), "{said}");
     let line = said.lines().find(|l| l.contains("run-t-data.automount: failed")).unwrap_or_else(|| panic!("{said}"));
-    assert!(line.contains("what was on top is kept at /run/autofs-restart/0"), "{line}");
+    let pin = ctr.pin().expect("the copy is kept in a pinned namespace");
+    assert!(line.contains(&format!("what was on top is kept at /0 in the mount namespace pinned at {pin}")), "{line}");
     assert!(line.contains("/run/t: t is a symlink or not a directory: refused"), "{line}");
-    // Kept in the container, whole.
-    assert_eq!(ctr.ok("cat /run/autofs-restart/0/file"), "kept\n");
+    // The restart never happened: the original stands where the container moved it, whole.
+    assert_eq!(ctr.ok("cat /run/t.moved/data/file"), "kept\n");
 
     // The same inside the container: a symlink to a decoy directory of its own. (A mount
     // call on the host's side is refused by the kernel too, since the mount would be in
@@ -229,6 +230,10 @@ fn a_symlink_planted_on_the_way_leads_no_mount_astray() {
         "0\n",
         "a mount followed the symlink: {said}"
     );
-    assert!(said.contains("what was on top is kept at /run/autofs-restart/0"), "{said}");
-    assert_eq!(ctr.ok("cat /run/autofs-restart/0/file"), "kept\n");
+    assert!(
+        said.contains("what was on top is kept at /0 in the mount namespace pinned at /run/autofs-restart/"),
+        "{said}"
+    );
+    assert_eq!(ctr.ok("cat /run/t.moved/data/file"), "kept\n");
+    assert!(ctr.pin().is_some());
 }

@@ -181,6 +181,17 @@ WRAPPER"
         ));
     }
 
+    /// The host path of the mount namespace a run pins for this container (named after the
+    /// init's pid and start time), if there is one.
+    pub fn pin(&self) -> Option<String> {
+        let prefix = format!("{}-", self.pid);
+        let pins = std::fs::read_dir("/run/autofs-restart").ok()?;
+        pins.filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .find(|name| name.starts_with(&prefix))
+            .map(|name| format!("/run/autofs-restart/{name}"))
+    }
+
     /// Puts the real systemctl back.
     pub fn heal_systemctl(&self) {
         self.ok("mv /usr/bin/systemctl.real /usr/bin/systemctl");
