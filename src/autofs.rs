@@ -111,7 +111,7 @@ impl<'a> Table<'a> {
             top = m.id;
         }
         let inside = self.descendants(mount.id).saturating_sub(stack.len());
-        Autofs { mount, options: AutofsOptions::parse(&mount.super_options), stack, inside }
+        Autofs { mount, options: AutofsOptions::parse(&mount.super_options()), stack, inside }
     }
 }
 

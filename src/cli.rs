@@ -205,14 +205,30 @@ fn policy(name: &str, v: &std::ffi::OsStr) -> Result<Policy> {
 
 /// Seconds: a positive number, at most a day.
 fn timeout(name: &str, v: &std::ffi::OsStr) -> Result<Duration> {
-    v.to_str()
-        .filter(|s| s.bytes().all(|b| b.is_ascii_digit() || b == b'.'))
-        .and_then(|s| s.parse::<f64>().ok())
-        .filter(|&secs| secs > 0.0 && secs <= 86400.0)
-        .map(Duration::from_secs_f64)
-        .ok_or_else(|| {
-            Error::Usage(format!("{name}='{}': not a number of seconds from 0 to 86400", v.to_string_lossy()))
-        })
+    v.to_str().and_then(millis).filter(|&ms| ms > 0 && ms <= 86_400_000).map(Duration::from_millis).ok_or_else(|| {
+        Error::Usage(format!("{name}='{}': not a number of seconds from 0 to 86400", v.to_string_lossy()))
+    })
+}
+
+/// "S" or "S.F" seconds as milliseconds (F: up to three digits). No floating point: its
+/// parsing and printing would be a tenth of this binary.
+fn millis(s: &str) -> Option<u64> {
+    let (secs, frac) = s.split_once('.').unwrap_or((s, ""));
+    let digits = |d: &str| d.bytes().all(|b| b.is_ascii_digit());
+    if secs.is_empty() || !digits(secs) || !digits(frac) || frac.len() > 3 || s.ends_with('.') {
+        return None;
+    }
+    let ms: u64 = format!("{frac:0<3}").parse().ok()?;
+    secs.parse::<u64>().ok()?.checked_mul(1000)?.checked_add(ms)
+}
+
+/// A duration in seconds, for messages: "30", "2.5".
+pub fn seconds(d: Duration) -> String {
+    let ms = d.as_millis();
+    match ms % 1000 {
+        0 => format!("{}", ms / 1000),
+        f => format!("{}.{}", ms / 1000, format!("{f:03}").trim_end_matches('0')),
+    }
 }
 
 #[cfg(test)]
@@ -292,6 +308,20 @@ mod tests {
             (&["restart", "--pid", "1", "--bogus"], "invalid option '--bogus'"),
             (&["restart", "--pid", "1", "--timeout", "0"], "--timeout='0': not a number of seconds from 0 to 86400"),
             (&["restart", "--pid", "1", "--timeout", "-1"], "--timeout='-1': not a number of seconds from 0 to 86400"),
+            (&["restart", "--pid", "1", "--timeout", "1."], "--timeout='1.': not a number of seconds from 0 to 86400"),
+            (&["restart", "--pid", "1", "--timeout", ".5"], "--timeout='.5': not a number of seconds from 0 to 86400"),
+            (
+                &["restart", "--pid", "1", "--timeout", "0.0001"],
+                "--timeout='0.0001': not a number of seconds from 0 to 86400",
+            ),
+            (
+                &["restart", "--pid", "1", "--timeout", "86400.001"],
+                "--timeout='86400.001': not a number of seconds from 0 to 86400",
+            ),
+            (
+                &["restart", "--pid", "1", "--timeout", "1e3"],
+                "--timeout='1e3': not a number of seconds from 0 to 86400",
+            ),
             (&["restart", "--pid", "1", "--unit", "x.mount"], "'x.mount' is not an automount unit"),
             (&["status", "--pid", "1", "--dry-run"], "status takes only --pid"),
             (&["status", "--pid", "1", "--nested", "skip"], "status takes only --pid"),
@@ -311,5 +341,18 @@ mod tests {
         assert_eq!(e.err().unwrap().to_string(), "AUTOFS_RESTART_NESTED='SKIP': not restart, skip or fail");
         let e = parse_with(&[], &[]).err().unwrap();
         assert_eq!(e.to_string(), "no command (see --help)");
+    }
+
+    #[test]
+    fn seconds_parse_and_print_without_floating_point() {
+        assert_eq!(millis("30"), Some(30_000));
+        assert_eq!(millis("2.5"), Some(2500));
+        assert_eq!(millis("0.05"), Some(50));
+        assert_eq!(millis("86400.000"), Some(86_400_000));
+        assert_eq!(millis("99999999999999999999"), None);
+        assert_eq!(seconds(Duration::from_secs(30)), "30");
+        assert_eq!(seconds(Duration::from_millis(2500)), "2.5");
+        assert_eq!(seconds(Duration::from_millis(50)), "0.05");
+        assert_eq!(seconds(Duration::from_millis(1001)), "1.001");
     }
 }

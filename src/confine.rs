@@ -202,13 +202,15 @@ pub fn cgroup_dirs(cgroup: &[u8], host: &Table<'_>) -> Vec<(bool, Vec<u8>)> {
             if ctrls.is_empty() {
                 &*m.fs_type == b"cgroup2"
             } else {
-                let opts: Vec<&[u8]> = m.super_options.split(|&b| b == b',').collect();
+                let opts = m.super_options();
+                let opts: Vec<&[u8]> = opts.split(|&b| b == b',').collect();
                 &*m.fs_type == b"cgroup" && ctrls.split(|&b| b == b',').all(|c| opts.contains(&c))
             }
         });
         let Some(m) = mount else { continue };
         // The path is from the cgroup root; the mount shows the part below its own root.
-        let root: &[u8] = if &*m.root == b"/" { b"" } else { &m.root };
+        let root = m.root();
+        let root: &[u8] = if &*root == b"/" { b"" } else { &root };
         let Some(below) = path.strip_prefix(root) else { continue };
         let mut dir = m.mount_point.to_vec();
         if !below.is_empty() && below != b"/" {

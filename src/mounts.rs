@@ -67,6 +67,15 @@ pub enum Api {
     Legacy,
 }
 
+impl Api {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Api::New => "new",
+            Api::Legacy => "legacy",
+        }
+    }
+}
+
 /// A tree that was on a mount point, now attached in the staging mount.
 pub struct Saved {
     /// "tmpfs srv-data", for messages.

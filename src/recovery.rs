@@ -40,17 +40,17 @@ pub fn plan_recovery(table: &Table<'_>, staged: &Table<'_>, prefix: &[u8], journ
         // Not mounted: never copied, or already put back.
         let Some(copy) = staged.top_at(&at) else { continue };
         let to = to.into_owned();
-        let (dev, root) = (copy.dev, copy.root.to_vec());
+        let (dev, root) = (copy.dev, copy.root().to_vec());
         let Some(autofs) = table.autofs_at(&to) else {
             steps.push(Step::Keep { n, to, why: "no autofs mount there" });
             continue;
         };
-        let stands = autofs.stack.iter().any(|m| m.dev == dev && *m.root == *root)
+        let stands = autofs.stack.iter().any(|m| m.dev == dev && *m.root() == *root)
             || put.iter().any(|(p, d, r)| *p == to && *d == dev && *r == root);
         if stands {
             steps.push(Step::Drop { n, to });
         } else {
-            let what = format!("{} {}", Shown(&copy.fs_type), Shown(&copy.source));
+            let what = format!("{} {}", Shown(&copy.fs_type), Shown(&copy.source()));
             put.push((to.clone(), dev, root));
             steps.push(Step::PutBack { n, to, what });
         }

@@ -17,7 +17,7 @@ use crate::autofs::{Autofs, Table};
 use crate::automount::{Daemon, Respawn, Served, Supervisor, is_automount_exe, parent_of, service_of};
 use crate::container::Container;
 use crate::error::{Error, Result, Shown};
-use crate::mountinfo::Dev;
+use crate::mountinfo::{Dev, contains};
 use crate::mounts::{self, Api, Mounter, Saved};
 use crate::nested::{self, Namespace, Policy, Reach};
 use crate::systemd;
@@ -89,8 +89,8 @@ fn layers(a: &Autofs<'_, '_>) -> Vec<Layer> {
         .iter()
         .map(|m| Layer {
             dev: m.dev,
-            root: m.root.to_vec(),
-            what: format!("{} {}", Shown(&m.fs_type), Shown(&m.source)),
+            root: m.root().to_vec(),
+            what: format!("{} {}", Shown(&m.fs_type), Shown(&m.source())),
         })
         .collect()
 }
@@ -103,7 +103,7 @@ pub fn run(s: &Settings) -> Result<u8> {
     let systemd = ctr.is_systemd()?;
     let mut text = ctr.mountinfo()?;
     // No autofs mount and nothing left by an interrupted run: nothing to lock either.
-    if !has(&text, AUTOFS_LINE) && !has(&text, STAGING_LINE) && !mounts::pinned(&ctr) {
+    if !contains(&text, AUTOFS_LINE) && !contains(&text, STAGING_LINE) && !mounts::pinned(&ctr) {
         return Ok(0);
     }
     let (_lock, waited) = ctr.lock(s.timeout)?;
@@ -391,15 +391,11 @@ fn release(ctr: &Container, nested: &[Namespace], units: &[Unit], timeout: Durat
 const AUTOFS_LINE: &[u8] = b" - autofs ";
 const STAGING_LINE: &[u8] = b" /run/autofs-restart ";
 
-fn has(text: &[u8], mark: &[u8]) -> bool {
-    text.windows(mark.len()).any(|w| w == mark)
-}
-
 /// Puts back what an interrupted run left set aside in the table `text`, entering the
 /// container to do so (under the lock), and says each step. None when nothing was left; else
 /// whether all went back.
 fn recover_staged(ctr: &Container, text: &[u8], log: &Log) -> Result<Option<bool>> {
-    if !has(text, STAGING_LINE) && !mounts::pinned(ctr) {
+    if !contains(text, STAGING_LINE) && !mounts::pinned(ctr) {
         return Ok(None);
     }
     let table = Table::from_mountinfo(text, ctr.pid)?;
@@ -425,7 +421,7 @@ pub fn recover(pid_name: &'static str, pid: Pid, timeout: Duration) -> Result<u8
     let log = Log { verbose: false };
     let ctr = Container::open(pid_name, pid)?;
     let text = ctr.mountinfo()?;
-    if has(&text, STAGING_LINE) || mounts::pinned(&ctr) {
+    if contains(&text, STAGING_LINE) || mounts::pinned(&ctr) {
         let (_lock, _) = ctr.lock(timeout)?;
         // Read again under the lock: a run that held it may have finished meanwhile.
         if let Some(all) = recover_staged(&ctr, &ctr.mountinfo()?, &log)? {
@@ -464,7 +460,7 @@ fn restart_units(ctr: &Container, s: &Settings, units: &mut [Unit], init: u32, l
         for (i, layer) in u.stack.clone().into_iter().enumerate().rev() {
             match mounter.set_aside(&u.path, layer.dev, layer.what.clone(), i == 0) {
                 Ok(saved) => {
-                    log.step(format_args!("{}: set {} aside ({:?} API)", u.name, layer.what, mounter.api()));
+                    log.step(format_args!("{}: set {} aside ({} API)", u.name, layer.what, mounter.api().as_str()));
                     u.saved.push(saved);
                 }
                 Err(e) => {
@@ -536,7 +532,7 @@ fn restart_units(ctr: &Container, s: &Settings, units: &mut [Unit], init: u32, l
             let stands = !cleared
                 && after.as_ref().is_ok_and(|t| {
                     t.autofs_at(&u.path)
-                        .is_some_and(|a| a.stack.iter().any(|m| m.dev == layer.dev && *m.root == *layer.root))
+                        .is_some_and(|a| a.stack.iter().any(|m| m.dev == layer.dev && *m.root() == *layer.root))
                 });
             match mounter.put_back(&u.path, saved, stands) {
                 Ok(true) => log.step(format_args!("{}: put {what} back", u.name)),

@@ -36,7 +36,7 @@ pub fn run(pid_name: &'static str, pid: Pid) -> Result<u8> {
             master.push_str(", catatonic");
         }
         let mut on_top: Vec<String> =
-            a.stack.iter().map(|m| format!("{} {}", Shown(&m.fs_type), Shown(&m.source))).collect();
+            a.stack.iter().map(|m| format!("{} {}", Shown(&m.fs_type), Shown(&m.source()))).collect();
         if a.inside > 0 {
             on_top.push(format!("{} mount(s) inside", a.inside));
         }
