@@ -158,6 +158,55 @@ fn killed_half_way_with_the_legacy_api_then_recover() {
 }
 
 #[test]
+fn with_nowhere_to_pin_on_the_host_the_container_stages_and_recovery_works() {
+    if !can_run_containers() {
+        return;
+    }
+    let ctr = restored();
+    let kept = Kept::of(&ctr);
+    // The run starts in a mount namespace of its own whose /run/autofs-restart is a file: no
+    // pin can be made there (and the host's /run is not touched).
+    let nowhere = |line: String| {
+        let mut cmd = std::process::Command::new("unshare");
+        cmd.args(["-m", "sh", "-c"])
+            .arg(format!("mount -t tmpfs none /run && : > /run/autofs-restart && {line}"))
+            .env_clear()
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        cmd
+    };
+    ctr.inject_systemctl_fault("touch /run/restart-started; exec sleep 600");
+    let child = nowhere(common::criu_line("post-resume", &ctr.pid, &[])).spawn().unwrap();
+    ctr.wait_for("test -e /run/restart-started");
+    kill(child);
+    ctr.wait_for("! pgrep -x sleep");
+
+    // Staged in the container, with the new API's copy; the original was detached.
+    let tops: Vec<String> = ctr.at("/srv/data").into_iter().map(|m| m.fs_type).collect();
+    assert_eq!(tops, ["autofs"], "the tmpfs was set aside");
+    let staged = ctr.at("/run/autofs-restart/0").pop().unwrap();
+    assert_eq!((&staged.dev, &staged.root), (&kept.top.dev, &kept.top.root));
+    assert_eq!(ctr.ok("cat /run/autofs-restart/0/file"), "kept\n");
+    assert_eq!(ctr.pin(), None);
+
+    let out = run(&["recover", "--pid", &ctr.pid]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        stderr(&out),
+        "autofs-restart: recovering: /srv/data: put tmpfs srv-data back from /run/autofs-restart/0\n"
+    );
+    kept.check(&ctr, "after recover");
+
+    // And a whole run there fixes the container, keeping the tmpfs.
+    ctr.heal_systemctl();
+    let out = nowhere(common::criu_line("post-resume", &ctr.pid, &[])).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stderr(&out).contains("srv-data.automount: restarted, tmpfs srv-data kept on top"), "{}", stderr(&out));
+    kept.check(&ctr, "after a run with nowhere to pin");
+    assert_eq!(ctr.answers(BINFMT, 10), Some(true));
+}
+
+#[test]
 fn one_run_at_a_time() {
     if !can_run_containers() {
         return;
