@@ -222,15 +222,6 @@ fn millis(s: &str) -> Option<u64> {
     secs.parse::<u64>().ok()?.checked_mul(1000)?.checked_add(ms)
 }
 
-/// A duration in seconds, for messages: "30", "2.5".
-pub fn seconds(d: Duration) -> String {
-    let ms = d.as_millis();
-    match ms % 1000 {
-        0 => format!("{}", ms / 1000),
-        f => format!("{}.{}", ms / 1000, format!("{f:03}").trim_end_matches('0')),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -350,9 +341,9 @@ mod tests {
         assert_eq!(millis("0.05"), Some(50));
         assert_eq!(millis("86400.000"), Some(86_400_000));
         assert_eq!(millis("99999999999999999999"), None);
-        assert_eq!(seconds(Duration::from_secs(30)), "30");
-        assert_eq!(seconds(Duration::from_millis(2500)), "2.5");
-        assert_eq!(seconds(Duration::from_millis(50)), "0.05");
-        assert_eq!(seconds(Duration::from_millis(1001)), "1.001");
+        assert_eq!(crate::error::seconds(Duration::from_secs(30)), "30");
+        assert_eq!(crate::error::seconds(Duration::from_millis(2500)), "2.5");
+        assert_eq!(crate::error::seconds(Duration::from_millis(50)), "0.05");
+        assert_eq!(crate::error::seconds(Duration::from_millis(1001)), "1.001");
     }
 }

@@ -296,7 +296,7 @@ impl Container {
                 Err(Errno::WOULDBLOCK) => {
                     return Err(Error::Failed(format!(
                         "another autofs-restart run on this container holds its lock; gave up after {} s",
-                        crate::cli::seconds(timeout)
+                        crate::error::seconds(timeout)
                     )));
                 }
                 Err(e) => return Err(Error::sys(doing, e)),
@@ -665,7 +665,10 @@ fn wait(mut child: std::process::Child, timeout: Duration, doing: &str) -> Resul
         if left.is_zero() {
             let _ = child.kill();
             let _ = child.wait();
-            return Err(Error::Failed(format!("{doing}: no answer in {} s, killed it", crate::cli::seconds(timeout))));
+            return Err(Error::Failed(format!(
+                "{doing}: no answer in {} s, killed it",
+                crate::error::seconds(timeout)
+            )));
         }
         let mut fds: Vec<PollFd<'_>> = pipes.iter().flatten().map(|p| PollFd::new(p, PollFlags::IN)).collect();
         fds.push(PollFd::new(&pidfd, PollFlags::IN));

@@ -117,6 +117,15 @@ pub fn errno_name(e: Errno) -> String {
     }
 }
 
+/// A duration in seconds, for messages: "30", "2.5".
+pub fn seconds(d: std::time::Duration) -> String {
+    let ms = d.as_millis();
+    match ms % 1000 {
+        0 => format!("{}", ms / 1000),
+        f => format!("{}.{}", ms / 1000, format!("{f:03}").trim_end_matches('0')),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
