@@ -154,8 +154,9 @@ mod tests {
     }
 
     #[test]
-    fn in_a_namespace_of_ours_a_restart_that_never_happened_drops_both_copies() {
-        // The lowest layer is never detached there; the top was, to reach it.
+    fn in_a_namespace_of_ours_copies_of_what_still_stands_are_dropped() {
+        // Whatever a run got to, a copy whose original stands anywhere in the stack is a
+        // duplicate.
         let steps = plan_ns(
             "56 55 0:60 / /srv/data rw - tmpfs t1 rw\n57 56 0:70 / /srv/data rw - tmpfs t2 rw\n",
             "301 300 0:70 / /0 rw - tmpfs t2 rw\n302 300 0:60 / /1 rw - tmpfs t1 rw\n",

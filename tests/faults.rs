@@ -125,20 +125,14 @@ fn killed_half_way_then_recover_or_the_next_run_puts_everything_back() {
     }
 }
 
-#[test]
-fn killed_half_way_with_the_legacy_api_then_recover() {
-    if !can_run_containers() {
-        return;
-    }
-    let ctr = restored();
-    let kept = Kept::of(&ctr);
-    ctr.inject_systemctl_fault("touch /run/restart-started; exec sleep 600");
-    let child = spawn_as_criu("post-resume", &ctr.pid, &[("AUTOFS_RESTART_MOUNT_API", "legacy")]);
+/// Kills `child`, a run whose systemctl hangs before restarting anything, once that hang has
+/// begun; then the tree it set aside must be staged in the container's /run/autofs-restart
+/// (the original detached, nothing pinned on the host), and `recover` must put it back.
+fn killed_with_the_tree_in_the_container_then_recover(ctr: &Container, kept: &Kept, child: Child) {
     ctr.wait_for("test -e /run/restart-started");
     kill(child);
     ctr.wait_for("! pgrep -x sleep");
 
-    // The legacy API stages in the container, and detaches every layer it set aside.
     let tops: Vec<String> = ctr.at("/srv/data").into_iter().map(|m| m.fs_type).collect();
     assert_eq!(tops, ["autofs"], "the tmpfs was set aside");
     let staged = ctr.at("/run/autofs-restart/0").pop().unwrap();
@@ -154,7 +148,20 @@ fn killed_half_way_with_the_legacy_api_then_recover() {
         stderr(&out),
         "autofs-restart: recovering: /srv/data: put tmpfs srv-data back from /run/autofs-restart/0\n"
     );
-    kept.check(&ctr, "after recover");
+    kept.check(ctr, "after recover");
+}
+
+#[test]
+fn killed_half_way_with_the_legacy_api_then_recover() {
+    if !can_run_containers() {
+        return;
+    }
+    let ctr = restored();
+    let kept = Kept::of(&ctr);
+    ctr.inject_systemctl_fault("touch /run/restart-started; exec sleep 600");
+    // The legacy API stages in the container.
+    let child = spawn_as_criu("post-resume", &ctr.pid, &[("AUTOFS_RESTART_MOUNT_API", "legacy")]);
+    killed_with_the_tree_in_the_container_then_recover(&ctr, &kept, child);
 }
 
 #[test]
@@ -165,7 +172,8 @@ fn with_nowhere_to_pin_on_the_host_the_container_stages_and_recovery_works() {
     let ctr = restored();
     let kept = Kept::of(&ctr);
     // The run starts in a mount namespace of its own whose /run/autofs-restart is a file: no
-    // pin can be made there (and the host's /run is not touched).
+    // pin can be made there (and the host's /run is not touched). It falls back to staging
+    // in the container, with the new API's copy.
     let nowhere = |line: String| {
         let mut cmd = std::process::Command::new("unshare");
         cmd.args(["-m", "sh", "-c"])
@@ -177,25 +185,7 @@ fn with_nowhere_to_pin_on_the_host_the_container_stages_and_recovery_works() {
     };
     ctr.inject_systemctl_fault("touch /run/restart-started; exec sleep 600");
     let child = nowhere(common::criu_line("post-resume", &ctr.pid, &[])).spawn().unwrap();
-    ctr.wait_for("test -e /run/restart-started");
-    kill(child);
-    ctr.wait_for("! pgrep -x sleep");
-
-    // Staged in the container, with the new API's copy; the original was detached.
-    let tops: Vec<String> = ctr.at("/srv/data").into_iter().map(|m| m.fs_type).collect();
-    assert_eq!(tops, ["autofs"], "the tmpfs was set aside");
-    let staged = ctr.at("/run/autofs-restart/0").pop().unwrap();
-    assert_eq!((&staged.dev, &staged.root), (&kept.top.dev, &kept.top.root));
-    assert_eq!(ctr.ok("cat /run/autofs-restart/0/file"), "kept\n");
-    assert_eq!(ctr.pin(), None);
-
-    let out = run(&["recover", "--pid", &ctr.pid]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert_eq!(
-        stderr(&out),
-        "autofs-restart: recovering: /srv/data: put tmpfs srv-data back from /run/autofs-restart/0\n"
-    );
-    kept.check(&ctr, "after recover");
+    killed_with_the_tree_in_the_container_then_recover(&ctr, &kept, child);
 
     // And a whole run there fixes the container, keeping the tmpfs.
     ctr.heal_systemctl();
