@@ -38,6 +38,8 @@ pub struct Container {
     host_mnt: OwnedFd,
     /// The container's privileges, read by `enter`, for every program started afterwards.
     confine: std::cell::OnceCell<std::result::Result<Confine, String>>,
+    /// `key`, once read.
+    key: std::cell::OnceCell<String>,
 }
 
 /// A mount namespace and a root directory in it, held open.
@@ -94,7 +96,8 @@ impl Container {
         };
         let mnt = ns(&dir, "ns/mnt", format!("opening /proc/{pid}/ns/mnt"))?;
         let host_mnt = ns(&proc, "thread-self/ns/mnt", "opening /proc/thread-self/ns/mnt".into())?;
-        Ok(Container { pid, pidfd, proc, dir, root, mnt, host_mnt, confine: std::cell::OnceCell::new() })
+        let (confine, key) = (std::cell::OnceCell::new(), std::cell::OnceCell::new());
+        Ok(Container { pid, pidfd, proc, dir, root, mnt, host_mnt, confine, key })
     }
 
     /// Whether the init exits within `wait` (or has exited since `open`): then the container
@@ -389,10 +392,13 @@ impl Container {
 
     /// A name for this container that no other gets while the host runs: the init's host pid
     /// and its start time (a pid is reused, not within the same clock tick).
-    pub fn key(&self) -> Result<String> {
+    pub fn key(&self) -> Result<&str> {
+        if let Some(key) = self.key.get() {
+            return Ok(key);
+        }
         let stat = self.proc_file(self.pid.as_raw_nonzero().get() as u32, "stat");
         match stat.as_deref().and_then(crate::automount::start_time_of) {
-            Some(t) => Ok(format!("{}-{t}", self.pid)),
+            Some(t) => Ok(self.key.get_or_init(|| format!("{}-{t}", self.pid))),
             None => Err(Error::Failed(format!("reading /proc/{}/stat: no start time", self.pid))),
         }
     }

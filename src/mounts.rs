@@ -405,7 +405,7 @@ fn root_id(at: BorrowedFd<'_>, name: &[u8]) -> rustix::io::Result<(u32, u32, u64
 /// a new tmpfs (the copied mounts would otherwise keep the host's file systems busy for as
 /// long as the pin lives), with its journal; then pins it on the host.
 fn make_ns(ctr: &Container) -> Result<(Staging, std::fs::File)> {
-    let pin = format!("{STAGING}/{}", ctr.key()?);
+    let pin = pin_of(ctr)?;
     let made = ctr.hop(ctr.host_mnt(), || -> Result<(OwnedFd, OwnedFd, std::fs::File)> {
         // SAFETY: CLONE_NEWNS alone; this process has no other thread to share it with.
         unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNS) }
