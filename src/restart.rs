@@ -112,14 +112,7 @@ pub fn run(s: &Settings) -> Result<u8> {
     }
     // What an interrupted run left set aside goes back first: the plan must see it in place.
     let mut entered = false;
-    if s.dry_run {
-        if let Some(left) = mounts::left_behind(&ctr, &Table::from_mountinfo(&text, s.pid)?)? {
-            log.say(format_args!(
-                "an interrupted run left trees set aside in {}: they would go back first",
-                left.place()
-            ));
-        }
-    } else {
+    if !s.dry_run {
         match recover_staged(&ctr, &text, &log)? {
             None => {}
             Some(false) => return Ok(1),
@@ -130,6 +123,11 @@ pub fn run(s: &Settings) -> Result<u8> {
         }
     }
     let table = Table::from_mountinfo(&text, s.pid)?;
+    if s.dry_run
+        && let Some(left) = mounts::left_behind(&ctr, &table)?
+    {
+        log.say(format_args!("an interrupted run left trees set aside in {}: they would go back first", left.place()));
+    }
     let init = s.pid.as_raw_nonzero().get() as u32;
 
     // Phase 1: the plan.
