@@ -13,10 +13,16 @@
 mod autofs;
 #[path = "../src/error.rs"]
 mod error;
+#[path = "../src/journal.rs"]
+mod journal;
+#[path = "../src/layout.rs"]
+mod layout;
 #[path = "../src/mountinfo.rs"]
 mod mountinfo;
 #[path = "../src/recovery.rs"]
 mod recovery;
+#[path = "../src/show.rs"]
+mod show;
 #[path = "../src/xorshift.rs"]
 mod xorshift;
 
@@ -104,7 +110,7 @@ fn exercise(input: &[u8]) {
     }
     // The tail of the input doubles as a journal: the container can write that one too.
     let journal = &input[input.len() / 2..];
-    let _ = recovery::plan_recovery(&table, &table, recovery::STAGING.as_bytes(), journal);
+    let _ = recovery::plan_recovery(&table, &table, layout::DIR.as_bytes(), journal);
     let _ = recovery::plan_recovery(&table, &table, b"", journal);
 }
 

@@ -3,8 +3,6 @@
 
 use std::collections::HashMap;
 
-use rustix::process::Pid;
-
 use crate::error::{Error, Result};
 use crate::mountinfo::{self, AutofsOptions, Mount};
 
@@ -58,8 +56,8 @@ impl<'a> Table<'a> {
     }
 
     /// Parses the mountinfo of process `pid`; an error names the file and the line.
-    pub fn from_mountinfo(text: &'a [u8], pid: Pid) -> Result<Self> {
-        mountinfo::parse(text).map(Table::new).map_err(|e| Error::Failed(format!("parsing /proc/{pid}/mountinfo: {e}")))
+    pub fn from_mountinfo(text: &'a [u8], pid: u32) -> Result<Self> {
+        mountinfo::parse(text).map(Table::new).map_err(|e| Error::check(format!("parsing /proc/{pid}/mountinfo: {e}")))
     }
 
     /// Every autofs mount, in mountinfo order.

@@ -7,12 +7,11 @@ use std::time::Duration;
 use lexopt::prelude::*;
 use rustix::process::Pid;
 
-use crate::criu;
+use crate::criu::{self, Stage};
 use crate::error::{Error, Result};
-use crate::mounts::Api;
-use crate::nested::Policy;
-use crate::restart::Settings;
-use crate::systemd;
+use crate::helper::{CATATONIC_ARG, PROBE_ARG};
+use crate::settings::{Api, Policy, Settings};
+use crate::units;
 
 pub const HELP: &str = "\
 autofs-restart: bring AutoFS mount points back to life after CRIU restores a container
@@ -62,7 +61,7 @@ line (a unit, --nested fail, the lock, a recovery); 2 bad input.
 ";
 
 pub enum Command {
-    /// A CRIU stage other than post-resume: nothing to do, nothing to say.
+    /// A CRIU stage with nothing to do: nothing to say.
     Ignore,
     Help,
     Version,
@@ -90,8 +89,9 @@ pub fn parse(args: Vec<OsString>, env: &dyn Fn(&str) -> Option<OsString>) -> Res
         let Some(action) = env(criu::ACTION_VAR) else {
             return Err(Error::Usage("no command (see --help)".into()));
         };
-        if !criu::is_post_resume(&action) {
-            return Ok(Command::Ignore);
+        match Stage::of(&action) {
+            Stage::PostResume => {}
+            Stage::PreDump | Stage::PreResume | Stage::Other => return Ok(Command::Ignore),
         }
         let mut settings = settings_from_env(env)?;
         settings.pid = criu::parse_pid(criu::PID_VAR, env(criu::PID_VAR).as_deref())?;
@@ -99,10 +99,10 @@ pub fn parse(args: Vec<OsString>, env: &dyn Fn(&str) -> Option<OsString>) -> Res
         return Ok(Command::Restart(settings));
     }
 
-    if args.len() == 2 && args[0] == crate::restart::PROBE_ARG {
+    if args.len() == 2 && args[0] == PROBE_ARG {
         return Ok(Command::Probe(args[1].clone()));
     }
-    if args.len() == 3 && args[0] == crate::nested::CATATONIC_ARG {
+    if args.len() == 3 && args[0] == CATATONIC_ARG {
         return Ok(Command::Catatonic(args[1].clone(), args[2].clone()));
     }
     let mut settings = settings_from_env(env)?;
@@ -117,7 +117,7 @@ pub fn parse(args: Vec<OsString>, env: &dyn Fn(&str) -> Option<OsString>) -> Res
             Short('h') | Long("help") => return Ok(Command::Help),
             Short('V') | Long("version") => return Ok(Command::Version),
             Long("pid") => pid = Some(criu::parse_pid("--pid", Some(&parser.value()?))?),
-            Long("unit") => units.push(systemd::unit_from_arg(&parser.value()?)?),
+            Long("unit") => units.push(units::unit_from_arg(&parser.value()?)?),
             Long("timeout") => {
                 settings.timeout = timeout("--timeout", &parser.value()?)?;
                 timeout_given = true;
@@ -170,7 +170,7 @@ fn settings_from_env(env: &dyn Fn(&str) -> Option<OsString>) -> Result<Settings>
     if let Some(list) = env("AUTOFS_RESTART_UNITS") {
         for u in list.as_bytes().split(|&b| b == b' ' || b == b',' || b == b'\t' || b == b'\n') {
             if !u.is_empty() {
-                units.push(systemd::unit_from_arg(std::ffi::OsStr::from_bytes(u))?);
+                units.push(units::unit_from_arg(std::ffi::OsStr::from_bytes(u))?);
             }
         }
     }
@@ -206,12 +206,12 @@ fn policy(name: &str, v: &std::ffi::OsStr) -> Result<Policy> {
 /// Seconds: a positive number, at most a day.
 fn timeout(name: &str, v: &std::ffi::OsStr) -> Result<Duration> {
     v.to_str().and_then(millis).filter(|&ms| ms > 0 && ms <= 86_400_000).map(Duration::from_millis).ok_or_else(|| {
-        Error::Usage(format!("{name}='{}': not a number of seconds from 0 to 86400", v.to_string_lossy()))
+        Error::Usage(format!("{name}='{}': not a number of seconds above 0, at most 86400", v.to_string_lossy()))
     })
 }
 
 /// "S" or "S.F" seconds as milliseconds (F: up to three digits). No floating point: its
-/// parsing and printing would be a tenth of this binary.
+/// parsing and printing code would weigh more than all of this (see build/bench-notes.md).
 fn millis(s: &str) -> Option<u64> {
     let (secs, frac) = s.split_once('.').unwrap_or((s, ""));
     let digits = |d: &str| d.bytes().all(|b| b.is_ascii_digit());
@@ -297,21 +297,33 @@ mod tests {
             (&["restart", "--pid"], "missing argument for option '--pid'"),
             (&["restart", "--pid", "x"], "--pid='x': is not a plain positive decimal"),
             (&["restart", "--pid", "1", "--bogus"], "invalid option '--bogus'"),
-            (&["restart", "--pid", "1", "--timeout", "0"], "--timeout='0': not a number of seconds from 0 to 86400"),
-            (&["restart", "--pid", "1", "--timeout", "-1"], "--timeout='-1': not a number of seconds from 0 to 86400"),
-            (&["restart", "--pid", "1", "--timeout", "1."], "--timeout='1.': not a number of seconds from 0 to 86400"),
-            (&["restart", "--pid", "1", "--timeout", ".5"], "--timeout='.5': not a number of seconds from 0 to 86400"),
+            (
+                &["restart", "--pid", "1", "--timeout", "0"],
+                "--timeout='0': not a number of seconds above 0, at most 86400",
+            ),
+            (
+                &["restart", "--pid", "1", "--timeout", "-1"],
+                "--timeout='-1': not a number of seconds above 0, at most 86400",
+            ),
+            (
+                &["restart", "--pid", "1", "--timeout", "1."],
+                "--timeout='1.': not a number of seconds above 0, at most 86400",
+            ),
+            (
+                &["restart", "--pid", "1", "--timeout", ".5"],
+                "--timeout='.5': not a number of seconds above 0, at most 86400",
+            ),
             (
                 &["restart", "--pid", "1", "--timeout", "0.0001"],
-                "--timeout='0.0001': not a number of seconds from 0 to 86400",
+                "--timeout='0.0001': not a number of seconds above 0, at most 86400",
             ),
             (
                 &["restart", "--pid", "1", "--timeout", "86400.001"],
-                "--timeout='86400.001': not a number of seconds from 0 to 86400",
+                "--timeout='86400.001': not a number of seconds above 0, at most 86400",
             ),
             (
                 &["restart", "--pid", "1", "--timeout", "1e3"],
-                "--timeout='1e3': not a number of seconds from 0 to 86400",
+                "--timeout='1e3': not a number of seconds above 0, at most 86400",
             ),
             (&["restart", "--pid", "1", "--unit", "x.mount"], "'x.mount' is not an automount unit"),
             (&["status", "--pid", "1", "--dry-run"], "status takes only --pid"),
@@ -335,15 +347,11 @@ mod tests {
     }
 
     #[test]
-    fn seconds_parse_and_print_without_floating_point() {
+    fn seconds_parse_without_floating_point() {
         assert_eq!(millis("30"), Some(30_000));
         assert_eq!(millis("2.5"), Some(2500));
         assert_eq!(millis("0.05"), Some(50));
         assert_eq!(millis("86400.000"), Some(86_400_000));
         assert_eq!(millis("99999999999999999999"), None);
-        assert_eq!(crate::error::seconds(Duration::from_secs(30)), "30");
-        assert_eq!(crate::error::seconds(Duration::from_millis(2500)), "2.5");
-        assert_eq!(crate::error::seconds(Duration::from_millis(50)), "0.05");
-        assert_eq!(crate::error::seconds(Duration::from_millis(1001)), "1.001");
     }
 }

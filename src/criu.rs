@@ -12,17 +12,34 @@ use crate::error::{Error, Result};
 pub const ACTION_VAR: &str = "CRTOOLS_SCRIPT_ACTION";
 pub const PID_VAR: &str = "CRTOOLS_INIT_PID";
 
-/// The one stage at which there is work: the restored tasks run again, and so does the master
-/// of every autofs mount, now ignoring them.
-pub const POST_RESUME: &[u8] = b"post-resume";
+/// The stages of CRIU's lifecycle that concern autofs mounts. CRIU has others and may add
+/// more: each of them is `Other`, a silent no-op.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// Before the dump, while nothing is frozen and a refusal aborts it.
+    PreDump,
+    /// The restored tasks exist but are still frozen.
+    PreResume,
+    /// The restored tasks run again, and so does the master of every autofs mount, now
+    /// ignoring them: the fix.
+    PostResume,
+    Other,
+}
+
+impl Stage {
+    /// The stage `CRTOOLS_SCRIPT_ACTION` names.
+    pub fn of(action: &OsStr) -> Stage {
+        match action.as_bytes() {
+            b"pre-dump" => Stage::PreDump,
+            b"pre-resume" => Stage::PreResume,
+            b"post-resume" => Stage::PostResume,
+            _ => Stage::Other,
+        }
+    }
+}
 
 /// The kernel's PID_MAX_LIMIT on 64-bit: no pid is larger.
 const PID_MAX_LIMIT: u32 = 4 * 1024 * 1024;
-
-/// Whether this CRIU stage is ours. CRIU has fourteen others and may add more: all are ignored.
-pub fn is_post_resume(action: &OsStr) -> bool {
-    action.as_bytes() == POST_RESUME
-}
 
 /// A pid as CRIU or a person writes it: a plain positive decimal, nothing around it.
 pub fn parse_pid(name: &'static str, value: Option<&OsStr>) -> Result<Pid> {
@@ -54,10 +71,12 @@ mod tests {
     }
 
     #[test]
-    fn only_post_resume_is_ours() {
-        assert!(is_post_resume(OsStr::new("post-resume")));
-        for other in ["pre-dump", "post-restore", "pre-resume", "post-resume ", "POST-RESUME", "", "x"] {
-            assert!(!is_post_resume(OsStr::new(other)), "{other}");
+    fn stages() {
+        assert_eq!(Stage::of(OsStr::new("post-resume")), Stage::PostResume);
+        assert_eq!(Stage::of(OsStr::new("pre-resume")), Stage::PreResume);
+        assert_eq!(Stage::of(OsStr::new("pre-dump")), Stage::PreDump);
+        for other in ["post-restore", "post-dump", "post-resume ", "POST-RESUME", "", "x"] {
+            assert_eq!(Stage::of(OsStr::new(other)), Stage::Other, "{other}");
         }
     }
 

@@ -1,22 +1,36 @@
 //! The one error type. Each error carries what was being done and on what, added where the
-//! system call is made; `main` prints it once.
+//! system call is made; callers chain more context on top (`Context`), never a copy of the
+//! message. `main` prints it once, on one line.
 
 use std::ffi::OsStr;
 use std::fmt;
 use std::os::unix::ffi::OsStrExt;
+use std::process::ExitStatus;
+use std::time::Duration;
 
 use rustix::io::Errno;
 
-#[derive(Debug)]
+use crate::show::{Shown, seconds};
+
+#[derive(Debug, Clone)]
 pub enum Error {
     /// The command line or a setting is wrong (exit 2).
     Usage(String),
     /// The container's pid is unusable (exit 2). `name` is where it came from.
     Pid { name: &'static str, value: Option<Box<OsStr>>, why: &'static str },
-    /// A system call failed while doing something (exit 1).
+    /// A system call failed while doing something.
     Sys { doing: String, errno: Errno },
-    /// Anything else that stops the work (exit 1).
-    Failed(String),
+    /// A program ran and failed: how it ended, and the first line it wrote on stderr.
+    Exit { doing: String, status: ExitStatus, said: Vec<u8> },
+    /// A program gave no answer in time and was killed.
+    Timeout { doing: String, after: Duration },
+    /// Something was found not as it must be: what was found.
+    Check(String),
+    /// Doing something failed because of `source`.
+    Context { doing: String, source: Box<Error> },
+    /// What was on top of a mount point could not go back because of `source`: it is kept
+    /// staged at `at` (one place per layer, lowest first), for `recover`.
+    Kept { at: Vec<String>, source: Box<Error> },
 }
 
 impl Error {
@@ -24,11 +38,30 @@ impl Error {
         Error::Sys { doing: doing.into(), errno }
     }
 
+    pub fn check(what: impl Into<String>) -> Self {
+        Error::Check(what.into())
+    }
+
+    /// This error, as the cause of failing at `doing`.
+    pub fn context(self, doing: impl Into<String>) -> Self {
+        Error::Context { doing: doing.into(), source: Box::new(self) }
+    }
+
+    /// The errno of the system call at the bottom of the chain, if it was one: decisions such
+    /// as the fallback on ENOSYS look at this, never at the message.
+    pub fn errno(&self) -> Option<Errno> {
+        match self {
+            Error::Sys { errno, .. } => Some(*errno),
+            Error::Context { source, .. } | Error::Kept { source, .. } => source.errno(),
+            _ => None,
+        }
+    }
+
     /// The process exit code: 2 for bad input, 1 for work that failed.
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::Usage(_) | Error::Pid { .. } => 2,
-            Error::Sys { .. } | Error::Failed(_) => 1,
+            _ => 1,
         }
     }
 }
@@ -36,12 +69,15 @@ impl Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::Usage(msg) | Error::Failed(msg) => f.write_str(msg),
+            Error::Usage(msg) | Error::Check(msg) => f.write_str(msg),
             Error::Pid { name, value: None, why } => write!(f, "{name} {why}"),
-            Error::Pid { name, value: Some(v), why } => {
-                write!(f, "{name}='{}': {why}", Shown(v.as_bytes()))
-            }
+            Error::Pid { name, value: Some(v), why } => write!(f, "{name}='{}': {why}", Shown(v.as_bytes())),
             Error::Sys { doing, errno } => write!(f, "{doing}: {}", errno_name(*errno)),
+            Error::Exit { doing, status, said } if said.is_empty() => write!(f, "{doing}: {status}"),
+            Error::Exit { doing, status, said } => write!(f, "{doing}: {status}: {}", Shown(said)),
+            Error::Timeout { doing, after } => write!(f, "{doing}: no answer in {} s, killed it", seconds(*after)),
+            Error::Context { doing, source } => write!(f, "{doing}: {source}"),
+            Error::Kept { at, source } => write!(f, "what was on top is kept at {} ({source})", at.join(", ")),
         }
     }
 }
@@ -54,28 +90,29 @@ impl From<lexopt::Error> for Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// Shows bytes from the system (paths, values) on one line: control characters, backslashes
-/// and invalid UTF-8 are written as octal escapes, as in mountinfo.
-pub struct Shown<'a>(pub &'a [u8]);
+/// Says what was being done when a call failed, where it is made.
+pub trait Context<T> {
+    fn context(self, doing: impl Into<String>) -> Result<T>;
+}
 
-impl fmt::Display for Shown<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for chunk in self.0.utf8_chunks() {
-            for c in chunk.valid().chars() {
-                if c.is_control() || c == '\\' {
-                    let mut buf = [0; 4];
-                    for b in c.encode_utf8(&mut buf).bytes() {
-                        write!(f, "\\{b:03o}")?;
-                    }
-                } else {
-                    write!(f, "{c}")?;
-                }
-            }
-            for b in chunk.invalid() {
-                write!(f, "\\{b:03o}")?;
-            }
-        }
-        Ok(())
+impl<T> Context<T> for std::result::Result<T, Errno> {
+    fn context(self, doing: impl Into<String>) -> Result<T> {
+        self.map_err(|errno| Error::sys(doing, errno))
+    }
+}
+
+impl<T> Context<T> for Result<T> {
+    fn context(self, doing: impl Into<String>) -> Result<T> {
+        self.map_err(|e| e.context(doing))
+    }
+}
+
+impl<T> Context<T> for std::io::Result<T> {
+    fn context(self, doing: impl Into<String>) -> Result<T> {
+        self.map_err(|e| match e.raw_os_error() {
+            Some(n) => Error::sys(doing, Errno::from_raw_os_error(n)),
+            None => Error::check(format!("{}: {e}", doing.into())),
+        })
     }
 }
 
@@ -117,25 +154,9 @@ pub fn errno_name(e: Errno) -> String {
     }
 }
 
-/// A duration in seconds, for messages: "30", "2.5".
-pub fn seconds(d: std::time::Duration) -> String {
-    let ms = d.as_millis();
-    match ms % 1000 {
-        0 => format!("{}", ms / 1000),
-        f => format!("{}.{}", ms / 1000, format!("{f:03}").trim_end_matches('0')),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn shown_escapes_what_would_break_a_log_line() {
-        assert_eq!(Shown(b"/srv/a b").to_string(), "/srv/a b");
-        assert_eq!(Shown(b"/srv/a\nb\t\\").to_string(), "/srv/a\\012b\\011\\134");
-        assert_eq!(Shown(b"/\xff\xc3\xbc").to_string(), "/\\377\u{fc}");
-    }
 
     #[test]
     fn sys_errors_name_the_operation_and_the_errno() {
@@ -145,8 +166,18 @@ mod tests {
     }
 
     #[test]
+    fn context_chains_and_keeps_the_errno() {
+        let e: Result<()> = Err(Errno::NOSYS).context("open_tree");
+        let e = e.context("setting tmpfs t at /srv/data aside").unwrap_err();
+        assert_eq!(e.to_string(), "setting tmpfs t at /srv/data aside: open_tree: ENOSYS");
+        assert_eq!(e.errno(), Some(Errno::NOSYS));
+        assert_eq!(Error::check("the table changed").context("checking").errno(), None);
+    }
+
+    #[test]
     fn exit_codes() {
         assert_eq!(Error::Usage("x".into()).exit_code(), 2);
-        assert_eq!(Error::Failed("x".into()).exit_code(), 1);
+        assert_eq!(Error::check("x").exit_code(), 1);
+        assert_eq!(Error::check("x").context("y").exit_code(), 1);
     }
 }

@@ -1,24 +1,43 @@
 //! autofs-restart: brings AutoFS mount points back to life after CRIU restores a container.
 //! See README.md for what it does and DESIGN.md for why it does it this way.
 
+#![deny(clippy::undocumented_unsafe_blocks)]
+
+// Pure: what the tables and /proc texts say, and what to do about it.
 mod autofs;
-mod automount;
 mod blocked;
-mod cli;
-mod confine;
-mod container;
-mod criu;
-mod error;
+mod journal;
+mod layout;
 mod mountinfo;
-mod mounts;
 mod nested;
-mod paths;
+mod plan;
+mod procfs;
 mod recovery;
+mod units;
+#[cfg(test)]
+mod xorshift;
+
+// Reaching the container, and the mount work in it.
+mod container;
+mod helper;
+mod mounts;
+mod paths;
+mod staging;
+mod survey;
+
+// The masters, and the commands and stages that drive them.
+mod automount;
 mod restart;
 mod status;
 mod systemd;
-#[cfg(test)]
-mod xorshift;
+
+// The command line, CRIU's protocol, and what every module shares.
+mod cli;
+mod criu;
+mod error;
+mod log;
+mod settings;
+mod show;
 
 use std::os::fd::{AsRawFd, IntoRawFd};
 use std::os::unix::ffi::OsStrExt;
@@ -50,8 +69,8 @@ fn main() -> ExitCode {
         Command::Status { pid_name, pid } => status::run(pid_name, pid),
         Command::Recover { pid_name, pid, timeout } => restart::recover(pid_name, pid, timeout),
         Command::Restart(settings) => restart::run(&settings),
-        Command::Probe(path) => restart::probe_child(path.as_bytes()),
-        Command::Catatonic(path, dev) => nested::catatonic_child(path.as_bytes(), dev.as_bytes()),
+        Command::Probe(path) => helper::probe_child(path.as_bytes()),
+        Command::Catatonic(path, dev) => helper::catatonic_child(path.as_bytes(), dev.as_bytes()),
     });
     match result {
         Ok(code) => ExitCode::from(code),

@@ -5,45 +5,15 @@
 //! a slave (directly or down a chain) of the original's parent, the copy is unmounted and the
 //! new mount appears with it. Any other copy keeps the old superblock, whose master is gone
 //! after the restart: it goes catatonic. Which is the lesser evil is the user's choice
-//! (`Policy`).
+//! (`settings::Policy`).
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use crate::autofs::Table;
-use crate::container::{Container, Place};
-use crate::error::{Error, Result, Shown};
+use crate::container::Place;
+use crate::error::Result;
 use crate::mountinfo::{AutofsOptions, Dev, Mount, Propagation};
-
-/// What to do with a master whose mount has private copies in nested namespaces.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Policy {
-    /// Restart it anyway, and name the copies that go catatonic.
-    Restart,
-    /// Leave that master alone, and name the copies.
-    Skip,
-    /// Touch nothing at all, name the copies, exit 1.
-    Fail,
-}
-
-impl Policy {
-    pub fn parse(v: &[u8]) -> Option<Self> {
-        match v {
-            b"restart" => Some(Policy::Restart),
-            b"skip" => Some(Policy::Skip),
-            b"fail" => Some(Policy::Fail),
-            _ => None,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Policy::Restart => "restart",
-            Policy::Skip => "skip",
-            Policy::Fail => "fail",
-        }
-    }
-}
+use crate::show::who;
 
 /// A mount namespace of the container other than its init's, seen through one of its
 /// processes, with the autofs mounts it holds.
@@ -53,15 +23,15 @@ pub struct Namespace {
     pub ctr_pid: Option<u32>,
     pub comm: Vec<u8>,
     pub copies: Vec<Copy>,
-    /// Its mount namespace and root, held open where it has private copies: after `enter` the
-    /// host's /proc is out of reach.
+    /// Its mount namespace and root, held open where it has private copies: they stay even if
+    /// its processes end before the copies are made catatonic.
     pub place: Option<Place>,
 }
 
 impl Namespace {
     /// "the mount namespace of pid 10483 (278 in the container, sleep)"
     pub fn describe(&self) -> String {
-        format!("the mount namespace of {}", crate::container::who(self.pid, self.ctr_pid, &self.comm))
+        format!("the mount namespace of {}", who(self.pid, self.ctr_pid, &self.comm))
     }
 }
 
@@ -185,22 +155,12 @@ pub fn copies(originals: &Originals, nested: &Table<'_>, groups: &Groups) -> Vec
         .collect()
 }
 
-/// The container's nested mount namespaces that hold autofs mounts, from one process of each
-/// (`Container::survey`): one mountinfo read per namespace.
-pub fn scan(ctr: &Container, main: &Table<'_>, nested: &[u32]) -> Result<Vec<Namespace>> {
-    let mut found = Vec::new();
-    for &pid in nested {
-        // A process that exits meanwhile takes its namespace's view with it; fine.
-        if let Some(text) = ctr.proc_file(pid, "mountinfo") {
-            found.push((pid, text));
-        }
-    }
-    let mut tables = Vec::with_capacity(found.len());
-    for (pid, text) in &found {
-        let table = crate::mountinfo::parse(text)
-            .map(Table::new)
-            .map_err(|e| Error::Failed(format!("parsing /proc/{pid}/mountinfo: {e}")))?;
-        tables.push((*pid, table));
+/// The autofs mounts of each nested namespace's table (`(pid, mountinfo)`), judged against the
+/// init's table, with peer groups followed through all of them. Pure.
+pub fn judge(main: &Table<'_>, nested: &[(u32, Vec<u8>)]) -> Result<Vec<(u32, Vec<Copy>)>> {
+    let mut tables = Vec::with_capacity(nested.len());
+    for (pid, text) in nested {
+        tables.push((*pid, Table::from_mountinfo(text, *pid)?));
     }
     let mut groups = Groups::default();
     groups.add(main);
@@ -208,73 +168,7 @@ pub fn scan(ctr: &Container, main: &Table<'_>, nested: &[u32]) -> Result<Vec<Nam
         groups.add(t);
     }
     let originals = Originals::of(main);
-    let mut namespaces = Vec::new();
-    for (pid, table) in &tables {
-        let copies = copies(&originals, table, &groups);
-        if copies.is_empty() {
-            continue;
-        }
-        let ctr_pid = ctr.ctr_pid(*pid);
-        let comm = ctr.comm(*pid).unwrap_or_else(|| b"gone".to_vec());
-        let place = if copies.iter().any(|c| c.reach == Reach::Private) { ctr.open_place(*pid).ok() } else { None };
-        namespaces.push(Namespace { pid: *pid, ctr_pid, comm, copies, place });
-    }
-    Ok(namespaces)
-}
-
-/// Makes the private copies of `devs` in `ns` catatonic (after `enter`, once their master has
-/// restarted): each wakes its waiters, and every later access returns at once. Left
-/// alone, a copy goes catatonic only when the kernel next writes to the closed pipe, and never
-/// when a request is already pending (a process killed while it waited leaves one): then
-/// every access there hangs. A child does it inside the namespace; a copy with mounts on top
-/// is left as it is: no path reaches it, and the top still answers.
-///
-/// The child's walk to the mount point waits while some process is blocked in that mount's
-/// automount right now, and waiting longer does not help: such a process waits for good. So
-/// the child gets at most `RELEASE_TIMEOUT`, not the run's whole `timeout`.
-pub fn release(ctr: &Container, ns: &Namespace, devs: &[Dev], timeout: Duration) -> Vec<(Vec<u8>, Result<()>)> {
-    let timeout = timeout.min(RELEASE_TIMEOUT);
-    let mut done = Vec::new();
-    for c in ns.copies.iter().filter(|c| c.reach == Reach::Private && c.on_top == 0 && devs.contains(&c.dev)) {
-        let dev = c.dev.to_string();
-        let result = match &ns.place {
-            None => Err(Error::Failed(format!("{} went away", ns.describe()))),
-            Some(place) => ctr
-                .run_helper(Some(place), &[CATATONIC_ARG.as_bytes(), &c.path, dev.as_bytes()], timeout)
-                .and_then(|out| if out.status.success() { Ok(()) } else { Err(Error::Failed(out.summary())) }),
-        };
-        done.push((c.path.clone(), result));
-    }
-    done
-}
-
-/// How long `release` waits for its child: it needs milliseconds unless it is blocked.
-const RELEASE_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// The hidden argument that makes this program the child of `release`.
-pub const CATATONIC_ARG: &str = "--internal-catatonic";
-
-/// The child of `release`, inside the namespace: makes the autofs mount at `path` catatonic if
-/// the path reaches it and it is still superblock `dev` ("major:minor").
-pub fn catatonic_child(path: &[u8], dev: &[u8]) -> Result<u8> {
-    use rustix::fs::{CWD, Mode, OFlags};
-    let shown = Shown(path);
-    // O_PATH without O_DIRECTORY: reaching the mount's root triggers no automount.
-    let fd = rustix::fs::openat(CWD, path, OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())
-        .map_err(|e| Error::sys(format!("opening {shown}"), e))?;
-    let st = rustix::fs::fstat(&fd).map_err(|e| Error::sys(format!("stat {shown}"), e))?;
-    let found = format!("{}:{}", rustix::fs::major(st.st_dev), rustix::fs::minor(st.st_dev));
-    if found.as_bytes() != dev || st.st_mode & 0o170000 != 0o040000 {
-        return Err(Error::Failed(format!("{shown} is no longer the autofs mount {}", Shown(dev))));
-    }
-    // "." opens the directory the fd already is: no lookup, so again no automount.
-    let dir = rustix::fs::openat(&fd, ".", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
-        .map_err(|e| Error::sys(format!("opening {shown}"), e))?;
-    // SAFETY: AUTOFS_IOC_CATATONIC = _IO(0x93, 0x62) takes no argument; `dir` is the root of
-    // the autofs mount checked above.
-    unsafe { rustix::ioctl::ioctl(&dir, rustix::ioctl::NoArg::<{ rustix::ioctl::opcode::none(0x93, 0x62) }>::new()) }
-        .map_err(|e| Error::sys(format!("AUTOFS_IOC_CATATONIC on {shown}"), e))?;
-    Ok(0)
+    Ok(tables.iter().map(|(pid, t)| (*pid, copies(&originals, t, &groups))).filter(|(_, c)| !c.is_empty()).collect())
 }
 
 #[cfg(test)]
@@ -354,13 +248,5 @@ mod tests {
         assert!(!groups.receives(&slave_of(7), 1), "a cycle ends");
         let from = Propagation { master: Some(40), propagate_from: Some(5), ..Default::default() };
         assert!(groups.receives(&from, 1), "propagate_from names a dominant group");
-    }
-
-    #[test]
-    fn policies() {
-        for p in [Policy::Restart, Policy::Skip, Policy::Fail] {
-            assert_eq!(Policy::parse(p.as_str().as_bytes()), Some(p));
-        }
-        assert_eq!(Policy::parse(b"Skip"), None);
     }
 }

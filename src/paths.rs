@@ -14,7 +14,8 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use rustix::fs::{AtFlags, Mode, OFlags, openat};
 use rustix::io::Errno;
 
-use crate::error::{Error, Result, Shown};
+use crate::error::{Context, Error, Result};
+use crate::show::Shown;
 
 /// Why a path is refused before anything is resolved.
 pub fn check(path: &[u8]) -> std::result::Result<(), &'static str> {
@@ -37,14 +38,14 @@ pub fn check(path: &[u8]) -> std::result::Result<(), &'static str> {
 /// Opens the directory `path` (checked, absolute) below `root`, following no symlink.
 pub fn open_dir(root: BorrowedFd<'_>, path: &[u8]) -> Result<OwnedFd> {
     let shown = || Shown(path).to_string();
-    check(path).map_err(|why| Error::Failed(format!("{} {why}", shown())))?;
+    check(path).map_err(|why| Error::check(format!("{} {why}", shown())))?;
     let flags = OFlags::PATH | OFlags::NOFOLLOW | OFlags::DIRECTORY | OFlags::CLOEXEC;
-    let mut dir = openat(root, ".", flags, Mode::empty()).map_err(|e| Error::sys(format!("opening {}", shown()), e))?;
+    let mut dir = openat(root, ".", flags, Mode::empty()).context(format!("opening {}", shown()))?;
     for part in path[1..].split(|&b| b == b'/').filter(|p| !p.is_empty()) {
         dir = openat(&dir, part, flags, Mode::empty()).map_err(|e| match e {
             // O_NOFOLLOW | O_DIRECTORY on a symlink.
             Errno::NOTDIR | Errno::LOOP => {
-                Error::Failed(format!("{}: {} is a symlink or not a directory: refused", shown(), Shown(part)))
+                Error::check(format!("{}: {} is a symlink or not a directory: refused", shown(), Shown(part)))
             }
             e => Error::sys(format!("opening {}", shown()), e),
         })?;
@@ -55,25 +56,23 @@ pub fn open_dir(root: BorrowedFd<'_>, path: &[u8]) -> Result<OwnedFd> {
 /// The parent directory of `path`, opened as `open_dir` does, and its last component; the
 /// last component itself must be a directory (a mount point), not a symlink.
 pub fn parent(root: BorrowedFd<'_>, path: &[u8]) -> Result<(OwnedFd, Vec<u8>)> {
-    check(path).map_err(|why| Error::Failed(format!("{} {why}", Shown(path))))?;
+    check(path).map_err(|why| Error::check(format!("{} {why}", Shown(path))))?;
     let cut = path.iter().rposition(|&b| b == b'/').unwrap_or(0);
     let (dir, last) = (if cut == 0 { &b"/"[..] } else { &path[..cut] }, &path[cut + 1..]);
     if last.is_empty() {
-        return Err(Error::Failed("/ has no parent".into()));
+        return Err(Error::check("/ has no parent"));
     }
     let dir = open_dir(root, dir)?;
-    let st = rustix::fs::statat(&dir, last, AtFlags::SYMLINK_NOFOLLOW)
-        .map_err(|e| Error::sys(format!("stat {}", Shown(path)), e))?;
+    let st = rustix::fs::statat(&dir, last, AtFlags::SYMLINK_NOFOLLOW).context(format!("stat {}", Shown(path)))?;
     if st.st_mode & 0o170000 != 0o040000 {
-        return Err(Error::Failed(format!("{} is a symlink or not a directory: refused", Shown(path))));
+        return Err(Error::check(format!("{} is a symlink or not a directory: refused", Shown(path))));
     }
     Ok((dir, last.to_vec()))
 }
 
-/// Our root (after `enter`: the container's).
+/// Our root (inside: the container's).
 pub fn root() -> Result<OwnedFd> {
-    openat(rustix::fs::CWD, "/", OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
-        .map_err(|e| Error::sys("opening /", e))
+    openat(rustix::fs::CWD, "/", OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()).context("opening /")
 }
 
 /// Runs `op` with `dir` as the working directory, for the system calls that take no

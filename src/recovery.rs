@@ -3,12 +3,9 @@
 //! followed only onto an autofs mount.
 
 use crate::autofs::Table;
-use crate::error::Shown;
-use crate::mountinfo::{Dev, unescape};
-
-/// Where trees are staged in the container (the legacy staging; a namespace of our own has
-/// them at /N).
-pub const STAGING: &str = "/run/autofs-restart";
+use crate::journal;
+use crate::mountinfo::Dev;
+use crate::show::Shown;
 
 /// One step of a recovery. `n` is the tree's number in the staging mount.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,11 +27,7 @@ pub fn plan_recovery(table: &Table<'_>, staged: &Table<'_>, prefix: &[u8], journ
     let mut steps = Vec::new();
     // What each step put back: it stands there from then on.
     let mut put: Vec<(Vec<u8>, Dev, Vec<u8>)> = Vec::new();
-    for line in journal.split(|&b| b == b'\n').rev() {
-        let Some((n, to)) = line.iter().position(|&b| b == b' ').map(|i| (&line[..i], unescape(&line[i + 1..]))) else {
-            continue;
-        };
-        let Some(n) = std::str::from_utf8(n).ok().and_then(|n| n.parse::<u32>().ok()) else { continue };
+    for (n, to) in journal::entries(journal).rev() {
         let mut at = prefix.to_vec();
         at.extend_from_slice(format!("/{n}").as_bytes());
         // Not mounted: never copied, or already put back.
@@ -61,7 +54,8 @@ pub fn plan_recovery(table: &Table<'_>, staged: &Table<'_>, prefix: &[u8], journ
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mountinfo::{escape, parse};
+    use crate::layout::DIR as STAGING;
+    use crate::mountinfo::parse;
 
     /// The restored container's table: autofs at /srv/data with tmpfs T1 (0:60), then T2
     /// (0:70) on top of it, and the staging mount.
@@ -138,8 +132,7 @@ mod tests {
 91 90 0:70 / /run/autofs-restart/0 rw - tmpfs t2 rw
 ";
         let t = Table::new(parse(text.as_bytes()).unwrap());
-        let mut journal = b"0 ".to_vec();
-        journal.extend_from_slice(&escape(b"/srv/my data"));
+        let journal = journal::line(0, b"/srv/my data");
         let steps = plan_recovery(&t, &t, STAGING.as_bytes(), &journal);
         assert!(matches!(&steps[..], [Step::PutBack { to, .. }] if to == b"/srv/my data"), "{steps:?}");
     }

@@ -1,85 +1,233 @@
-//! systemd automount units, driven through the container's own `systemctl` (no D-Bus).
+//! The container's systemd as a master: its automount units are restarted in one
+//! `systemctl restart`, keeping what is mounted on top of them (inside the container).
+//!
+//! 2. set aside what sits on each autofs mount, the top first (`mounts`);
+//! 3. `systemctl restart` every unit whose top is safely aside, at once;
+//! 4. check each new autofs mount, clear what the restart left on top, put the saved trees
+//!    back (also when the restart failed), lowest first.
+//!
+//! Phase 1, the plan, is `plan::Plan`. Each unit ends in one `Outcome`.
 
-use std::ffi::OsStr;
-use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::ExitStatusExt;
+use std::time::Duration;
 
+use crate::autofs::Table;
+use crate::container::Inside;
 use crate::error::{Error, Result};
+use crate::helper;
+use crate::log::Log;
+use crate::mounts::{Mounter, Saved};
+use crate::plan::{Layer, UnitPlan};
+use crate::settings::Settings;
+use crate::show::Shown;
 
-/// The name systemd gives the automount unit at `path`, as `systemd-escape --path --suffix
-/// automount` writes it: systemd refuses an automount unit whose name does not match its
-/// `Where=`, so the autofs mounts that systemd serves name their units.
-pub fn unit_for_path(path: &[u8]) -> String {
-    let mut name = String::with_capacity(path.len() + 10);
-    let parts: Vec<&[u8]> = path.split(|&b| b == b'/').filter(|p| !p.is_empty() && *p != b".").collect();
-    if parts.is_empty() {
-        name.push('-');
-    }
-    for (i, part) in parts.iter().enumerate() {
-        if i > 0 {
-            name.push('-');
-        }
-        for (j, &b) in part.iter().enumerate() {
-            let plain = b.is_ascii_alphanumeric() || b == b':' || b == b'_' || (b == b'.' && (i, j) != (0, 0));
-            if plain {
-                name.push(char::from(b));
-            } else {
-                name.push_str(&format!("\\x{b:02x}"));
+/// How a unit's fix ended.
+pub struct Outcome {
+    pub unit: UnitPlan,
+    /// The first step that failed; later steps still ran, to put things back.
+    pub result: Result<()>,
+    /// What could not go back, and where it is kept: said even when an earlier step failed.
+    pub kept: Option<Error>,
+}
+
+impl Outcome {
+    /// The unit's line in the report.
+    pub fn line(&self) -> String {
+        let u = &self.unit;
+        match &self.result {
+            Ok(()) if u.stack.is_empty() => format!("{}: restarted", u.name),
+            Ok(()) => {
+                let tops: Vec<&str> = u.stack.iter().map(|l| l.what.as_str()).collect();
+                format!("{}: restarted, {} kept on top", u.name, tops.join(", "))
+            }
+            Err(e) => {
+                let kept = self.kept.as_ref().map_or_else(String::new, |k| format!("; {k}"));
+                format!("{}: failed {e}{kept}", u.name)
             }
         }
     }
-    name.push_str(".automount");
-    name
-}
 
-/// A unit named by a person: `srv-data.automount`, `srv-data`, or the path `/srv/data`.
-pub fn unit_from_arg(arg: &OsStr) -> Result<String> {
-    let bytes = arg.as_bytes();
-    if bytes.starts_with(b"/") {
-        return Ok(unit_for_path(bytes));
-    }
-    let name = std::str::from_utf8(bytes)
-        .ok()
-        .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_graphic()))
-        .ok_or_else(|| Error::Usage(format!("'{}' is not a unit name", arg.to_string_lossy())))?;
-    match name.rsplit_once('.') {
-        Some((_, "automount")) => Ok(name.to_string()),
-        Some((_, "mount" | "service" | "socket" | "target" | "timer" | "path")) => {
-            Err(Error::Usage(format!("'{name}' is not an automount unit")))
+    fn fail(&mut self, step: &str, e: Error) {
+        // The first failure is the one to report.
+        if self.result.is_ok() {
+            self.result = Err(e.context(step));
         }
-        _ => Ok(format!("{name}.automount")),
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// A unit on its way through the phases.
+struct Run {
+    out: Outcome,
+    /// Set aside, highest first (the order they came off), each with the layer it was.
+    saved: Vec<(Layer, Saved)>,
+}
 
-    #[test]
-    fn names_match_systemd_escape() {
-        // Each right-hand side is what `systemd-escape --path` printed on systemd 252.
-        for (path, unit) in [
-            (&b"/srv/data"[..], "srv-data"),
-            (b"/proc/sys/fs/binfmt_misc", "proc-sys-fs-binfmt_misc"),
-            (b"/a b/c", "a\\x20b-c"),
-            (b"/x-y/.z", "x\\x2dy-.z"),
-            (b"/.hidden/a", "\\x2ehidden-a"),
-            (b"/", "-"),
-            (b"//a//b/", "a-b"),
-            (b"/\xc3\xbc", "\\xc3\\xbc"),
-            (b"/a\\b", "a\\x5cb"),
-        ] {
-            assert_eq!(unit_for_path(path), format!("{unit}.automount"), "{}", String::from_utf8_lossy(path));
+/// Phases 2 to 4 for the units of the plan. Returns each unit's outcome, and an error that
+/// belongs to no unit (the staging could not be removed).
+pub fn restart(inside: &Inside, units: Vec<UnitPlan>, s: &Settings, log: &Log) -> (Vec<Outcome>, Option<Error>) {
+    let mut runs: Vec<Run> = units
+        .into_iter()
+        .map(|unit| Run { out: Outcome { unit, result: Ok(()), kept: None }, saved: Vec::new() })
+        .collect();
+    let mut mounter = match Mounter::new(inside, s.api) {
+        Ok(m) => m,
+        Err(e) => {
+            runs.iter_mut().for_each(|r| r.out.fail("setting aside", e.clone()));
+            return (runs.into_iter().map(|r| r.out).collect(), None);
+        }
+    };
+    for run in &mut runs {
+        set_aside(&mut mounter, run, log);
+    }
+    let restart_error = restart_all(inside, &runs, s.timeout, log);
+    let after = inside.init().mountinfo();
+    check_and_put_back(inside, &mut mounter, &mut runs, restart_error.as_ref(), after, log);
+    let finished = mounter.finish().err();
+    if s.probe {
+        for run in runs.iter_mut().filter(|r| r.out.result.is_ok()) {
+            if let Err(e) = helper::probe(inside, &run.out.unit.path, s.timeout) {
+                run.out.fail("probing", e);
+            }
         }
     }
+    (runs.into_iter().map(|r| r.out).collect(), finished)
+}
 
-    #[test]
-    fn unit_arguments() {
-        let arg = |s: &str| unit_from_arg(OsStr::new(s));
-        assert_eq!(arg("srv-data.automount").unwrap(), "srv-data.automount");
-        assert_eq!(arg("srv-data").unwrap(), "srv-data.automount");
-        assert_eq!(arg("/srv/data").unwrap(), "srv-data.automount");
-        assert!(arg("srv-data.mount").is_err());
-        assert!(arg("").is_err());
-        assert!(arg("a b").is_err());
+/// Phase 2 for one unit: its layers, the top first.
+fn set_aside(mounter: &mut Mounter<'_>, run: &mut Run, log: &Log) {
+    let u = &run.out.unit;
+    for (i, layer) in u.stack.iter().enumerate().rev() {
+        match mounter.set_aside(&u.path, layer.dev, &layer.what, i == 0) {
+            Ok(saved) => {
+                log.step(format_args!("{}: set {} aside ({} API)", u.name, layer.what, mounter.api().as_str()));
+                run.saved.push((layer.clone(), saved));
+            }
+            Err(e) => {
+                run.out.fail("setting aside", e);
+                return;
+            }
+        }
     }
+}
+
+/// Phase 3: one restart for every unit whose top is safely aside. Its error, if it failed.
+fn restart_all(inside: &Inside, runs: &[Run], timeout: Duration, log: &Log) -> Option<Error> {
+    let names: Vec<&str> = runs.iter().filter(|r| r.out.result.is_ok()).map(|r| r.out.unit.name.as_str()).collect();
+    if names.is_empty() {
+        return None;
+    }
+    let mut args: Vec<&[u8]> = vec![b"restart"];
+    args.extend(names.iter().map(|n| n.as_bytes()));
+    log.step(format_args!("systemctl restart {}", names.join(" ")));
+    match inside.run("systemctl", &args, timeout) {
+        Ok(out) if out.status.success() => None,
+        // Killed by a signal we did not send: when the init died, its pid namespace took
+        // systemctl with it. Then say why, not how systemctl ended.
+        Ok(out) if out.status.signal().is_some() && inside.init().gone_within(Duration::from_secs(1)) => {
+            Some(Error::check(format!("the container's init (pid {}) died", inside.init().pid)))
+        }
+        Ok(out) => out.ok("systemctl restart").err(),
+        Err(e) => Some(e),
+    }
+}
+
+/// Phase 4: check, clear, put back. No error may end it before every saved tree is back, or
+/// said to be kept in the staging.
+fn check_and_put_back(
+    inside: &Inside,
+    mounter: &mut Mounter<'_>,
+    runs: &mut [Run],
+    restart_error: Option<&Error>,
+    after: Result<Vec<u8>>,
+    log: &Log,
+) {
+    let init = inside.init();
+    let table = after.as_ref().map_err(Clone::clone).and_then(|text| Table::from_mountinfo(text, init.host_pid()));
+    for run in runs {
+        // Whether we detached anything at the mount point here: then the phase-4 table no
+        // longer says what stands there, and no copy is dropped on its word.
+        let mut cleared = false;
+        if run.out.result.is_ok() {
+            let checked = table.as_ref().map_err(Clone::clone).and_then(|t| check(inside, t, &run.out.unit));
+            match checked {
+                Ok(left_on_top) => cleared = clear(mounter, run, left_on_top, log),
+                Err(e) => match restart_error {
+                    Some(r) => run.out.fail("restarting", r.clone()),
+                    None => run.out.fail("checking the restart", e),
+                },
+            }
+        }
+        let path = run.out.unit.path.clone();
+        let stands = |layer: &Layer| {
+            !cleared
+                && table.as_ref().is_ok_and(|t| {
+                    t.autofs_at(&path)
+                        .is_some_and(|a| a.stack.iter().any(|m| m.dev == layer.dev && *m.root() == *layer.root))
+                })
+        };
+        put_back(mounter, run, &stands, log);
+    }
+}
+
+/// Detaches what the restart left on top of the new autofs mount. Returns whether it did.
+fn clear(mounter: &mut Mounter<'_>, run: &mut Run, left_on_top: usize, log: &Log) -> bool {
+    for _ in 0..left_on_top {
+        if let Err(e) = mounter.detach(&run.out.unit.path) {
+            run.out.fail("clearing the mount point", e);
+            break;
+        }
+    }
+    if left_on_top > 0 {
+        log.step(format_args!("{}: detached {left_on_top} mount(s) the restart left on top", run.out.unit.name));
+    }
+    left_on_top > 0
+}
+
+/// Puts back what was set aside, the lowest first; `stands` says whether a layer's original
+/// still stands at the mount point (a restart that never happened left it there, see
+/// `mounts`). What cannot go back stays staged, with all above it, for `recover`: never out
+/// of order.
+fn put_back(mounter: &mut Mounter<'_>, run: &mut Run, stands: &dyn Fn(&Layer) -> bool, log: &Log) {
+    let name = run.out.unit.name.clone();
+    while let Some((layer, saved)) = run.saved.pop() {
+        let what = saved.what.clone();
+        match mounter.put_back(&run.out.unit.path, saved, stands(&layer)) {
+            Ok(true) => log.step(format_args!("{name}: put {what} back")),
+            Ok(false) => log.step(format_args!("{name}: {what} still stands: its copy dropped")),
+            Err((saved, e)) => {
+                let mut at: Vec<String> = vec![saved.at];
+                at.extend(run.saved.drain(..).rev().map(|(_, s)| s.at));
+                let kept = Error::Kept { at, source: Box::new(e) };
+                if run.out.result.is_ok() {
+                    run.out.fail("putting back", kept);
+                } else {
+                    run.out.kept = Some(kept);
+                }
+            }
+        }
+    }
+}
+
+/// Checks structurally that the unit's autofs mount is a new one served by the container's
+/// systemd. Returns how many mounts the restart left on top of it.
+///
+/// "New" is told by the pipe: systemd makes a new one at every start. The mount id and the
+/// device number are no proof either way: the kernel hands freed ones out again, and the stale
+/// mount's are freed by the restart.
+fn check(inside: &Inside, after: &Table<'_>, u: &UnitPlan) -> Result<usize> {
+    let init = inside.init().host_pid();
+    let path = Shown(&u.path);
+    let a = after.autofs_at(&u.path).ok_or_else(|| Error::check(format!("no autofs mount at {path} any more")))?;
+    let ino = match a.options.pipe_ino {
+        Some(ino) if Some(ino) != u.pipe_ino => ino,
+        Some(_) => return Err(Error::check(format!("the autofs mount at {path} still has the old pipe"))),
+        None => return Err(Error::check(format!("the autofs mount at {path} has no master (catatonic)"))),
+    };
+    if a.options.pgrp != Some(init) {
+        return Err(Error::check(format!("the new autofs mount at {path} is not served by pid {init}")));
+    }
+    if !inside.init().holds_pipe(init, ino)? {
+        return Err(Error::check(format!("pid {init} does not hold the pipe of the new autofs mount at {path}")));
+    }
+    Ok(a.stack.len())
 }

@@ -2,16 +2,14 @@
 
 mod common;
 
-use common::{Container, can_run_containers, run, run_as_criu, stderr};
+use common::{Container, Kept, require_containers, run, run_as_criu, stderr};
 
 /// The daemon must be on the machine: `.ci/run` installs the autofs package.
-fn have_automount() -> bool {
-    if std::path::Path::new("/usr/sbin/automount").exists() {
-        return true;
-    }
-    assert!(std::env::var_os("CI").is_none(), "CI must run the automount tests: install the autofs package");
-    eprintln!("skipped: no /usr/sbin/automount (apt-get install autofs)");
-    false
+fn require_automount() {
+    assert!(
+        std::path::Path::new("/usr/sbin/automount").exists(),
+        "this test needs /usr/sbin/automount (apt-get install autofs)"
+    );
 }
 
 /// How the tests start the daemon: as Debian's service, or kept alive by a supervisor of the
@@ -61,21 +59,23 @@ fn daemons(ctr: &Container) -> Vec<String> {
 }
 
 #[test]
+#[ignore = "needs root and the kernel's autofs: make test runs it"]
 fn a_daemon_run_by_systemd_is_killed_and_started_again_keeping_every_mount() {
     fixed_keeping_every_mount(BY_SYSTEMD, "autofs.service: automount (pid ");
 }
 
 #[test]
+#[ignore = "needs root and the kernel's autofs: make test runs it"]
 fn a_supervised_daemon_is_killed_and_its_supervisor_starts_a_new_one() {
     fixed_keeping_every_mount(SUPERVISED, "under pid ");
 }
 
 fn fixed_keeping_every_mount(start: &str, said_restarted: &str) {
-    if !can_run_containers() || !have_automount() {
-        return;
-    }
+    require_containers();
+    require_automount();
     let ctr = restored_daemon_container(start);
     let before = ctr.mountinfo();
+    let kept = Kept::of(&ctr, &["/srv/direct", "/srv/ind/k"], &["/srv/direct/f", "/srv/ind/k/f"]);
     let direct = ctr.at("/srv/direct");
     let key = ctr.at("/srv/ind/k");
     assert_eq!(key.len(), 1);
@@ -107,6 +107,7 @@ fn fixed_keeping_every_mount(start: &str, said_restarted: &str) {
     let now = daemons(&ctr);
     assert_eq!(now.len(), 1, "exactly one daemon: {now:?}");
     assert_ne!(now, old);
+    kept.check(&ctr, "after the daemon's restart");
     assert_eq!(ctr.answers("/srv/direct-idle", 10), Some(true));
     assert_eq!(ctr.ok("cat /srv/direct/f /srv/ind/k/f"), "direct\nindirect\n");
 }
@@ -118,10 +119,10 @@ const BY_HAND: &str =
     while ! grep -q ' /srv/ind ' /proc/self/mountinfo; do sleep 0.05; done";
 
 #[test]
+#[ignore = "needs root and the kernel's autofs: make test runs it"]
 fn a_daemon_that_daemonised_itself_is_started_again_as_it_was() {
-    if !can_run_containers() || !have_automount() {
-        return;
-    }
+    require_containers();
+    require_automount();
     let ctr = restored_daemon_container_with(BY_HAND, Some("/usr/bin/tail -f /dev/null"));
     let before = ctr.mountinfo();
     let direct = ctr.at("/srv/direct");
@@ -164,10 +165,10 @@ fn a_daemon_that_daemonised_itself_is_started_again_as_it_was() {
 /// stay served: with `skip`, only the container's systemd automount units (whose restart would
 /// orphan their copies) are left alone; the daemon is restarted.
 #[test]
+#[ignore = "needs root and the kernel's autofs: make test runs it"]
 fn private_copies_of_a_daemons_mounts_stay_served() {
-    if !can_run_containers() || !have_automount() {
-        return;
-    }
+    require_containers();
+    require_automount();
     let ctr = restored_daemon_container(SUPERVISED);
     ctr.ok("(setsid unshare -m --propagation private sleep 1001 </dev/null >/dev/null 2>&1 &)
             while ! pgrep -fx 'sleep 1001' >/dev/null; do sleep 0.05; done");

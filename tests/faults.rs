@@ -6,7 +6,7 @@ mod common;
 
 use std::process::Child;
 
-use common::{Container, MountLine, can_run_containers, run, run_as_criu, spawn_as_criu, stderr, stdout};
+use common::{Container, Kept, MountLine, require_containers, run, run_as_criu, spawn_as_criu, stderr, stdout};
 
 const BINFMT: &str = "/proc/sys/fs/binfmt_misc";
 
@@ -20,28 +20,13 @@ fn restored() -> Container {
     ctr
 }
 
-/// What must survive any fault: the mount count, and the tmpfs on top of /srv/data (the same
-/// superblock and root) with its file.
-struct Kept {
-    count: usize,
-    top: MountLine,
-}
-
-impl Kept {
-    fn of(ctr: &Container) -> Kept {
-        let top = ctr.at("/srv/data").pop().unwrap();
-        assert_eq!(top.fs_type, "tmpfs");
-        Kept { count: ctr.mountinfo().len(), top }
-    }
-
-    fn check(&self, ctr: &Container, when: &str) {
-        assert_eq!(ctr.mountinfo().len(), self.count, "{when}: mount count");
-        let top = ctr.at("/srv/data").pop().unwrap();
-        assert_eq!((&top.dev, &top.root), (&self.top.dev, &self.top.root), "{when}: the tmpfs on top");
-        assert_eq!(ctr.ok("cat /srv/data/file"), "kept\n", "{when}");
-        assert_eq!(ctr.ok("grep -c ' /run/autofs-restart' /proc/1/mountinfo || true"), "0\n", "{when}: staging left");
-        assert_eq!(ctr.pin(), None, "{when}: pin left");
-    }
+/// What must survive any fault: the mount count, the tmpfs on top of /srv/data (the same
+/// superblock and root) with its file; and nothing of a run left behind.
+fn kept(ctr: &Container) -> Kept {
+    assert_eq!(ctr.at("/srv/data").pop().unwrap().fs_type, "tmpfs");
+    let kept = Kept::of(ctr, &["/srv/data"], &["/srv/data/file"]);
+    assert_eq!(ctr.ok("cat /srv/data/file"), "kept\n");
+    kept
 }
 
 /// Kills a child by its pid and reaps it; returns what it had said.
@@ -55,12 +40,11 @@ fn kill(child: Child) -> String {
 }
 
 #[test]
+#[ignore = "needs root and the kernel's autofs: make test runs it"]
 fn killed_half_way_then_recover_or_the_next_run_puts_everything_back() {
-    if !can_run_containers() {
-        return;
-    }
+    require_containers();
     let ctr = restored();
-    let kept = Kept::of(&ctr);
+    let kept = kept(&ctr);
 
     // Killed before the restart (systemctl hangs at once): the tmpfs still stands and its copy
     // waits in the pinned namespace; `recover` drops the copy. Killed after the restart
@@ -136,7 +120,7 @@ fn killed_with_the_tree_in_the_container_then_recover(ctr: &Container, kept: &Ke
     let tops: Vec<String> = ctr.at("/srv/data").into_iter().map(|m| m.fs_type).collect();
     assert_eq!(tops, ["autofs"], "the tmpfs was set aside");
     let staged = ctr.at("/run/autofs-restart/0").pop().unwrap();
-    assert_eq!((&staged.dev, &staged.root), (&kept.top.dev, &kept.top.root));
+    assert_eq!([(staged.dev, staged.root)], kept.stack("/srv/data"));
     assert_eq!(ctr.ok("cat /run/autofs-restart/0/file"), "kept\n");
     assert_eq!(ctr.pin(), None, "nothing pinned on the host");
     let status = stdout(&run(&["status", "--pid", &ctr.pid]));
@@ -152,12 +136,11 @@ fn killed_with_the_tree_in_the_container_then_recover(ctr: &Container, kept: &Ke
 }
 
 #[test]
+#[ignore = "needs root and the kernel's autofs: make test runs it"]
 fn killed_half_way_with_the_legacy_api_then_recover() {
-    if !can_run_containers() {
-        return;
-    }
+    require_containers();
     let ctr = restored();
-    let kept = Kept::of(&ctr);
+    let kept = kept(&ctr);
     ctr.inject_systemctl_fault("touch /run/restart-started; exec sleep 600");
     // The legacy API stages in the container.
     let child = spawn_as_criu("post-resume", &ctr.pid, &[("AUTOFS_RESTART_MOUNT_API", "legacy")]);
@@ -165,12 +148,11 @@ fn killed_half_way_with_the_legacy_api_then_recover() {
 }
 
 #[test]
+#[ignore = "needs root and the kernel's autofs: make test runs it"]
 fn with_nowhere_to_pin_on_the_host_the_container_stages_and_recovery_works() {
-    if !can_run_containers() {
-        return;
-    }
+    require_containers();
     let ctr = restored();
-    let kept = Kept::of(&ctr);
+    let kept = kept(&ctr);
     // The run starts in a mount namespace of its own whose /run/autofs-restart is a file: no
     // pin can be made there (and the host's /run is not touched). It falls back to staging
     // in the container, with the new API's copy.
@@ -197,12 +179,11 @@ fn with_nowhere_to_pin_on_the_host_the_container_stages_and_recovery_works() {
 }
 
 #[test]
+#[ignore = "needs root and the kernel's autofs: make test runs it"]
 fn one_run_at_a_time() {
-    if !can_run_containers() {
-        return;
-    }
+    require_containers();
     let ctr = restored();
-    let kept = Kept::of(&ctr);
+    let kept = kept(&ctr);
     ctr.inject_systemctl_fault("touch /run/restart-started; while [ ! -e /run/go ]; do sleep 0.05; done");
     let first = spawn_as_criu("post-resume", &ctr.pid, &[]);
     ctr.wait_for("test -e /run/restart-started");
@@ -224,12 +205,11 @@ fn one_run_at_a_time() {
 }
 
 #[test]
+#[ignore = "needs root and the kernel's autofs: make test runs it"]
 fn systemctl_missing_or_a_busy_mount_point() {
-    if !can_run_containers() {
-        return;
-    }
+    require_containers();
     let ctr = restored();
-    let kept = Kept::of(&ctr);
+    let kept = kept(&ctr);
     // A process keeps a working directory and an open file on the tmpfs on top.
     ctr.ok("(cd /srv/data && setsid sh -c 'exec 3</srv/data/file; exec sleep 600' </dev/null >/dev/null 2>&1 &)");
     ctr.wait_for("pgrep -x sleep");
@@ -257,10 +237,9 @@ fn systemctl_missing_or_a_busy_mount_point() {
 }
 
 #[test]
+#[ignore = "needs root and the kernel's autofs: make test runs it"]
 fn the_init_dying_during_the_run_ends_it_with_one_line_per_unit() {
-    if !can_run_containers() {
-        return;
-    }
+    require_containers();
     let ctr = restored();
     ctr.inject_systemctl_fault("touch /run/restart-started; exec sleep 600");
     let child = spawn_as_criu("post-resume", &ctr.pid, &[]);
@@ -277,12 +256,11 @@ fn the_init_dying_during_the_run_ends_it_with_one_line_per_unit() {
 }
 
 #[test]
+#[ignore = "needs root and the kernel's autofs: make test runs it"]
 fn a_process_blocked_before_the_fix_is_named_and_everyone_else_is_served() {
-    if !can_run_containers() {
-        return;
-    }
+    require_containers();
     let ctr = restored();
-    let kept = Kept::of(&ctr);
+    let kept = kept(&ctr);
     // It touched the restored mount point between resume and post-resume: a relative lookup,
     // from a working directory above it.
     ctr.ok("(cd /proc/sys/fs && setsid stat binfmt_misc/. </dev/null >/dev/null 2>&1 &)");

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{Container, MountLine, can_run_containers, run, run_as_criu, stderr, stdout};
+use common::{Container, Kept, MountLine, require_containers, run, run_as_criu, stderr, stdout};
 
 const ALL: [&str; 3] = ["/proc/sys/fs/binfmt_misc", "/srv/data", "/srv/idle"];
 
@@ -87,10 +87,9 @@ fn private_lines(said: &str, n: &Nested) -> Vec<String> {
 }
 
 #[test]
+#[ignore = "needs root and the kernel's autofs: make test runs it"]
 fn each_policy_against_private_slave_and_private_tmp_namespaces() {
-    if !can_run_containers() {
-        return;
-    }
+    require_containers();
     let n = setup();
     let ctr = &n.ctr;
     let main_before = ctr.ok("cat /proc/1/mountinfo");
@@ -139,11 +138,13 @@ fn each_policy_against_private_slave_and_private_tmp_namespaces() {
     assert_eq!(ctr.answers("/srv/idle", 2), None, "left alone, it still hangs");
 
     // restart (the default): go ahead, naming only the private copies.
+    let kept = Kept::of(ctr, &["/srv/data"], &["/srv/data/file"]);
     let out = run_as_criu("post-resume", &ctr.pid, &[]);
     let said = stderr(&out);
     assert_eq!(out.status.code(), Some(0), "{said}");
     assert_eq!(private_lines(&said, &n).len(), 3, "{said}");
     assert!(said.contains("srv-data.automount: restarted, tmpfs srv-data kept on top\n"), "{said}");
+    kept.check(ctr, "after the restart");
     for path in ALL {
         assert_eq!(ctr.answers(path, 10), Some(true), "{path} in the init's namespace");
     }
@@ -185,10 +186,9 @@ fn each_policy_against_private_slave_and_private_tmp_namespaces() {
 }
 
 #[test]
+#[ignore = "needs root and the kernel's autofs: make test runs it"]
 fn dry_run_names_the_private_copies_and_changes_nothing() {
-    if !can_run_containers() {
-        return;
-    }
+    require_containers();
     let n = setup();
     let before = n.ctr.ok("cat /proc/1/mountinfo");
     let out = run(&["restart", "--pid", &n.ctr.pid, "--dry-run", "--nested", "skip", "--unit", "srv-idle"]);

@@ -57,17 +57,56 @@ pub fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// Whether this test may run: root and the kernel's autofs. Outside CI a test that cannot run
-/// says so and passes; in CI it fails, since there it must run.
-pub fn can_run_containers() -> bool {
+/// Fails, with what is missing, unless this test can run: root and the kernel's autofs. The
+/// container tests are `#[ignore]`d, so they run only when asked for (`make test`, CI), and
+/// then they must run: a test that cannot is a failure, never a pass.
+pub fn require_containers() {
     let root = rustix::process::geteuid().is_root();
     let autofs = std::fs::read_to_string("/proc/filesystems").is_ok_and(|f| f.contains("\tautofs\n"));
-    if root && autofs {
-        return true;
+    assert!(root && autofs, "this test needs root and the kernel's autofs (root: {root}, autofs: {autofs})");
+}
+
+/// What a run must never lose, taken before it: the container's mount count, what is stacked
+/// on each watched mount point above its autofs mount (superblock and root, lowest first), and
+/// the content of watched files. `check` also asserts that nothing of a run is left behind.
+pub struct Kept {
+    count: usize,
+    stacks: Vec<(String, Vec<(String, String)>)>,
+    files: Vec<(String, String)>,
+}
+
+impl Kept {
+    pub fn of(ctr: &Container, stacks: &[&str], files: &[&str]) -> Kept {
+        let stacks = stacks.iter().map(|p| (p.to_string(), ctr.on_top(p))).collect();
+        let files = files.iter().map(|f| (f.to_string(), ctr.ok(&format!("cat {f}")))).collect();
+        Kept { count: ctr.mountinfo().len(), stacks, files }
     }
-    assert!(std::env::var_os("CI").is_none(), "CI must run the container tests: needs root and autofs");
-    eprintln!("skipped: needs root and the kernel's autofs");
-    false
+
+    /// What was on `path` when it was taken (see `on_top`).
+    pub fn stack(&self, path: &str) -> &[(String, String)] {
+        self.stacks.iter().find(|(p, _)| p == path).map_or(&[], |(_, s)| s.as_slice())
+    }
+
+    /// Nothing lost since `of`, and nothing left behind.
+    pub fn check(&self, ctr: &Container, when: &str) {
+        assert_eq!(ctr.mountinfo().len(), self.count, "{when}: mount count");
+        for (path, stack) in &self.stacks {
+            assert_eq!(&ctr.on_top(path), stack, "{when}: the same superblocks on {path}, in the same order");
+        }
+        for (file, content) in &self.files {
+            assert_eq!(&ctr.ok(&format!("cat {file}")), content, "{when}: {file}");
+        }
+        nothing_left(ctr, when);
+    }
+}
+
+/// Nothing of a run is left behind: no staging mount or directory in the container, no pin on
+/// the host, no program a run started still running in the container.
+pub fn nothing_left(ctr: &Container, when: &str) {
+    assert_eq!(ctr.ok("grep -c ' /run/autofs-restart' /proc/1/mountinfo || true"), "0\n", "{when}: staging left");
+    assert_eq!(ctr.ok("ls -a /run | grep -c autofs-restart || true"), "0\n", "{when}: staging directory left");
+    assert_eq!(ctr.pin(), None, "{when}: pin left");
+    assert_eq!(ctr.ok("pgrep -c -f -- '--[i]nternal-' || true"), "0\n", "{when}: a helper of ours still runs");
 }
 
 /// A throwaway systemd container, stopped (SIGKILL to its init, by pid) when dropped, also
@@ -128,6 +167,14 @@ impl Container {
 
     pub fn mountinfo(&self) -> Vec<MountLine> {
         self.ok("cat /proc/self/mountinfo").lines().map(MountLine::parse).collect()
+    }
+
+    /// What is stacked on the autofs mount at `path`, or at `path` if it has none (superblock
+    /// and root), lowest first. The autofs mount itself is left out: a restart replaces it.
+    pub fn on_top(&self, path: &str) -> Vec<(String, String)> {
+        let stack = self.at(path);
+        let above = stack.iter().position(|m| m.fs_type == "autofs").map_or(0, |i| i + 1);
+        stack[above..].iter().map(|m| (m.dev.clone(), m.root.clone())).collect()
     }
 
     /// The mounts stacked at `path`, the lowest first (mountinfo's order is not the stack's).

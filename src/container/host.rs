@@ -1,0 +1,90 @@
+//! The container seen from the host, before we enter it. What must happen first takes a
+//! `Host`; `enter` consumes it and gives the `Inside` that everything afterwards takes.
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use rustix::fs::{Mode, OFlags, openat};
+use rustix::io::Errno;
+use rustix::process::{Pid, chroot, fchdir};
+use rustix::thread::{ThreadNameSpaceType, move_into_thread_name_spaces};
+
+use super::confine::Confine;
+use super::{Init, Inside, dir_flags};
+use crate::error::{Context, Error, Result};
+use crate::show::seconds;
+
+pub struct Host {
+    init: Init,
+    /// The init's root directory.
+    root: OwnedFd,
+    /// The init's mount namespace, and ours (the host's).
+    mnt: OwnedFd,
+    host_mnt: OwnedFd,
+}
+
+impl Host {
+    /// Holds the init (see `Init::open`) and opens its root and mount namespace.
+    pub fn open(name: &'static str, pid: Pid) -> Result<Self> {
+        let init = Init::open(name, pid)?;
+        let root = init.open_own("root", dir_flags())?;
+        let mnt = init.open_own("ns/mnt", OFlags::RDONLY | OFlags::CLOEXEC)?;
+        let host_mnt = openat(&init.proc, "thread-self/ns/mnt", OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
+            .context("opening /proc/thread-self/ns/mnt")?;
+        Ok(Host { init, root, mnt, host_mnt })
+    }
+
+    pub fn init(&self) -> &Init {
+        &self.init
+    }
+
+    /// Takes the container's run lock: flock(2) on the container's root directory, waiting at
+    /// most `timeout` for another run to end. The kernel drops it when the returned fd closes,
+    /// even if we are killed, and it leaves nothing behind in the container. Returns whether
+    /// we had to wait: then the mount table read before is stale.
+    pub fn lock(&self, timeout: Duration) -> Result<(OwnedFd, bool)> {
+        let doing = "locking the container's root directory";
+        // "." opens the directory `root` already is: no path walk, nothing to be misled by.
+        let fd = openat(&self.root, ".", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+            .context(doing)?;
+        let start = Instant::now();
+        let mut waited = false;
+        loop {
+            match rustix::fs::flock(&fd, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+                Ok(()) => return Ok((fd, waited)),
+                Err(Errno::WOULDBLOCK) if start.elapsed() < timeout => {
+                    waited = true;
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(Errno::WOULDBLOCK) => {
+                    return Err(Error::check(format!(
+                        "another autofs-restart run on this container holds its lock; gave up after {} s",
+                        seconds(timeout)
+                    )));
+                }
+                Err(e) => return Err(Error::sys(doing, e)),
+            }
+        }
+    }
+
+    /// Joins the container's mount namespace and root for the mount work, and its pid namespace
+    /// for the programs started from now on. setns(2) through the pidfd, so the namespaces are
+    /// the init's even if its pid were reused; setns into a mount namespace needs a
+    /// single-threaded process, and we start no thread before this.
+    ///
+    /// What the container's programs may have is read first, while the host's /proc and
+    /// cgroupfs are in reach. If that fails, no program of the container will run, but the
+    /// mount work (a recovery above all) goes on.
+    pub fn enter(self) -> Result<Inside> {
+        let confine = Confine::read(&self.init);
+        let Host { init, root, mnt, host_mnt } = self;
+        move_into_thread_name_spaces(init.pidfd(), ThreadNameSpaceType::MOUNT | ThreadNameSpaceType::PROCESS_ID)
+            .context(format!("entering the namespaces of pid {}", init.pid))?;
+        // setns put us at the namespace's root; a container can be chrooted below it.
+        fchdir(root.as_fd())
+            .and_then(|()| chroot("."))
+            .and_then(|()| rustix::process::chdir("/"))
+            .context(format!("entering the root of pid {}", init.pid))?;
+        Ok(Inside::new(init, root, mnt, host_mnt, confine))
+    }
+}

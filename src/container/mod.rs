@@ -1,0 +1,311 @@
+//! The restored container, reached in two phases that the types keep apart:
+//! - `Host` (host.rs): before entering. Its init held by a pidfd, the host's /proc, the run's
+//!   lock, and what must be read while the host is in reach.
+//! - `Inside` (inside.rs): after `Host::enter`. Our mount namespace and root are the
+//!   container's: mount work, programs of the container, namespace hopping.
+//!
+//! Both read the host's /proc through `Init` (this file), by file descriptors opened at the
+//! start, so those reads work in either phase. `spawn` is the one way a program is started
+//! in the container, with the privileges `confine` says.
+
+mod confine;
+mod host;
+mod inside;
+pub mod ns;
+pub mod pidfd;
+mod spawn;
+
+use std::cell::OnceCell;
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::fs::File;
+use std::io::Read;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::time::Duration;
+
+use rustix::fs::{Dir, Mode, OFlags, openat, readlinkat};
+use rustix::io::Errno;
+use rustix::process::{Pid, PidfdFlags, getpid, pidfd_open};
+
+pub use host::Host;
+pub use inside::Inside;
+pub use ns::{NsId, Place};
+pub use spawn::Spec;
+
+use crate::error::{Context, Error, Result};
+use crate::procfs;
+
+/// The container's init, held by a pidfd, and the host's /proc, read by file descriptors.
+pub struct Init {
+    pub pid: Pid,
+    pidfd: OwnedFd,
+    /// The host's /proc: pids in it and in mountinfo's `pgrp=` are host pids.
+    proc: OwnedFd,
+    /// The host's /proc/PID of the init.
+    dir: OwnedFd,
+    /// `key`, once read.
+    key: OnceCell<String>,
+}
+
+/// Where a run stands: still outside, or already inside (a recovery entered first).
+pub enum Reached {
+    Outside(Host),
+    In(Inside),
+}
+
+impl Reached {
+    pub fn init(&self) -> &Init {
+        match self {
+            Reached::Outside(host) => host.init(),
+            Reached::In(inside) => inside.init(),
+        }
+    }
+
+    pub fn enter(self) -> Result<Inside> {
+        match self {
+            Reached::Outside(host) => host.enter(),
+            Reached::In(inside) => Ok(inside),
+        }
+    }
+}
+
+impl Init {
+    /// `pidfd_open(2)` the init first, then open its /proc entries and check that the pidfd's
+    /// process still runs: then the pid was not reused in between, and the entries are its.
+    /// `name` says where the pid came from, for errors.
+    fn open(name: &'static str, pid: Pid) -> Result<Self> {
+        let bad = |why| Error::Pid { name, value: Some(OsStr::new(&pid.to_string()).into()), why };
+        if pid == getpid() {
+            return Err(bad("is autofs-restart itself"));
+        }
+        let pidfd = pidfd_open(pid, PidfdFlags::empty()).map_err(|e| match e {
+            Errno::SRCH => bad("is no running process"),
+            e => Error::sys(format!("pidfd_open {pid}"), e),
+        })?;
+        let proc = openat(rustix::fs::CWD, "/proc", dir_flags(), Mode::empty()).context("opening /proc")?;
+        let dir = openat(&proc, pid.to_string(), dir_flags(), Mode::empty()).map_err(|e| match e {
+            Errno::NOENT => bad("is no running process"),
+            e => Error::sys(format!("opening /proc/{pid}"), e),
+        })?;
+        // Exited but not reaped yet: a zombie. (Fully gone, pidfd_open would have failed.)
+        if pidfd::exited(pidfd.as_fd())? {
+            return Err(bad("has exited: a zombie, not a running init"));
+        }
+        // A kernel thread has no executable, and neither has a zombie: neither is a container.
+        if let Err(Errno::NOENT) = readlinkat(&dir, "exe", Vec::new()) {
+            return Err(bad("has no executable: a kernel thread or a zombie, not a container's init"));
+        }
+        Ok(Init { pid, pidfd, proc, dir, key: OnceCell::new() })
+    }
+
+    /// The init's host pid, as mountinfo's `pgrp=` shows it.
+    pub fn host_pid(&self) -> u32 {
+        self.pid.as_raw_nonzero().get().unsigned_abs()
+    }
+
+    fn pidfd(&self) -> BorrowedFd<'_> {
+        self.pidfd.as_fd()
+    }
+
+    /// Opens `path` below the init's /proc directory.
+    fn open_own(&self, path: &str, flags: OFlags) -> Result<OwnedFd> {
+        openat(&self.dir, path, flags, Mode::empty()).context(format!("opening /proc/{}/{path}", self.pid))
+    }
+
+    /// Whether the init exits within `wait` (or has exited since `open`): then the container
+    /// is gone. An init that dies takes a while: it first waits for every other process of
+    /// its pid namespace to die.
+    pub fn gone_within(&self, wait: Duration) -> bool {
+        pidfd::exited_within(self.pidfd.as_fd(), wait).unwrap_or(true)
+    }
+
+    /// Whether the init is systemd: only then are there systemd units to restart.
+    pub fn is_systemd(&self) -> Result<bool> {
+        let exe = readlinkat(&self.dir, "exe", Vec::new()).context(format!("reading /proc/{}/exe", self.pid))?;
+        Ok(procfs::is_systemd_exe(exe.as_bytes()))
+    }
+
+    /// The init's mountinfo: paths relative to its root, `pgrp=` in the host's pid namespace.
+    pub fn mountinfo(&self) -> Result<Vec<u8>> {
+        let doing = format!("reading /proc/{}/mountinfo", self.pid);
+        let fd = openat(&self.dir, "mountinfo", OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).context(&*doing)?;
+        let mut text = Vec::with_capacity(64 * 1024);
+        File::from(fd).read_to_end(&mut text).context(doing)?;
+        Ok(text)
+    }
+
+    /// A file of host process `pid` in the host's /proc (`comm`, `cgroup`, `stat`), if it
+    /// still runs.
+    pub fn proc_file(&self, pid: u32, name: &str) -> Option<Vec<u8>> {
+        let fd = openat(&self.proc, format!("{pid}/{name}"), OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).ok()?;
+        let mut text = Vec::new();
+        File::from(fd).read_to_end(&mut text).ok()?;
+        Some(text)
+    }
+
+    /// The command name of a host pid, if it still runs.
+    pub fn comm(&self, pid: u32) -> Option<Vec<u8>> {
+        let mut comm = self.proc_file(pid, "comm")?;
+        if comm.last() == Some(&b'\n') {
+            comm.pop();
+        }
+        Some(comm)
+    }
+
+    /// The executable of a host pid, if it still runs and has one.
+    pub fn exe_of(&self, pid: u32) -> Option<Vec<u8>> {
+        self.link_of(pid, "exe")
+    }
+
+    /// A link of host pid `pid` in the host's /proc (`exe`, `cwd`), resolved against our root:
+    /// the container's paths only once inside (`Inside::link_of`).
+    fn link_of(&self, pid: u32, name: &str) -> Option<Vec<u8>> {
+        readlinkat(&self.proc, format!("{pid}/{name}"), Vec::new()).ok().map(|p| p.into_bytes())
+    }
+
+    /// The process of group `pgrp` that holds the pipe with inode `ino`: an autofs master. The
+    /// group's leader is not always it: `automount -f` stays in its supervisor's group. One
+    /// pass over the host's /proc.
+    pub fn pipe_holder(&self, pgrp: u32, ino: u64) -> Result<Option<u32>> {
+        if self.holds_pipe(pgrp, ino).unwrap_or(false) {
+            return Ok(Some(pgrp));
+        }
+        for pid in self.pids()? {
+            let in_group = self.proc_file(pid, "stat").as_deref().and_then(procfs::pgrp_of) == Some(pgrp);
+            // A process that exits meanwhile is simply not the one.
+            if in_group && self.holds_pipe(pid, ino).unwrap_or(false) {
+                return Ok(Some(pid));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Every host pid, in one pass over the host's /proc.
+    fn pids(&self) -> Result<Vec<u32>> {
+        // self.proc is O_PATH, which getdents refuses.
+        let procs = openat(&self.proc, ".", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+            .context("opening /proc")?;
+        let mut dir = Dir::read_from(&procs).context("reading /proc")?;
+        let mut pids = Vec::with_capacity(512);
+        while let Some(entry) = dir.read() {
+            if let Some(pid) = entry.context("reading /proc")?.file_name().to_str().ok().and_then(|n| n.parse().ok()) {
+                pids.push(pid);
+            }
+        }
+        Ok(pids)
+    }
+
+    /// One pass over the host's /proc for the container's processes: those whose pid
+    /// namespace is the init's or lies below it. Finds one process in each mount namespace
+    /// other than the init's, and every process waiting in the kernel's autofs code.
+    pub fn survey(&self) -> Result<Survey> {
+        let own =
+            |kind: &str| ns::id(self.dir.as_fd(), &format!("ns/{kind}")).context(self.shown(&format!("ns/{kind}")));
+        let (own_mnt, own_pid) = (own("mnt")?, own("pid")?);
+        let mut survey = Survey::default();
+        let mut seen = Vec::new();
+        let mut below: HashMap<NsId, bool> = HashMap::new();
+        for pid in self.pids()? {
+            // A process that exits meanwhile is simply not counted.
+            let Ok(pidns) = self.ns(pid, "pid") else { continue };
+            if pidns != own_pid && !*below.entry(pidns).or_insert_with(|| self.pid_ns_below(pid, own_pid)) {
+                continue;
+            }
+            if self.still_blocked(pid) {
+                survey.blocked.push(pid);
+            }
+            let Ok(mnt) = self.ns(pid, "mnt") else { continue };
+            if mnt != own_mnt && !seen.contains(&mnt) {
+                seen.push(mnt);
+                survey.nested.push(pid);
+            }
+        }
+        Ok(survey)
+    }
+
+    /// "reading /proc/PID/NAME", for errors.
+    fn shown(&self, name: &str) -> String {
+        format!("reading /proc/{}/{name}", self.pid)
+    }
+
+    /// The namespace of kind `kind` ("mnt", "user", ...) of host pid `pid`.
+    pub fn ns(&self, pid: u32, kind: &str) -> rustix::io::Result<NsId> {
+        ns::id(self.proc.as_fd(), &format!("{pid}/ns/{kind}"))
+    }
+
+    /// Whether the pid namespace of host pid `pid` lies below the one identified by `top`.
+    fn pid_ns_below(&self, pid: u32, top: NsId) -> bool {
+        openat(&self.proc, format!("{pid}/ns/pid"), OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
+            .is_ok_and(|ns| ns::below(ns, top))
+    }
+
+    /// Whether host pid `pid` waits in the kernel's autofs code.
+    pub fn still_blocked(&self, pid: u32) -> bool {
+        self.proc_file(pid, "wchan").as_deref().is_some_and(procfs::in_autofs_wait)
+    }
+
+    /// The pid of host pid `pid` in the container's pid namespace.
+    pub fn ctr_pid(&self, pid: u32) -> Option<u32> {
+        // The init is 1 in its namespace: its depth says which NSpid column is the container's.
+        let depth = procfs::nspid(&self.proc_file(self.host_pid(), "status")?).len();
+        procfs::nspid(&self.proc_file(pid, "status")?).get(depth.checked_sub(1)?).copied()
+    }
+
+    /// The mount namespace and root of host pid `pid`, held open: they stay while we hold
+    /// them, even if every process in them ends.
+    pub fn open_place(&self, pid: u32) -> Result<Place> {
+        let open = |name: &str, flags| {
+            openat(&self.proc, format!("{pid}/{name}"), flags, Mode::empty())
+                .context(format!("opening /proc/{pid}/{name}"))
+        };
+        Ok(Place { mnt: open("ns/mnt", OFlags::RDONLY | OFlags::CLOEXEC)?, root: open("root", dir_flags())? })
+    }
+
+    /// Whether host pid `pid` exists, a zombie not yet reaped included.
+    pub fn exists(&self, pid: u32) -> bool {
+        rustix::fs::statat(&self.proc, pid.to_string(), rustix::fs::AtFlags::empty()).is_ok()
+    }
+
+    /// Whether host process `pid` holds the pipe with inode `ino` (an autofs master's end).
+    pub fn holds_pipe(&self, pid: u32, ino: u64) -> Result<bool> {
+        let doing = format!("reading /proc/{pid}/fd");
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+        let fds = openat(&self.proc, format!("{pid}/fd"), flags, Mode::empty()).context(&*doing)?;
+        let want = format!("pipe:[{ino}]");
+        let mut dir = Dir::read_from(&fds).context(&*doing)?;
+        while let Some(entry) = dir.read() {
+            // A closed fd between readdir and readlink is simply not the one.
+            if let Ok(link) = readlinkat(&fds, entry.context(&*doing)?.file_name(), Vec::new())
+                && link.as_bytes() == want.as_bytes()
+            {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// A name for this container that no other gets while the host runs (see `layout::key`).
+    pub fn key(&self) -> Result<&str> {
+        if let Some(key) = self.key.get() {
+            return Ok(key);
+        }
+        let stat = self.proc_file(self.host_pid(), "stat");
+        match stat.as_deref().and_then(procfs::start_time_of) {
+            Some(t) => Ok(self.key.get_or_init(|| crate::layout::key(self.host_pid(), t))),
+            None => Err(Error::check(format!("reading /proc/{}/stat: no start time", self.pid))),
+        }
+    }
+}
+
+/// What one pass over /proc found among the container's processes (host pids).
+#[derive(Default)]
+pub struct Survey {
+    /// One process per mount namespace other than the init's.
+    pub nested: Vec<u32>,
+    /// Processes waiting in `autofs_wait`: for a mount's master, or for good on a stale one.
+    pub blocked: Vec<u32>,
+}
+
+fn dir_flags() -> OFlags {
+    OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC
+}

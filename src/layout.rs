@@ -1,0 +1,58 @@
+//! Where autofs-restart keeps what it sets aside, and what each thing is called: the one place
+//! that decides. Nothing else names these paths or options.
+//!
+//! - On the host (the mount namespace we were started in), `DIR/KEY` pins a mount namespace of
+//!   ours that holds the trees set aside of one container; KEY is the container's init's host
+//!   pid and start time, which no other container gets while the host runs.
+//! - In the container (legacy path), a private tmpfs at `DIR` holds them.
+//! - In either staging, tree N is the directory (and mount point) `N`, and `JOURNAL` lists
+//!   where each belongs (see `journal`).
+
+use std::ffi::CStr;
+
+use rustix::mount::MountFlags;
+
+/// The pins' directory on the host, and the staging mount point in the container.
+pub const DIR: &str = "/run/autofs-restart";
+
+/// The journal's name in a staging tmpfs.
+pub const JOURNAL: &str = "journal";
+
+/// The staging tmpfs: its source name (as mountinfo shows it), flags and options. Small: it
+/// holds mount points and one journal line per tree.
+pub const TMPFS_SOURCE: &str = "autofs-restart";
+pub const TMPFS_FLAGS: MountFlags = MountFlags::NOSUID.union(MountFlags::NODEV).union(MountFlags::NOEXEC);
+pub const TMPFS_OPTIONS: &CStr = c"mode=0700,size=64k";
+
+/// The staging mount in the container, as it appears in the middle of a mountinfo line: a
+/// quick look at a whole table, before any parsing, for what an interrupted run left.
+pub const STAGING_LINE: &[u8] = b" /run/autofs-restart ";
+
+/// The container's name among the pins: its init's host pid and start time (a pid is reused,
+/// not within the same clock tick).
+pub fn key(pid: u32, start_time: u64) -> String {
+    format!("{pid}-{start_time}")
+}
+
+/// The host path of a container's pin.
+pub fn pin(key: &str) -> String {
+    format!("{DIR}/{key}")
+}
+
+/// Tree `n` in the container's staging.
+pub fn in_container(n: u32) -> String {
+    format!("{DIR}/{n}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert_eq!(pin(&key(4242, 3175)), "/run/autofs-restart/4242-3175");
+        assert_eq!(in_container(3), "/run/autofs-restart/3");
+        let line = format!("90 82 0:80 / {DIR} rw - tmpfs {TMPFS_SOURCE} rw\n");
+        assert!(crate::mountinfo::contains(line.as_bytes(), STAGING_LINE));
+    }
+}

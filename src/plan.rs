@@ -1,0 +1,496 @@
+//! The plan: who serves each autofs mount of the container, and what a fix does about it.
+//! Pure: made from the parsed table and facts about processes (`Facts`), so that `status`,
+//! `--dry-run` and `restart` see one and the same thing, and it is tested without root.
+//!
+//! A kind of master is a variant of `Master`; the fix has one module per kind (`systemd`,
+//! `automount`) and one match arm for it in `restart`.
+
+use crate::autofs::{Autofs, Table};
+use crate::error::Result;
+use crate::mountinfo::{AutofsKind, Dev};
+use crate::nested::{Namespace, Reach};
+use crate::settings::Policy;
+use crate::show::Shown;
+use crate::units;
+
+/// Who serves an autofs mount.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Master {
+    /// The container's systemd: the automount unit named after the mount point.
+    Unit(String),
+    /// The autofs package's daemon (host pid), and who starts it again.
+    Daemon { pid: u32, supervisor: Supervisor },
+    /// Another process (host pid), with its command name while it runs.
+    Other { pid: u32, comm: Option<Vec<u8>> },
+    /// None that we can see: `pgrp=` names no process of our pid namespace.
+    None,
+}
+
+/// Who starts an automount daemon again once it is killed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Supervisor {
+    /// A service of the container's systemd.
+    Systemd(String),
+    /// Nobody: it daemonised on its own, and its parent is the container's init.
+    Init,
+    /// Another process (host pid) that keeps it alive.
+    Other(u32),
+}
+
+/// What the planner asks about processes: the host's /proc in a run, a table in the tests.
+pub trait Facts {
+    /// The process of group `pgrp` that holds the pipe with inode `ino`: the master.
+    fn holder(&mut self, pgrp: u32, ino: u64) -> Result<Option<u32>>;
+    fn is_automount(&mut self, pid: u32) -> bool;
+    /// The systemd service whose cgroup holds `pid`.
+    fn service(&mut self, pid: u32) -> Option<String>;
+    fn parent(&mut self, pid: u32) -> Option<u32>;
+    fn comm(&mut self, pid: u32) -> Option<Vec<u8>>;
+}
+
+/// The container: its init's host pid, and whether that is systemd.
+#[derive(Debug, Clone, Copy)]
+pub struct Init {
+    pub pid: u32,
+    pub systemd: bool,
+}
+
+/// Who serves the autofs mount `a`.
+pub fn master_of(a: &Autofs<'_, '_>, init: Init, facts: &mut dyn Facts) -> Result<Master> {
+    let Some(pgrp) = a.options.pgrp else { return Ok(Master::None) };
+    if pgrp == init.pid && init.systemd {
+        return Ok(Master::Unit(units::unit_for_path(&a.mount.mount_point)));
+    }
+    // The master is the process that holds the pipe, in the group `pgrp=` names: under a
+    // supervisor, `automount -f` does not lead its group.
+    let holder = match a.options.pipe_ino {
+        Some(ino) => facts.holder(pgrp, ino)?,
+        None => None,
+    };
+    Ok(match holder {
+        Some(pid) if facts.is_automount(pid) => Master::Daemon { pid, supervisor: supervisor_of(pid, init, facts) },
+        _ => {
+            let pid = holder.unwrap_or(pgrp);
+            Master::Other { pid, comm: facts.comm(pid) }
+        }
+    })
+}
+
+/// How a daemon is kept running: by a service of the container's systemd, by nobody (its
+/// parent is the init), or by another process.
+fn supervisor_of(pid: u32, init: Init, facts: &mut dyn Facts) -> Supervisor {
+    if init.systemd
+        && let Some(unit) = facts.service(pid)
+    {
+        return Supervisor::Systemd(unit);
+    }
+    match facts.parent(pid) {
+        Some(parent) if parent != init.pid => Supervisor::Other(parent),
+        _ => Supervisor::Init,
+    }
+}
+
+/// The plan of a fix.
+#[derive(Debug, Default)]
+pub struct Plan {
+    /// Automount units of the container's systemd to restart.
+    pub units: Vec<UnitPlan>,
+    /// Automount daemons to restart.
+    pub daemons: Vec<DaemonPlan>,
+    /// Autofs mounts left alone, and their masters: said, not failed.
+    pub alone: Vec<(Vec<u8>, Master)>,
+    /// Units asked for that no autofs mount of the container's systemd belongs to: failed.
+    pub missing: Vec<String>,
+}
+
+/// One automount unit to restart.
+#[derive(Debug, Clone)]
+pub struct UnitPlan {
+    pub name: String,
+    pub path: Vec<u8>,
+    /// The stale autofs mount: its superblock and the master's pipe it is wired to.
+    pub dev: Dev,
+    pub pipe_ino: Option<u64>,
+    /// What sits on it, lowest first.
+    pub stack: Vec<Layer>,
+}
+
+/// A mount stacked on an autofs mount.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layer {
+    pub dev: Dev,
+    pub root: Vec<u8>,
+    /// "tmpfs srv-data", for messages.
+    pub what: String,
+}
+
+/// One automount daemon to restart, and the mounts it serves.
+#[derive(Debug, Clone)]
+pub struct DaemonPlan {
+    /// Host pid: the process that holds the mounts' pipe.
+    pub pid: u32,
+    pub supervisor: Supervisor,
+    pub mounts: Vec<Served>,
+}
+
+/// An autofs mount a daemon serves, as it was before the restart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Served {
+    pub path: Vec<u8>,
+    pub id: u32,
+    pub dev: Dev,
+    pub pipe_ino: Option<u64>,
+    /// What sits on it and inside it: must be the same afterwards.
+    pub stack: Vec<u32>,
+    pub inside: usize,
+    pub kind: Option<AutofsKind>,
+}
+
+impl Served {
+    pub fn of(a: &Autofs<'_, '_>) -> Self {
+        Served {
+            path: a.mount.mount_point.to_vec(),
+            id: a.mount.id,
+            dev: a.mount.dev,
+            pipe_ino: a.options.pipe_ino,
+            stack: a.stack.iter().map(|m| m.id).collect(),
+            inside: a.inside,
+            kind: a.options.kind,
+        }
+    }
+
+    /// A direct or offset mount with nothing on it: what `--probe` triggers. (An indirect
+    /// mount has no one key to trigger; a mount with something on top would not trigger.)
+    pub fn probe_me(&self) -> bool {
+        matches!(self.kind, Some(AutofsKind::Direct | AutofsKind::Offset)) && self.stack.is_empty()
+    }
+}
+
+/// The layers on an autofs mount, lowest first.
+pub fn layers(a: &Autofs<'_, '_>) -> Vec<Layer> {
+    let what = |m: &crate::mountinfo::Mount<'_>| format!("{} {}", Shown(&m.fs_type), Shown(&m.source()));
+    a.stack.iter().map(|m| Layer { dev: m.dev, root: m.root().to_vec(), what: what(m) }).collect()
+}
+
+impl Plan {
+    /// Plans the fix of the container's autofs mounts in `table`. With `wanted` units, only
+    /// those, and nothing of any other master.
+    pub fn make(table: &Table<'_>, init: Init, wanted: &[String], facts: &mut dyn Facts) -> Result<Plan> {
+        let mut plan = Plan::default();
+        for a in table.autofs() {
+            let unit =
+                (a.options.pgrp == Some(init.pid) && init.systemd).then(|| units::unit_for_path(&a.mount.mount_point));
+            if !wanted.is_empty() && !unit.as_ref().is_some_and(|u| wanted.contains(u)) {
+                continue;
+            }
+            match master_of(&a, init, facts)? {
+                Master::Unit(name) => plan.units.push(UnitPlan {
+                    name,
+                    path: a.mount.mount_point.to_vec(),
+                    dev: a.mount.dev,
+                    pipe_ino: a.options.pipe_ino,
+                    stack: layers(&a),
+                }),
+                Master::Daemon { pid, supervisor } => match plan.daemons.iter_mut().find(|d| d.pid == pid) {
+                    Some(d) => d.mounts.push(Served::of(&a)),
+                    None => plan.daemons.push(DaemonPlan { pid, supervisor, mounts: vec![Served::of(&a)] }),
+                },
+                other => plan.alone.push((a.mount.mount_point.to_vec(), other)),
+            }
+        }
+        plan.missing = wanted.iter().filter(|w| !plan.units.iter().any(|u| &u.name == *w)).cloned().collect();
+        Ok(plan)
+    }
+
+    /// Whether there is nothing to restart.
+    pub fn is_empty(&self) -> bool {
+        self.units.is_empty() && self.daemons.is_empty()
+    }
+
+    /// A line for each mount left alone and each unit asked for that is not there.
+    pub fn notes(&self) -> Vec<String> {
+        let alone = self.alone.iter().map(|(path, master)| match master {
+            Master::None => format!("{}: left alone: it has no master", Shown(path)),
+            Master::Other { pid, comm } => format!(
+                "{}: left alone: its master is pid {pid} ({}), not the container's systemd",
+                Shown(path),
+                Shown(comm.as_deref().unwrap_or(b"gone"))
+            ),
+            Master::Unit(_) | Master::Daemon { .. } => format!("{}: left alone", Shown(path)),
+        });
+        let missing = self
+            .missing
+            .iter()
+            .map(|u| format!("{u}: failed: no autofs mount of the container's systemd belongs to this unit"));
+        alone.chain(missing).collect()
+    }
+
+    /// Applies the nested policy: names each private copy of a unit's autofs mount in the
+    /// nested namespaces, and with `skip` leaves those units out. Returns the lines to say and
+    /// how many private copies there are; with `fail`, any copy means nothing is done at all.
+    pub fn nested(&mut self, namespaces: &[Namespace], policy: Policy) -> (Vec<String>, usize) {
+        let mut lines = Vec::new();
+        let mut private = 0;
+        self.units.retain(|u| {
+            let mut any = false;
+            for ns in namespaces {
+                for c in ns.copies.iter().filter(|c| c.reach == Reach::Private && c.dev == u.dev) {
+                    any = true;
+                    private += 1;
+                    let on_top = match c.on_top {
+                        0 => String::new(),
+                        n => format!(" (the {n} mount(s) on it there still answer)"),
+                    };
+                    lines.push(format!(
+                        "{}: {} has a private copy at {} in {}: a restart of its master leaves that copy catatonic{on_top}",
+                        u.name,
+                        Shown(c.of.as_deref().unwrap_or_default()),
+                        Shown(&c.path),
+                        ns.describe()
+                    ));
+                }
+            }
+            let skip = any && policy == Policy::Skip;
+            if skip {
+                lines.push(format!("{}: left alone (nested policy: {})", u.name, policy.as_str()));
+            }
+            !skip
+        });
+        if private > 0 && policy == Policy::Fail {
+            let copies = if private == 1 { "copy" } else { "copies" };
+            lines.push(format!(
+                "failed: nothing restarted: {private} private {copies} in nested mount namespaces (nested policy: {})",
+                policy.as_str()
+            ));
+        }
+        (lines, private)
+    }
+
+    /// What a fix would do: a line per daemon, then per unit.
+    pub fn describe(&self) -> Vec<String> {
+        let daemons = self.daemons.iter().map(|d| {
+            let how = match &d.supervisor {
+                Supervisor::Systemd(unit) => format!("through {unit}"),
+                Supervisor::Other(p) => format!("through its supervisor (pid {p})"),
+                Supervisor::Init => "as it was (it daemonised on its own)".into(),
+            };
+            format!("automount (pid {}): would SIGKILL it and start it again {how}; it serves {}", d.pid, d.served())
+        });
+        let units = self.units.iter().map(|u| {
+            let mut plan = format!("{}: would restart it (autofs {} at {})", u.name, u.dev, Shown(&u.path));
+            for l in u.stack.iter().rev() {
+                plan.push_str(&format!(", setting {} aside", l.what));
+            }
+            if !u.stack.is_empty() {
+                plan.push_str(" and putting it back");
+            }
+            plan
+        });
+        daemons.chain(units).collect()
+    }
+}
+
+impl DaemonPlan {
+    /// The mount points it serves, for messages.
+    pub fn served(&self) -> String {
+        self.mounts.iter().map(|m| Shown(&m.path).to_string()).collect::<Vec<_>>().join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mountinfo::parse;
+
+    /// A process the fake /proc knows.
+    struct Proc {
+        pid: u32,
+        pgrp: u32,
+        pipes: Vec<u64>,
+        automount: bool,
+        service: Option<&'static str>,
+        parent: u32,
+        comm: &'static str,
+    }
+
+    /// Facts from a list of processes; counts the pipe holders looked for.
+    #[derive(Default)]
+    struct Known {
+        procs: Vec<Proc>,
+        asked: usize,
+    }
+
+    impl Known {
+        fn find(&self, pid: u32) -> Option<&Proc> {
+            self.procs.iter().find(|p| p.pid == pid)
+        }
+    }
+
+    impl Facts for Known {
+        fn holder(&mut self, pgrp: u32, ino: u64) -> Result<Option<u32>> {
+            self.asked += 1;
+            Ok(self.procs.iter().find(|p| p.pgrp == pgrp && p.pipes.contains(&ino)).map(|p| p.pid))
+        }
+        fn is_automount(&mut self, pid: u32) -> bool {
+            self.find(pid).is_some_and(|p| p.automount)
+        }
+        fn service(&mut self, pid: u32) -> Option<String> {
+            self.find(pid).and_then(|p| p.service.map(String::from))
+        }
+        fn parent(&mut self, pid: u32) -> Option<u32> {
+            self.find(pid).map(|p| p.parent)
+        }
+        fn comm(&mut self, pid: u32) -> Option<Vec<u8>> {
+            self.find(pid).map(|p| p.comm.as_bytes().to_vec())
+        }
+    }
+
+    const RESTORED: &[u8] = include_bytes!("../tests/fixtures/mountinfo/systemd-container-restored.txt");
+    const SYSTEMD: Init = Init { pid: 10632, systemd: true };
+
+    /// The restored container's table, with an automount daemon (pid 300, supervised by 299,
+    /// in 299's group) serving a direct and an indirect map, and a mount of another master.
+    fn with_daemon() -> Vec<u8> {
+        let mut text = RESTORED.to_vec();
+        text.extend_from_slice(
+            b"900 29 0:90 / /srv/direct rw shared:90 - autofs /etc/auto.direct rw,fd=7,pgrp=299,timeout=300,minproto=5,maxproto=5,direct,pipe_ino=777
+901 900 0:91 / /srv/direct rw shared:91 - ext4 /dev/sdb rw
+902 29 0:92 / /srv/ind rw shared:92 - autofs /etc/auto.ind rw,fd=8,pgrp=299,timeout=300,minproto=5,maxproto=5,indirect,pipe_ino=778
+903 29 0:93 / /srv/other rw shared:93 - autofs other rw,fd=5,pgrp=500,timeout=0,minproto=5,maxproto=5,direct,pipe_ino=779
+904 29 0:94 / /srv/dead rw shared:94 - autofs dead rw,fd=-1,pgrp=0,timeout=0,minproto=5,maxproto=5,direct,pipe_ino=-1
+",
+        );
+        text
+    }
+
+    fn known() -> Known {
+        Known {
+            procs: vec![
+                Proc { pid: 299, pgrp: 299, pipes: vec![], automount: false, service: None, parent: 10632, comm: "sh" },
+                Proc {
+                    pid: 300,
+                    pgrp: 299,
+                    pipes: vec![777, 778],
+                    automount: true,
+                    service: None,
+                    parent: 299,
+                    comm: "automount",
+                },
+                Proc {
+                    pid: 500,
+                    pgrp: 500,
+                    pipes: vec![779],
+                    automount: false,
+                    service: None,
+                    parent: 10632,
+                    comm: "mymaster",
+                },
+            ],
+            asked: 0,
+        }
+    }
+
+    #[test]
+    fn each_mount_to_its_master() {
+        let text = with_daemon();
+        let table = Table::new(parse(&text).unwrap());
+        let mut facts = known();
+        let plan = Plan::make(&table, SYSTEMD, &[], &mut facts).unwrap();
+        let names: Vec<&str> = plan.units.iter().map(|u| u.name.as_str()).collect();
+        assert_eq!(names, ["proc-sys-fs-binfmt_misc.automount", "srv-data.automount", "srv-idle.automount"]);
+        assert_eq!(plan.units[1].stack.len(), 1);
+        assert_eq!(plan.daemons.len(), 1, "one daemon serves both maps");
+        let d = &plan.daemons[0];
+        assert_eq!((d.pid, &d.supervisor), (300, &Supervisor::Other(299)));
+        assert_eq!(d.served(), "/srv/direct, /srv/ind");
+        assert_eq!(
+            plan.notes(),
+            [
+                "/srv/other: left alone: its master is pid 500 (mymaster), not the container's systemd",
+                "/srv/dead: left alone: it has no master",
+            ]
+        );
+        assert!(plan.missing.is_empty());
+        let said = plan.describe();
+        assert_eq!(
+            said[0],
+            "automount (pid 300): would SIGKILL it and start it again through its supervisor (pid 299); it serves /srv/direct, /srv/ind"
+        );
+        assert!(said[2].starts_with("srv-data.automount: would restart it (autofs "), "{said:?}");
+        assert!(said[2].ends_with(", setting tmpfs srv-data aside and putting it back"), "{said:?}");
+    }
+
+    #[test]
+    fn supervisors() {
+        let mut facts = known();
+        facts.procs[1].service = Some("autofs.service");
+        assert_eq!(supervisor_of(300, SYSTEMD, &mut facts), Supervisor::Systemd("autofs.service".into()));
+        let not_systemd = Init { pid: 10632, systemd: false };
+        assert_eq!(supervisor_of(300, not_systemd, &mut facts), Supervisor::Other(299));
+        facts.procs[1].parent = 10632;
+        assert_eq!(supervisor_of(300, not_systemd, &mut facts), Supervisor::Init);
+    }
+
+    #[test]
+    fn wanted_units_only_and_nothing_asked_of_other_masters() {
+        let text = with_daemon();
+        let table = Table::new(parse(&text).unwrap());
+        let mut facts = known();
+        let wanted = ["srv-idle.automount".to_string(), "srv-nothing.automount".to_string()];
+        let plan = Plan::make(&table, SYSTEMD, &wanted, &mut facts).unwrap();
+        assert_eq!(plan.units.len(), 1);
+        assert!(plan.daemons.is_empty() && plan.alone.is_empty());
+        assert_eq!(facts.asked, 0, "no pipe holder looked for");
+        assert_eq!(
+            plan.notes(),
+            ["srv-nothing.automount: failed: no autofs mount of the container's systemd belongs to this unit"]
+        );
+    }
+
+    #[test]
+    fn an_init_that_is_not_systemd_serves_no_unit() {
+        let table = Table::new(parse(RESTORED).unwrap());
+        let mut facts = Known::default();
+        let plan = Plan::make(&table, Init { pid: 10632, systemd: false }, &[], &mut facts).unwrap();
+        assert!(plan.is_empty());
+        assert_eq!(plan.alone.len(), 3);
+    }
+
+    fn fixture(name: &str) -> Vec<u8> {
+        std::fs::read(format!("{}/tests/fixtures/mountinfo/{name}.txt", env!("CARGO_MANIFEST_DIR"))).unwrap()
+    }
+
+    /// The restored container with a private and a slave nested namespace (real tables).
+    fn nested_plan(policy: Policy) -> (Plan, Vec<String>, usize) {
+        let (main, private, slave) =
+            (fixture("nested-restored-main"), fixture("nested-restored-private"), fixture("nested-restored-slave"));
+        let main = Table::new(parse(&main).unwrap());
+        let init = main.autofs()[0].options.pgrp.unwrap();
+        let mut plan = Plan::make(&main, Init { pid: init, systemd: true }, &[], &mut Known::default()).unwrap();
+        let judged = crate::nested::judge(&main, &[(7001, private), (7002, slave)]).unwrap();
+        let namespaces: Vec<Namespace> = judged
+            .into_iter()
+            .map(|(pid, copies)| Namespace { pid, ctr_pid: Some(278), comm: b"sleep".to_vec(), copies, place: None })
+            .collect();
+        let (lines, private) = plan.nested(&namespaces, policy);
+        (plan, lines, private)
+    }
+
+    #[test]
+    fn nested_policies() {
+        let (plan, lines, private) = nested_plan(Policy::Restart);
+        assert_eq!((plan.units.len(), private, lines.len()), (3, 3, 3), "{lines:?}");
+        assert!(lines[0].ends_with(
+            "has a private copy at /proc/sys/fs/binfmt_misc in the mount namespace of pid 7001 (278 in the container, sleep): \
+             a restart of its master leaves that copy catatonic"
+        ), "{lines:?}");
+        let (plan, lines, _) = nested_plan(Policy::Skip);
+        assert!(plan.units.is_empty());
+        assert_eq!(lines.iter().filter(|l| l.ends_with(": left alone (nested policy: skip)")).count(), 3);
+        let (_, lines, _) = nested_plan(Policy::Fail);
+        assert_eq!(
+            lines.last().unwrap(),
+            "failed: nothing restarted: 3 private copies in nested mount namespaces (nested policy: fail)"
+        );
+    }
+}

@@ -1,0 +1,80 @@
+//! What a run is asked to do: the values the command line and the environment set, and that
+//! the work reads. Plain values, shared by both sides without either importing the other.
+
+use std::time::Duration;
+
+use rustix::process::Pid;
+
+pub struct Settings {
+    pub pid: Pid,
+    /// Where the pid came from (`CRTOOLS_INIT_PID`, `--pid`), for errors.
+    pub pid_name: &'static str,
+    /// Only these automount units; all when empty.
+    pub units: Vec<String>,
+    pub dry_run: bool,
+    pub probe: bool,
+    pub verbose: bool,
+    pub timeout: Duration,
+    pub api: Api,
+    /// What to do with masters whose mounts have private copies in nested namespaces.
+    pub nested: Policy,
+}
+
+/// Which mount API moves trees: `open_tree`/`move_mount`, or bind mounts and `MS_MOVE`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Api {
+    New,
+    Legacy,
+}
+
+impl Api {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Api::New => "new",
+            Api::Legacy => "legacy",
+        }
+    }
+}
+
+/// What to do with a master whose mount has private copies in nested namespaces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Policy {
+    /// Restart it anyway, and name the copies that go catatonic.
+    Restart,
+    /// Leave that master alone, and name the copies.
+    Skip,
+    /// Touch nothing at all, name the copies, exit 1.
+    Fail,
+}
+
+impl Policy {
+    pub fn parse(v: &[u8]) -> Option<Self> {
+        match v {
+            b"restart" => Some(Policy::Restart),
+            b"skip" => Some(Policy::Skip),
+            b"fail" => Some(Policy::Fail),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Policy::Restart => "restart",
+            Policy::Skip => "skip",
+            Policy::Fail => "fail",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policies() {
+        for p in [Policy::Restart, Policy::Skip, Policy::Fail] {
+            assert_eq!(Policy::parse(p.as_str().as_bytes()), Some(p));
+        }
+        assert_eq!(Policy::parse(b"Skip"), None);
+    }
+}
