@@ -185,7 +185,8 @@ impl Respawn {
         let file = |name: &str, what: &str| init.proc_file(pid, name).ok_or_else(|| gone(what));
         let argv = procfs::nul_list(&file("cmdline", "command line")?);
         let env = procfs::nul_list(&file("environ", "environment")?);
-        let exe = init.exe_of(pid).ok_or_else(|| gone("executable"))?;
+        // Upgraded since it started: the new one, at the same path.
+        let exe = procfs::exe_path(&init.exe_of(pid).ok_or_else(|| gone("executable"))?).to_vec();
         let cwd = inside.link_of(pid, "cwd").ok_or_else(|| gone("working directory"))?;
         let status = file("status", "status")?;
         let (Some(uid), Some(gid)) = (procfs::real_id(&status, b"Uid:"), procfs::real_id(&status, b"Gid:")) else {

@@ -18,6 +18,8 @@ pub enum Error {
     Usage(String),
     /// The container's pid is unusable (exit 2). `name` is where it came from.
     Pid { name: &'static str, value: Option<Box<OsStr>>, why: &'static str },
+    /// We lack the capabilities it takes to reach a container (exit 1).
+    Unprivileged { missing: Vec<&'static str> },
     /// A system call failed while doing something.
     Sys { doing: String, errno: Errno },
     /// A program ran and failed: how it ended, and the first line it wrote on stderr.
@@ -72,6 +74,14 @@ impl fmt::Display for Error {
             Error::Usage(msg) | Error::Check(msg) => f.write_str(msg),
             Error::Pid { name, value: None, why } => write!(f, "{name} {why}"),
             Error::Pid { name, value: Some(v), why } => write!(f, "{name}='{}': {why}", Shown(v.as_bytes())),
+            Error::Unprivileged { missing } => {
+                let verb = if missing.len() == 1 { "is" } else { "are" };
+                write!(
+                    f,
+                    "needs root: {} {verb} missing (reaching a container takes CAP_SYS_ADMIN and CAP_SYS_PTRACE)",
+                    missing.join(" and ")
+                )
+            }
             Error::Sys { doing, errno } => write!(f, "{doing}: {}", errno_name(*errno)),
             Error::Exit { doing, status, said } if said.is_empty() => write!(f, "{doing}: {status}"),
             Error::Exit { doing, status, said } => write!(f, "{doing}: {status}: {}", Shown(said)),

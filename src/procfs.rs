@@ -84,14 +84,17 @@ pub fn in_autofs_wait(wchan: &[u8]) -> bool {
     wchan == b"autofs_wait"
 }
 
-/// An executable as /proc/PID/exe shows it, without the ` (deleted)` an upgrade leaves.
-fn exe_path(exe: &[u8]) -> &[u8] {
+/// An executable as /proc/PID/exe shows it, without the ` (deleted)` an upgrade leaves: the
+/// path where the program is now.
+pub fn exe_path(exe: &[u8]) -> &[u8] {
     exe.strip_suffix(b" (deleted)").unwrap_or(exe)
 }
 
-/// Whether `exe` (a /proc/PID/exe link) is systemd. Merged-/usr and split layouts both occur.
-pub fn is_systemd_exe(exe: &[u8]) -> bool {
-    matches!(exe_path(exe), b"/usr/lib/systemd/systemd" | b"/lib/systemd/systemd")
+/// Whether a container's init is systemd, by what it is rather than where it lives (NixOS,
+/// other prefixes, a copy): systemd names itself `systemd` (its `comm`) however it was started,
+/// and a system booted with it has `/run/systemd/system` (`booted`, sd_booted(3)'s test).
+pub fn is_systemd(comm: &[u8], booted: bool) -> bool {
+    comm == b"systemd" && booted
 }
 
 /// Whether `exe` (a /proc/PID/exe link) is the autofs package's daemon.
@@ -166,12 +169,10 @@ mod tests {
 
     #[test]
     fn executables() {
-        assert!(is_systemd_exe(b"/usr/lib/systemd/systemd"));
-        assert!(is_systemd_exe(b"/lib/systemd/systemd"));
-        assert!(is_systemd_exe(b"/usr/lib/systemd/systemd (deleted)"));
-        assert!(!is_systemd_exe(b"/usr/sbin/automount"));
-        assert!(!is_systemd_exe(b"/usr/lib/systemd/systemd-journald"));
-        assert!(!is_systemd_exe(b"/sbin/init"));
+        assert!(is_systemd(b"systemd", true));
+        assert!(!is_systemd(b"systemd", false), "not booted with systemd: a systemd run as a program");
+        assert!(!is_systemd(b"init", true));
+        assert!(!is_systemd(b"systemd-journal", true));
         assert!(is_automount_exe(b"/usr/sbin/automount"));
         assert!(is_automount_exe(b"/usr/sbin/automount (deleted)"));
         assert!(!is_automount_exe(b"/usr/lib/systemd/systemd"));

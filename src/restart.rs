@@ -70,7 +70,7 @@ fn plan_and_fix(reached: Reached, text: Vec<u8>, s: &Settings, log: &Log) -> Res
     {
         log.say(format_args!("an interrupted run left trees set aside in {}: they would go back first", left.place()));
     }
-    let who = plan::Init { pid: init.host_pid(), systemd: init.is_systemd()? };
+    let who = plan::Init { pid: init.host_pid(), systemd: init.is_systemd() };
     let mut plan = Plan::make(&table, who, &s.units, &mut ProcFacts::new(init))?;
     plan.notes().iter().for_each(|l| log.say(format_args!("{l}")));
     let missing = u8::from(!plan.missing.is_empty());

@@ -105,3 +105,43 @@ fn a_zombie_is_refused() {
         format!("autofs-restart: CRTOOLS_INIT_PID='{pid}': has exited: a zombie, not a running init\n")
     );
 }
+
+/// Without the privileges it takes to reach a container: one line naming what is missing,
+/// exit 1, before anything is opened. Needs root to drop them.
+#[test]
+#[ignore = "needs root: make test runs it"]
+fn without_root_one_line_says_what_is_needed() {
+    assert!(rustix::process::geteuid().is_root(), "this test needs root");
+    let as_nobody = ["--reuid=65534", "--regid=65534", "--clear-groups"];
+    let without_admin = ["--bounding-set=-sys_admin", "--inh-caps=-all", "--ambient-caps=-all"];
+    for (drop, missing) in [
+        (&as_nobody[..], "CAP_SYS_ADMIN and CAP_SYS_PTRACE are missing"),
+        (&without_admin[..], "CAP_SYS_ADMIN is missing"),
+    ] {
+        let expected = format!(
+            "autofs-restart: needs root: {missing} (reaching a container takes CAP_SYS_ADMIN and CAP_SYS_PTRACE)\n"
+        );
+        let setpriv = |args: &[&str], env: &[(&str, &str)]| {
+            std::process::Command::new("setpriv")
+                .args(drop)
+                .arg(bin())
+                .args(args)
+                .env_clear()
+                .envs(env.iter().copied())
+                .output()
+                .unwrap()
+        };
+        for out in [
+            setpriv(&["status", "--pid", "1"], &[]),
+            setpriv(&["restart", "--pid", "1"], &[]),
+            setpriv(&[], &[("CRTOOLS_SCRIPT_ACTION", "post-resume"), ("CRTOOLS_INIT_PID", "1")]),
+        ] {
+            assert_eq!(out.status.code(), Some(1), "{drop:?}: {}", stderr(&out));
+            assert_eq!(stderr(&out), expected, "{drop:?}");
+        }
+        // Bad input still comes first, and every other stage stays silent.
+        assert_eq!(setpriv(&["status", "--pid", "x"], &[]).status.code(), Some(2));
+        let other = setpriv(&[], &[("CRTOOLS_SCRIPT_ACTION", "post-dump"), ("CRTOOLS_INIT_PID", "1")]);
+        assert_eq!((other.status.code(), other.stderr.len()), (Some(0), 0));
+    }
+}

@@ -247,3 +247,23 @@ fn a_stack_of_mounts_comes_back_in_order() {
     ctr.ok("umount /srv/data");
     assert_eq!(ctr.answers("/srv/data", 10), Some(true));
 }
+
+/// systemd is told by what it is, not where it lives (NixOS's /nix/store/..., another
+/// prefix): here a copy of it at another path, under another name, is the container's init.
+#[test]
+#[ignore = "needs root and the kernel's autofs: make test runs it"]
+fn a_systemd_installed_elsewhere_is_still_systemd() {
+    require_containers();
+    let ctr = Container::start_env(&[("CONTAINER_SYSTEMD", "/opt/elsewhere/init")]);
+    let exe = std::fs::read_link(format!("/proc/{}/exe", ctr.pid)).unwrap();
+    assert_eq!(exe.to_str(), Some("/opt/elsewhere/init"));
+    ctr.restore(&["/srv/idle"]);
+    assert_eq!(ctr.answers("/srv/idle", 2), None, "/srv/idle should hang after the restore");
+    let table = stdout(&run(&["status", "--pid", &ctr.pid]));
+    assert!(table.lines().any(|l| l.contains("systemd srv-idle.automount")), "{table}");
+
+    let out = run_as_criu("post-resume", &ctr.pid, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stderr(&out).contains("autofs-restart: srv-idle.automount: restarted\n"), "{}", stderr(&out));
+    assert_eq!(ctr.answers("/srv/idle", 10), Some(true));
+}

@@ -12,7 +12,27 @@ use rustix::thread::{ThreadNameSpaceType, move_into_thread_name_spaces};
 use super::confine::Confine;
 use super::{Init, Inside, dir_flags};
 use crate::error::{Context, Error, Result};
+use crate::procfs;
 use crate::show::seconds;
+
+/// What reaching into another container takes: entering its namespaces and mounting there
+/// (CAP_SYS_ADMIN), reading its processes' /proc entries (CAP_SYS_PTRACE).
+const NEEDED: [(u32, &str); 2] = [(21, "CAP_SYS_ADMIN"), (19, "CAP_SYS_PTRACE")];
+
+/// Fails with one line naming what is missing, unless we have what reaching the container
+/// takes: else the first refusal would be a bare EACCES or EPERM on some /proc path.
+fn privileged() -> Result<()> {
+    let effective = rustix::thread::capabilities(None).context("reading our capabilities")?.effective;
+    let missing: Vec<&str> = NEEDED
+        .iter()
+        .filter(|(bit, _)| !effective.contains(rustix::thread::CapabilitySet::from_bits_retain(1 << bit)))
+        .map(|(_, name)| *name)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(Error::Unprivileged { missing })
+}
 
 pub struct Host {
     init: Init,
@@ -24,10 +44,15 @@ pub struct Host {
 }
 
 impl Host {
-    /// Holds the init (see `Init::open`) and opens its root and mount namespace.
+    /// Holds the init (see `Init::open`) and opens its root and mount namespace; finds out
+    /// whether it is systemd.
     pub fn open(name: &'static str, pid: Pid) -> Result<Self> {
-        let init = Init::open(name, pid)?;
+        privileged()?;
+        let mut init = Init::open(name, pid)?;
         let root = init.open_own("root", dir_flags())?;
+        // sd_booted(3), in the init's root: walked without following a symlink.
+        let booted = crate::paths::open_dir(root.as_fd(), b"/run/systemd/system").is_ok();
+        init.systemd = procfs::is_systemd(&init.comm(init.host_pid()).unwrap_or_default(), booted);
         let mnt = init.open_own("ns/mnt", OFlags::RDONLY | OFlags::CLOEXEC)?;
         let host_mnt = openat(&init.proc, "thread-self/ns/mnt", OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
             .context("opening /proc/thread-self/ns/mnt")?;

@@ -45,6 +45,8 @@ pub struct Init {
     dir: OwnedFd,
     /// `key`, once read.
     key: OnceCell<String>,
+    /// Whether the init is systemd (`procfs::is_systemd`), found when the host opened it.
+    systemd: bool,
 }
 
 /// Where a run stands: still outside, or already inside (a recovery entered first).
@@ -95,7 +97,7 @@ impl Init {
         if let Err(Errno::NOENT) = readlinkat(&dir, "exe", Vec::new()) {
             return Err(bad("has no executable: a kernel thread or a zombie, not a container's init"));
         }
-        Ok(Init { pid, pidfd, proc, dir, key: OnceCell::new() })
+        Ok(Init { pid, pidfd, proc, dir, key: OnceCell::new(), systemd: false })
     }
 
     /// The init's host pid, as mountinfo's `pgrp=` shows it.
@@ -120,9 +122,8 @@ impl Init {
     }
 
     /// Whether the init is systemd: only then are there systemd units to restart.
-    pub fn is_systemd(&self) -> Result<bool> {
-        let exe = readlinkat(&self.dir, "exe", Vec::new()).context(format!("reading /proc/{}/exe", self.pid))?;
-        Ok(procfs::is_systemd_exe(exe.as_bytes()))
+    pub fn is_systemd(&self) -> bool {
+        self.systemd
     }
 
     /// The init's mountinfo: paths relative to its root, `pgrp=` in the host's pid namespace.
