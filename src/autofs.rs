@@ -55,6 +55,23 @@ impl<'a> Table<'a> {
         count
     }
 
+    /// The mounts below mount `id`, stacked on it or inside it, each before what is below it.
+    /// Bounded by the table's size, as `descendants`.
+    pub fn subtree(&self, id: u32) -> Vec<&Mount<'a>> {
+        let mut found = Vec::new();
+        let mut todo = vec![id];
+        while let Some(id) = todo.pop() {
+            if found.len() > self.mounts.len() {
+                break;
+            }
+            for c in self.children(id) {
+                found.push(c);
+                todo.push(c.id);
+            }
+        }
+        found
+    }
+
     /// Parses the mountinfo of process `pid`; an error names the file and the line.
     pub fn from_mountinfo(text: &'a [u8], pid: u32) -> Result<Self> {
         mountinfo::parse(text).map(Table::new).map_err(|e| Error::check(format!("parsing /proc/{pid}/mountinfo: {e}")))
@@ -188,6 +205,15 @@ mod tests {
         assert_eq!(old.stack[0].dev, new.stack[0].dev, "the tmpfs on top is the same superblock");
         // --probe mounted the two that had nothing on top.
         assert_eq!(fixed.autofs_at(b"/proc/sys/fs/binfmt_misc").unwrap().stack[0].fs_type, &b"binfmt_misc"[..]);
+    }
+
+    #[test]
+    fn subtrees() {
+        let table = Table::new(parse(TABLE).unwrap());
+        let ids = |id| table.subtree(id).iter().map(|m| m.id).collect::<Vec<_>>();
+        assert_eq!(ids(51), [54, 55, 56]);
+        assert_eq!(ids(60), [61]);
+        assert!(ids(45).is_empty());
     }
 
     #[test]

@@ -2,7 +2,11 @@
 //! direct and offset requests by the (dev, ino) it recorded, so after a restore it answers
 //! none of them. A fresh daemon re-attaches to the autofs mounts already there and keeps what
 //! is mounted on them; so the cure is SIGKILL (never SIGTERM: on SIGTERM it unmounts what it
-//! can) and a fresh start, by whoever supervises it (`plan::Supervisor`).
+//! can) and a fresh start, by whoever supervises it (`plan::Supervisor`). Idle triggered
+//! direct multi-mounts are unmounted while no daemon runs, else the new one would hang at its
+//! start (`multimount`); one in use leaves the daemon running. If no new daemon comes up,
+//! what hangs of it is killed and the mounts nobody serves are made catatonic: an access then
+//! fails at once, instead of hanging or being killed by SIGPIPE.
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::time::{Duration, Instant};
@@ -13,6 +17,9 @@ use crate::autofs::Table;
 use crate::container::{Inside, Spec, pidfd};
 use crate::error::{Context, Error, Result};
 use crate::helper;
+use crate::mountinfo::AutofsOptions;
+use crate::mounts;
+use crate::paths;
 use crate::plan::{DaemonPlan, Served, Supervisor};
 use crate::procfs;
 use crate::show::Shown;
@@ -43,14 +50,25 @@ impl Daemon {
 
     /// Restarts it (and probes its idle direct mounts, with `probe`). Returns its line.
     pub fn fix(&self, inside: &Inside, timeout: Duration, probe: bool) -> Result<String> {
-        let new = match &self.plan.supervisor {
-            Supervisor::Systemd(unit) => self.restart_through_systemd(inside, unit, timeout)?,
-            Supervisor::Other(_) => self.restart_supervised(inside, timeout)?,
+        if let Some(in_use) = &self.plan.in_use {
+            return Err(Error::check(format!("left running: {in_use}")));
+        }
+        // Whether the old daemon was killed: from then on a failure leaves its mounts without one.
+        let mut killed = false;
+        let restarted = match &self.plan.supervisor {
+            Supervisor::Systemd(unit) => self.restart_through_systemd(inside, unit, timeout, &mut killed),
+            Supervisor::Other(_) => self.restart_supervised(inside, timeout, &mut killed),
             Supervisor::Init => match &self.respawn {
-                Some(Ok(r)) => self.restart_respawning(inside, r, timeout)?,
+                Some(Ok(r)) => self.restart_respawning(inside, r, timeout, &mut killed),
                 Some(Err(e)) => return Err(e.clone()),
                 None => return Err(Error::check("nothing known to start it again with")),
             },
+        };
+        let new = match restarted {
+            Ok(new) => new,
+            // Never killed: it still serves its mounts as it did.
+            Err(e) if !killed => return Err(e),
+            Err(e) => return Err(self.abandon(inside, e, timeout)),
         };
         if probe {
             for m in self.plan.mounts.iter().filter(|m| m.probe_me()) {
@@ -63,16 +81,24 @@ impl Daemon {
     /// Through its systemd service: SIGKILL to the main process (systemd runs no ExecStop= for
     /// a process that died), wait until systemd has reaped it, start the service, and wait
     /// until a new daemon serves every mount the old one served. Returns the new daemon's pid.
-    fn restart_through_systemd(&self, inside: &Inside, unit: &str, timeout: Duration) -> Result<u32> {
+    fn restart_through_systemd(
+        &self,
+        inside: &Inside,
+        unit: &str,
+        timeout: Duration,
+        killed: &mut bool,
+    ) -> Result<u32> {
         let deadline = Instant::now() + timeout;
         inside
             .run("systemctl", &[b"kill", b"--signal=KILL", b"--kill-whom=main", unit.as_bytes()], timeout)?
             .ok("systemctl kill")?;
+        *killed = true;
         // Reaped means systemd has seen the death: a start sent earlier could find the unit
         // still active and do nothing.
         let old = self.plan.pid;
         wait_until(deadline, || Ok(!inside.init().exists(old)))
             .context(format!("waiting for automount (pid {old}) to die"))?;
+        self.reset()?;
         let left = deadline.saturating_duration_since(Instant::now());
         inside.run("systemctl", &[b"start", unit.as_bytes()], left)?.ok("systemctl start")?;
         self.wait_reattached(inside, deadline)
@@ -81,12 +107,20 @@ impl Daemon {
     /// One that daemonised on its own: SIGKILL through a pidfd, wait for its death, start it
     /// again exactly once as it was (see `Respawn`), detached in a new session, and wait for
     /// the new one to serve every mount. Never retried: a second copy must never run.
-    fn restart_respawning(&self, inside: &Inside, respawn: &Respawn, timeout: Duration) -> Result<u32> {
+    fn restart_respawning(
+        &self,
+        inside: &Inside,
+        respawn: &Respawn,
+        timeout: Duration,
+        killed: &mut bool,
+    ) -> Result<u32> {
         let deadline = Instant::now() + timeout;
         let old = self.plan.pid;
-        let killed = pidfd::kill(old)?;
-        wait_until(deadline, || pidfd::exited(killed.as_fd()))
+        let dying = pidfd::kill(old)?;
+        *killed = true;
+        wait_until(deadline, || pidfd::exited(dying.as_fd()))
             .context(format!("waiting for automount (pid {old}) to die"))?;
+        self.reset()?;
         let left = deadline.saturating_duration_since(Instant::now());
         // In the init's namespaces, in the old daemon's cgroup, as its ids, in its working
         // directory reached without following a symlink (else /).
@@ -104,11 +138,95 @@ impl Daemon {
     }
 
     /// One that another process keeps alive: SIGKILL through a pidfd, and wait for the
-    /// supervisor's new daemon to serve every mount.
-    fn restart_supervised(&self, inside: &Inside, timeout: Duration) -> Result<u32> {
+    /// supervisor's new daemon to serve every mount. The supervisor starts it again at once,
+    /// so idle multi-mounts are unmounted just before the kill (detached: the old daemon holds
+    /// them open until it dies); an access in between finds a plain directory.
+    fn restart_supervised(&self, inside: &Inside, timeout: Duration, killed: &mut bool) -> Result<u32> {
         let deadline = Instant::now() + timeout;
-        let _killed = pidfd::kill(self.plan.pid)?;
+        self.reset()?;
+        let _dying = pidfd::kill(self.plan.pid)?;
+        *killed = true;
         self.wait_reattached(inside, deadline)
+    }
+
+    /// Unmounts the idle triggered direct multi-mounts, offsets first, then their bases.
+    fn reset(&self) -> Result<()> {
+        let root = paths::root()?;
+        for r in &self.plan.resets {
+            for path in r.below.iter().chain([&r.base]) {
+                mounts::detach(root.as_fd(), path)
+                    .context(format!("unmounting the idle multi-mount at {}", Shown(path)))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// After the old daemon died and no new one came up: kill what hangs of the new one (what
+    /// is ours to start again; a supervisor's own is its business), make the mounts nobody
+    /// serves catatonic, and say where things stand.
+    fn abandon(&self, inside: &Inside, e: Error, timeout: Duration) -> Error {
+        let init = inside.init();
+        let mut state = Vec::new();
+        let killed = match &self.plan.supervisor {
+            Supervisor::Systemd(unit) => {
+                let out = inside.run("systemctl", &[b"kill", b"--signal=KILL", unit.as_bytes()], timeout);
+                out.and_then(|o| o.ok("systemctl kill")).map(|_| format!("killed what was left of {unit}"))
+            }
+            Supervisor::Init => kill_all(inside).map(|n| format!("killed {n} new automount process(es)")),
+            Supervisor::Other(p) => Ok(format!("its supervisor (pid {p}) did not start one that serves them")),
+        };
+        state.push(killed.unwrap_or_else(|e| format!("could not kill what hangs: {e}")));
+        let mut paths: Vec<&[u8]> = self.plan.mounts.iter().map(|m| m.path.as_slice()).collect();
+        paths.extend(self.plan.resets.iter().map(|r| r.base.as_slice()));
+        paths.sort_unstable();
+        let (mut made, mut covered, mut unmounted) = (Vec::new(), Vec::new(), Vec::new());
+        let text = init.mountinfo();
+        let table = text.as_ref().map_err(Clone::clone).and_then(|t| Table::from_mountinfo(t, init.host_pid()));
+        for path in paths {
+            let Ok(table) = &table else { break };
+            let Some(a) = table.autofs_at(path) else {
+                unmounted.push(Shown(path).to_string());
+                continue;
+            };
+            if !self.unserved(inside, &a.options) {
+                continue;
+            }
+            // A path reaches the top, not the autofs mount below it: the top still answers.
+            if !a.stack.is_empty() {
+                covered.push(Shown(path).to_string());
+                continue;
+            }
+            match helper::catatonic(inside, None, path, a.mount.dev, timeout) {
+                Ok(()) => made.push(Shown(path).to_string()),
+                Err(e) => state.push(format!("{} stays as it was: {e}", Shown(path))),
+            }
+        }
+        if let Err(e) = &table {
+            state.push(format!("its mounts stay as they were: {e}"));
+        }
+        if !made.is_empty() {
+            state.push(format!(
+                "no automount serves {} now: made catatonic, an access fails at once instead of hanging, what is mounted on them stays",
+                made.join(", ")
+            ));
+        }
+        if !covered.is_empty() {
+            state.push(format!("{} keep what is mounted on them, with no automount below it", covered.join(", ")));
+        }
+        if !unmounted.is_empty() {
+            state.push(format!("{} stays unmounted", unmounted.join(", ")));
+        }
+        state.push("start the daemon again by hand once it can start".into());
+        Error::Left { source: Box::new(e), state: state.join("; ") }
+    }
+
+    /// Whether an autofs mount's master is gone: no process holds its pipe any more.
+    fn unserved(&self, inside: &Inside, options: &AutofsOptions) -> bool {
+        match (options.pgrp, options.pipe_ino) {
+            (Some(pgrp), Some(ino)) => !inside.init().pipe_holder(pgrp, ino).is_ok_and(|h| h.is_some()),
+            // Catatonic already, or its group is not ours to see.
+            _ => false,
+        }
     }
 
     /// Waits until a new automount serves each of our mounts, through a pipe it holds, and
@@ -126,9 +244,9 @@ impl Daemon {
         new.ok_or_else(|| Error::check("no new automount"))
     }
 
-    /// Some(new pid) once every mount is served by one new automount and is unchanged.
+    /// Some(new pid) once every mount is served by one new automount and is unchanged, and
+    /// every multi-mount base that was reset is mounted again by it.
     fn reattached(&self, inside: &Inside, table: &Table<'_>) -> Result<Option<u32>> {
-        let init = inside.init();
         let mut new = None;
         let all = table.autofs();
         for old in &self.plan.mounts {
@@ -141,26 +259,51 @@ impl Daemon {
             {
                 return Err(Error::check(format!("what is mounted at {} changed", Shown(&old.path))));
             }
-            let (Some(pgrp), Some(ino)) = (now.options.pgrp, now.options.pipe_ino) else { return Ok(None) };
-            if now_served.pipe_ino == old.pipe_ino {
+            if now.options.pipe_ino == old.pipe_ino || !self.served_by_new(inside, &now.options, &mut new)? {
                 return Ok(None);
             }
-            let holder = match new {
-                // One daemon serves them all: it holds this pipe too.
-                Some(n) if init.holds_pipe(n, ino).unwrap_or(false) => n,
-                Some(_) => return Ok(None),
-                None => match init.pipe_holder(pgrp, ino)? {
-                    Some(h) => h,
-                    None => return Ok(None),
-                },
-            };
-            if holder == self.plan.pid || !init.exe_of(holder).is_some_and(|exe| procfs::is_automount_exe(&exe)) {
-                return Ok(None);
+        }
+        for r in &self.plan.resets {
+            match table.autofs_at(&r.base) {
+                Some(now) if self.served_by_new(inside, &now.options, &mut new)? => {}
+                _ => return Ok(None),
             }
-            new = Some(holder);
         }
         Ok(new)
     }
+
+    /// Whether a mount's pipe is held by a new automount: the one in `new`, once one is found
+    /// (one daemon serves them all).
+    fn served_by_new(&self, inside: &Inside, options: &AutofsOptions, new: &mut Option<u32>) -> Result<bool> {
+        let init = inside.init();
+        let (Some(pgrp), Some(ino)) = (options.pgrp, options.pipe_ino) else { return Ok(false) };
+        let holder = match *new {
+            Some(n) => return Ok(init.holds_pipe(n, ino).unwrap_or(false)),
+            None => init.pipe_holder(pgrp, ino)?,
+        };
+        match holder {
+            Some(h) if h != self.plan.pid && init.exe_of(h).is_some_and(|exe| procfs::is_automount_exe(&exe)) => {
+                *new = Some(h);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+}
+
+/// Kills every automount process of the container (the old one is known to be gone: these are
+/// what hangs of the new one), and waits a little for them to go. Returns how many.
+fn kill_all(inside: &Inside) -> Result<usize> {
+    let init = inside.init();
+    let new: Vec<u32> = init
+        .container_pids()?
+        .into_iter()
+        .filter(|&pid| init.exe_of(pid).is_some_and(|exe| procfs::is_automount_exe(&exe)))
+        .collect();
+    let killed: Vec<OwnedFd> = new.iter().filter_map(|&pid| pidfd::kill(pid).ok()).collect();
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let _ = wait_until(deadline, || killed.iter().try_fold(true, |all, fd| Ok(all && pidfd::exited(fd.as_fd())?)));
+    Ok(killed.len())
 }
 
 /// What it takes to start a daemon again as it was, read before it is killed: its

@@ -30,6 +30,8 @@ pub enum Error {
     Check(String),
     /// Doing something failed because of `source`.
     Context { doing: String, source: Box<Error> },
+    /// Doing something failed, and this is where it left things (`state`, for people).
+    Left { source: Box<Error>, state: String },
     /// What was on top of a mount point could not go back because of `source`: it is kept
     /// staged at `at` (one place per layer, lowest first), for `recover`.
     Kept { at: Vec<String>, source: Box<Error> },
@@ -54,7 +56,7 @@ impl Error {
     pub fn errno(&self) -> Option<Errno> {
         match self {
             Error::Sys { errno, .. } => Some(*errno),
-            Error::Context { source, .. } | Error::Kept { source, .. } => source.errno(),
+            Error::Context { source, .. } | Error::Kept { source, .. } | Error::Left { source, .. } => source.errno(),
             _ => None,
         }
     }
@@ -87,6 +89,7 @@ impl fmt::Display for Error {
             Error::Exit { doing, status, said } => write!(f, "{doing}: {status}: {}", Shown(said)),
             Error::Timeout { doing, after } => write!(f, "{doing}: no answer in {} s, killed it", seconds(*after)),
             Error::Context { doing, source } => write!(f, "{doing}: {source}"),
+            Error::Left { source, state } => write!(f, "{source}; {state}"),
             Error::Kept { at, source } => write!(f, "what was on top is kept at {} ({source})", at.join(", ")),
         }
     }

@@ -37,14 +37,15 @@ pub fn probe_child(path: &[u8]) -> Result<u8> {
     Ok(0)
 }
 
-/// Makes the autofs mount at `path` in `place` catatonic, if it is still superblock `dev`:
-/// its waiters wake, and every later access returns at once. The child's walk to the mount
-/// point waits while some process is blocked in that mount's automount right now, and waiting
-/// longer does not help: such a process waits for good. So it gets at most two seconds.
-pub fn catatonic(inside: &Inside, place: &Place, path: &[u8], dev: Dev, timeout: Duration) -> Result<()> {
+/// Makes the autofs mount at `path` catatonic, if it is still superblock `dev`: its waiters
+/// wake, and every later access returns at once. In `place`, a nested namespace, else in the
+/// container's own. The child's walk to the mount point waits while some process is blocked
+/// in that mount's automount right now, and waiting longer does not help: such a process
+/// waits for good. So it gets at most two seconds.
+pub fn catatonic(inside: &Inside, place: Option<&Place>, path: &[u8], dev: Dev, timeout: Duration) -> Result<()> {
     let dev = dev.to_string();
     let args: [&[u8]; 3] = [CATATONIC_ARG.as_bytes(), path, dev.as_bytes()];
-    let out = inside.run_helper(Some(place), &args, timeout.min(CATATONIC_TIMEOUT))?;
+    let out = inside.run_helper(place, &args, timeout.min(CATATONIC_TIMEOUT))?;
     out.ok("making it catatonic").map(drop)
 }
 

@@ -9,6 +9,7 @@ mod blocked;
 mod journal;
 mod layout;
 mod mountinfo;
+mod multimount;
 mod nested;
 mod plan;
 mod procfs;

@@ -282,9 +282,7 @@ impl<'i> Mounter<'i> {
 
     /// Detaches the top mount at `path`: what a restart left on top of the new autofs mount.
     pub fn detach(&mut self, path: &[u8]) -> Result<()> {
-        let (dir, last) = paths::parent(self.root(), path)?;
-        paths::in_dir(&dir, || unmount(last.as_slice(), UnmountFlags::DETACH | UnmountFlags::NOFOLLOW))
-            .context(format!("detaching what the restart left on {}", Shown(path)))
+        detach(self.root(), path).context(format!("detaching what the restart left on {}", Shown(path)))
     }
 
     /// Removes the staging, unless a tree is still staged in it: then it stays, with its
@@ -304,6 +302,12 @@ impl<'i> Mounter<'i> {
     fn discard(&self, n: u32) {
         let _ = self.drop_copy(n);
     }
+}
+
+/// Detaches the top mount at `path` (below `root`, walked without following a symlink).
+pub fn detach(root: BorrowedFd<'_>, path: &[u8]) -> Result<()> {
+    let (dir, last) = paths::parent(root, path)?;
+    paths::in_dir(&dir, || unmount(last.as_slice(), UnmountFlags::DETACH | UnmountFlags::NOFOLLOW)).context("umount2")
 }
 
 /// In the staging namespace: attaches `tree` as `n` in `to`, makes it private and checks that

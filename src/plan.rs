@@ -8,6 +8,7 @@
 use crate::autofs::{Autofs, Table};
 use crate::error::Result;
 use crate::mountinfo::{AutofsKind, Dev};
+use crate::multimount::{self, InUse, Reset};
 use crate::nested::{Namespace, Reach};
 use crate::settings::Policy;
 use crate::show::Shown;
@@ -130,7 +131,12 @@ pub struct DaemonPlan {
     /// Host pid: the process that holds the mounts' pipe.
     pub pid: u32,
     pub supervisor: Supervisor,
+    /// Its mounts that a restart keeps as they are (the new daemon takes them over).
     pub mounts: Vec<Served>,
+    /// Its idle triggered direct multi-mounts, unmounted while no daemon runs (`multimount`).
+    pub resets: Vec<Reset>,
+    /// A triggered direct multi-mount in use: then it is left running.
+    pub in_use: Option<InUse>,
 }
 
 /// An autofs mount a daemon serves, as it was before the restart.
@@ -191,14 +197,31 @@ impl Plan {
                     pipe_ino: a.options.pipe_ino,
                     stack: layers(&a),
                 }),
-                Master::Daemon { pid, supervisor } => match plan.daemons.iter_mut().find(|d| d.pid == pid) {
-                    Some(d) => d.mounts.push(Served::of(&a)),
-                    None => plan.daemons.push(DaemonPlan { pid, supervisor, mounts: vec![Served::of(&a)] }),
-                },
+                Master::Daemon { pid, supervisor } => {
+                    let d = match plan.daemons.iter().position(|d| d.pid == pid) {
+                        Some(i) => &mut plan.daemons[i],
+                        None => {
+                            let (mounts, resets, in_use) = (Vec::new(), Vec::new(), None);
+                            plan.daemons.push(DaemonPlan { pid, supervisor, mounts, resets, in_use });
+                            let last = plan.daemons.len() - 1;
+                            &mut plan.daemons[last]
+                        }
+                    };
+                    match multimount::of(table, &a) {
+                        Some(Ok(reset)) => d.resets.push(reset),
+                        Some(Err(in_use)) => d.in_use = d.in_use.take().or(Some(in_use)),
+                        None => d.mounts.push(Served::of(&a)),
+                    }
+                }
                 other => plan.alone.push((a.mount.mount_point.to_vec(), other)),
             }
         }
         plan.missing = wanted.iter().filter(|w| !plan.units.iter().any(|u| &u.name == *w)).cloned().collect();
+        // The offsets below a reset base go with it: the new daemon mounts them again later.
+        for d in &mut plan.daemons {
+            let gone: Vec<&Vec<u8>> = d.resets.iter().flat_map(|r| &r.below).collect();
+            d.mounts.retain(|m| !gone.contains(&&m.path));
+        }
         Ok(plan)
     }
 
@@ -274,7 +297,22 @@ impl Plan {
                 Supervisor::Other(p) => format!("through its supervisor (pid {p})"),
                 Supervisor::Init => "as it was (it daemonised on its own)".into(),
             };
-            format!("automount (pid {}): would SIGKILL it and start it again {how}; it serves {}", d.pid, d.served())
+            if let Some(in_use) = &d.in_use {
+                return format!("automount (pid {}): would be left running: {in_use}", d.pid);
+            }
+            let mut line = format!(
+                "automount (pid {}): would SIGKILL it and start it again {how}; it serves {}",
+                d.pid,
+                d.served()
+            );
+            for r in &d.resets {
+                let n = r.below.len();
+                line.push_str(&format!(
+                    "; {} and its {n} idle offset(s) would be unmounted first (the new daemon mounts them again)",
+                    Shown(&r.base)
+                ));
+            }
+            line
         });
         let units = self.units.iter().map(|u| {
             let mut plan = format!("{}: would restart it (autofs {} at {})", u.name, u.dev, Shown(&u.path));
@@ -291,9 +329,11 @@ impl Plan {
 }
 
 impl DaemonPlan {
-    /// The mount points it serves, for messages.
+    /// The mount points it serves, for messages (those kept, then the bases of those reset).
     pub fn served(&self) -> String {
-        self.mounts.iter().map(|m| Shown(&m.path).to_string()).collect::<Vec<_>>().join(", ")
+        let kept = self.mounts.iter().map(|m| &m.path);
+        let reset = self.resets.iter().map(|r| &r.base);
+        kept.chain(reset).map(|p| Shown(p).to_string()).collect::<Vec<_>>().join(", ")
     }
 }
 

@@ -168,7 +168,7 @@ fn release(inside: &Inside, namespaces: &[Namespace], outcomes: &[Outcome], time
             // A copy with mounts on top is left as it is: no path reaches it, and the top answers.
             for c in ns.copies.iter().filter(|c| c.reach == Reach::Private && c.on_top == 0 && c.dev == u.dev) {
                 let done = match &ns.place {
-                    Some(place) => helper::catatonic(inside, place, &c.path, c.dev, timeout),
+                    Some(place) => helper::catatonic(inside, Some(place), &c.path, c.dev, timeout),
                     None => Err(crate::error::Error::check(format!("{} went away", ns.describe()))),
                 };
                 let (path, ns) = (Shown(&c.path), ns.describe());

@@ -201,3 +201,160 @@ fn private_copies_of_a_daemons_mounts_stay_served() {
     assert_ne!(copy_now.option("pipe_ino"), copy.option("pipe_ino"));
     assert_eq!(ctr.answers("/srv/direct-idle", 10), Some(true));
 }
+
+/// Maps with a direct multi-mount (`/srv/multi`, offsets `/a` and `/b`) and an indirect one
+/// (key `m`, offsets `/x` and `/y`) beside a plain direct mount (`/srv/direct`, triggered), the
+/// daemon started by `start`; both multi-mounts triggered, so that their offsets stand as
+/// autofs triggers with nothing on them (the state CRIU can dump).
+fn multi_container(start: &str) -> Container {
+    let ctr = Container::start();
+    ctr.ok(&format!(
+        "mkdir -p /srv/data-a /srv/data-b /srv/data-x /srv/data-y /srv/data-d
+         for d in a b x y d; do echo $d > /srv/data-$d/f; done
+         printf '/- /etc/auto.direct\\n/srv/ind /etc/auto.ind\\n' > /etc/auto.master
+         printf '/srv/multi /a -fstype=bind :/srv/data-a /b -fstype=bind :/srv/data-b\\n/srv/direct -fstype=bind :/srv/data-d\\n/srv/direct-idle -fstype=bind :/srv/data-d\\n' > /etc/auto.direct
+         echo 'm /x -fstype=bind :/srv/data-x /y -fstype=bind :/srv/data-y' > /etc/auto.ind
+         {start}
+         cat /srv/direct/f >/dev/null && ls /srv/multi /srv/ind/m >/dev/null"
+    ));
+    for offset in OFFSETS {
+        let stack: Vec<String> = ctr.at(offset).into_iter().map(|m| m.fs_type).collect();
+        assert_eq!(stack, ["autofs"], "{offset} stands as a trigger with nothing on it");
+    }
+    ctr
+}
+
+const OFFSETS: [&str; 4] = ["/srv/multi/a", "/srv/multi/b", "/srv/ind/m/x", "/srv/ind/m/y"];
+
+#[test]
+#[ignore = "needs root and the kernel's autofs: make test runs it"]
+fn triggered_multi_mounts_under_systemd_come_back_with_every_offset() {
+    multi_mounts_come_back(BY_SYSTEMD, "autofs.service: automount (pid ");
+}
+
+#[test]
+#[ignore = "needs root and the kernel's autofs: make test runs it"]
+fn triggered_multi_mounts_under_a_supervisor_come_back_with_every_offset() {
+    multi_mounts_come_back(SUPERVISED, "under pid ");
+}
+
+/// autofs 5.1.8 hangs at start on a triggered direct multi-mount: a plain SIGKILL and start
+/// never comes back. One offset and an idle direct mount restored as CRIU leaves them (the
+/// direct one hangs), then the fix.
+fn multi_mounts_come_back(start: &str, said_restarted: &str) {
+    require_containers();
+    require_automount();
+    let ctr = multi_container(start);
+    ctr.restore(&["/srv/multi/a", "/srv/direct-idle"]);
+    assert_eq!(ctr.answers("/srv/direct-idle", 2), None, "the restored direct mount should hang");
+    let direct = ctr.on_top("/srv/direct");
+    let old = daemons(&ctr);
+    assert_eq!(old.len(), 1);
+    let out = run(&["restart", "--pid", &ctr.pid, "--dry-run"]);
+    assert!(
+        stderr(&out).contains("; /srv/multi and its 2 idle offset(s) would be unmounted first"),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = run_as_criu("post-resume", &ctr.pid, &[("AUTOFS_RESTART_TIMEOUT", "15")]);
+    let said = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{said}");
+    let line = said.lines().find(|l| l.contains(said_restarted)).unwrap_or_else(|| panic!("{said}"));
+    assert!(line.contains(": restarted (now pid ") && line.contains("/srv/multi"), "{line}");
+    let now = daemons(&ctr);
+    assert_eq!(now.len(), 1, "exactly one daemon: {now:?}");
+    assert_ne!(now, old);
+    assert_eq!(ctr.on_top("/srv/direct"), direct, "what was mounted on the direct mount stays");
+    common::nothing_left(&ctr, "after the fix");
+    // Every offset answers, the direct multi-mount's through its base mounted afresh.
+    for (offset, content) in OFFSETS.iter().zip(["a\n", "b\n", "x\n", "y\n"]) {
+        assert_eq!(ctr.ok(&format!("timeout -s KILL 10 cat {offset}/f")), content, "{offset}");
+    }
+    assert_eq!(ctr.ok("cat /srv/direct/f /srv/direct-idle/f"), "d\nd\n");
+    assert_eq!(daemons(&ctr), now, "still the one daemon");
+}
+
+/// The CLI's case, on a live container: an offset of the direct multi-mount has its mount on
+/// it. A new daemon would hang at its start, so the old one is left running, said why, exit 1.
+#[test]
+#[ignore = "needs root and the kernel's autofs: make test runs it"]
+fn a_direct_multi_mount_in_use_leaves_the_daemon_running() {
+    require_containers();
+    require_automount();
+    let ctr = multi_container(BY_SYSTEMD);
+    ctr.ok("cat /srv/multi/a/f >/dev/null");
+    // The daemon's mounts (the container's own automount units are restarted as usual).
+    let of_daemon = |ctr: &Container| -> Vec<common::MountLine> {
+        let daemons = ["/srv/multi", "/srv/ind", "/srv/direct"];
+        ctr.mountinfo().into_iter().filter(|m| daemons.iter().any(|d| m.mount_point.starts_with(d))).collect()
+    };
+    let (old, before) = (daemons(&ctr), of_daemon(&ctr));
+    let why = "/srv/multi is a direct multi-mount in use (/srv/multi/a has overlay ctr on it): \
+               a new automount would hang at its start (autofs 5.1.8 and 5.1.9); unmount that or let it expire, then run again";
+
+    let out = run(&["restart", "--pid", &ctr.pid, "--dry-run"]);
+    assert!(stderr(&out).contains(&format!("): would be left running: {why}")), "{}", stderr(&out));
+    let out = run(&["restart", "--pid", &ctr.pid]);
+    let said = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(
+        said.lines().any(|l| l.starts_with("autofs-restart: autofs.service: automount (pid ")
+            && l.ends_with(&format!("): failed: left running: {why}"))),
+        "{said}"
+    );
+    assert_eq!(daemons(&ctr), old, "the same daemon runs");
+    assert_eq!(of_daemon(&ctr), before, "nothing of the daemon's was touched");
+    for (offset, content) in OFFSETS.iter().zip(["a\n", "b\n", "x\n", "y\n"]) {
+        assert_eq!(ctr.ok(&format!("timeout -s KILL 10 cat {offset}/f")), content, "{offset}");
+    }
+}
+
+#[test]
+#[ignore = "needs root and the kernel's autofs: make test runs it"]
+fn a_daemon_of_systemd_that_never_comes_back() {
+    never_comes_back(BY_SYSTEMD, None, "killed what was left of autofs.service");
+}
+
+#[test]
+#[ignore = "needs root and the kernel's autofs: make test runs it"]
+fn a_daemon_started_again_by_us_that_never_comes_back() {
+    never_comes_back(BY_HAND, Some("/usr/bin/tail -f /dev/null"), "killed 0 new automount process(es)");
+}
+
+/// The next automount started hangs for good (a stand-in at its path): bounded by the timeout,
+/// what hangs killed, the mounts nobody serves catatonic (an access fails at once), what is
+/// mounted on them kept, exit 1 and a line that says so.
+fn never_comes_back(start: &str, init: Option<&str>, killed: &str) {
+    require_containers();
+    require_automount();
+    let ctr = restored_daemon_container_with(start, init);
+    let direct = ctr.on_top("/srv/direct");
+    ctr.ok("printf '#!/bin/sh\\nexec sleep 1001\\n' > /usr/sbin/automount.hang && chmod +x /usr/sbin/automount.hang
+            mv /usr/sbin/automount.hang /usr/sbin/automount");
+
+    let out = std::process::Command::new("timeout")
+        .args(["-s", "KILL", "60", "bash", "-c"])
+        .arg(common::criu_line("post-resume", &ctr.pid, &[("AUTOFS_RESTART_TIMEOUT", "3")]))
+        .env_clear()
+        .output()
+        .unwrap();
+    let said = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{:?}: {said}", out.status);
+    let line = said.lines().find(|l| l.contains("automount (pid ")).unwrap_or_else(|| panic!("{said}"));
+    assert!(line.contains(": failed: ") && line.contains(killed), "{line}");
+    assert!(
+        line.contains(
+            "; no automount serves /srv/direct-idle, /srv/ind now: made catatonic, an access fails at once \
+             instead of hanging, what is mounted on them stays; /srv/direct keep what is mounted on them, with no \
+             automount below it; start the daemon again by hand once it can start"
+        ),
+        "{line}"
+    );
+    assert_eq!(ctr.ok("pgrep -c -f 'sleep [1]001' || true"), "0\n", "what hung was killed");
+    assert!(daemons(&ctr).is_empty());
+    assert_eq!(ctr.on_top("/srv/direct"), direct, "what was mounted stays");
+    assert_eq!(ctr.ok("cat /srv/direct/f"), "direct\n");
+    assert_ne!(ctr.answers("/srv/direct-idle", 5), None, "an access returns at once");
+    common::nothing_left(&ctr, "after a daemon that never came back");
+}

@@ -196,22 +196,32 @@ impl Init {
         Ok(pids)
     }
 
-    /// One pass over the host's /proc for the container's processes: those whose pid
-    /// namespace is the init's or lies below it. Finds one process in each mount namespace
+    /// The container's processes (host pids): those whose pid namespace is the init's or lies
+    /// below it. One pass over the host's /proc.
+    pub fn container_pids(&self) -> Result<Vec<u32>> {
+        let own_pid = self.own_ns("pid")?;
+        let mut below: HashMap<NsId, bool> = HashMap::new();
+        let mut pids = self.pids()?;
+        // A process that exits meanwhile is simply not counted.
+        pids.retain(|&pid| match self.ns(pid, "pid") {
+            Ok(ns) => ns == own_pid || *below.entry(ns).or_insert_with(|| self.pid_ns_below(pid, own_pid)),
+            Err(_) => false,
+        });
+        Ok(pids)
+    }
+
+    /// The init's namespace of kind `kind`.
+    fn own_ns(&self, kind: &str) -> Result<NsId> {
+        ns::id(self.dir.as_fd(), &format!("ns/{kind}")).context(self.shown(&format!("ns/{kind}")))
+    }
+
+    /// One pass over the container's processes: finds one process in each mount namespace
     /// other than the init's, and every process waiting in the kernel's autofs code.
     pub fn survey(&self) -> Result<Survey> {
-        let own =
-            |kind: &str| ns::id(self.dir.as_fd(), &format!("ns/{kind}")).context(self.shown(&format!("ns/{kind}")));
-        let (own_mnt, own_pid) = (own("mnt")?, own("pid")?);
+        let own_mnt = self.own_ns("mnt")?;
         let mut survey = Survey::default();
         let mut seen = Vec::new();
-        let mut below: HashMap<NsId, bool> = HashMap::new();
-        for pid in self.pids()? {
-            // A process that exits meanwhile is simply not counted.
-            let Ok(pidns) = self.ns(pid, "pid") else { continue };
-            if pidns != own_pid && !*below.entry(pidns).or_insert_with(|| self.pid_ns_below(pid, own_pid)) {
-                continue;
-            }
+        for pid in self.container_pids()? {
             if self.still_blocked(pid) {
                 survey.blocked.push(pid);
             }
