@@ -2,7 +2,8 @@
 //! `systemctl restart`, keeping what is mounted on top of them (inside the container).
 //!
 //! 2. set aside what sits on each autofs mount, the top first (`mounts`);
-//! 3. `systemctl restart` every unit whose top is safely aside, at once;
+//! 3. `systemctl restart` every unit whose top is safely aside, at once (in one call, unless
+//!    their names would not fit one command line);
 //! 4. check each new autofs mount, clear what the restart left on top, put the saved trees
 //!    back (also when the restart failed), lowest first.
 //!
@@ -60,14 +61,21 @@ struct Run {
     out: Outcome,
     /// Set aside, highest first (the order they came off), each with the layer it was.
     saved: Vec<(Layer, Saved)>,
+    /// How the `systemctl restart` that named it failed, if it did.
+    restart: Option<Error>,
 }
+
+/// The most bytes of unit names one `systemctl` call takes: far under the kernel's smallest
+/// limit on a program's arguments and environment (ARG_MAX is at least 128 KiB; systemctl's
+/// environment is three short variables).
+const ARGS_MAX: usize = 64 * 1024;
 
 /// Phases 2 to 4 for the units of the plan. Returns each unit's outcome, and an error that
 /// belongs to no unit (the staging could not be removed).
 pub fn restart(inside: &Inside, units: Vec<UnitPlan>, s: &Settings, log: &Log) -> (Vec<Outcome>, Option<Error>) {
     let mut runs: Vec<Run> = units
         .into_iter()
-        .map(|unit| Run { out: Outcome { unit, result: Ok(()), kept: None }, saved: Vec::new() })
+        .map(|unit| Run { out: Outcome { unit, result: Ok(()), kept: None }, saved: Vec::new(), restart: None })
         .collect();
     let mut mounter = match Mounter::new(inside, s.api) {
         Ok(m) => m,
@@ -79,9 +87,9 @@ pub fn restart(inside: &Inside, units: Vec<UnitPlan>, s: &Settings, log: &Log) -
     for run in &mut runs {
         set_aside(&mut mounter, run, log);
     }
-    let restart_error = restart_all(inside, &runs, s.timeout, log);
+    restart_all(inside, &mut runs, s.timeout, log);
     let after = inside.init().mountinfo();
-    check_and_put_back(inside, &mut mounter, &mut runs, restart_error.as_ref(), after, log);
+    check_and_put_back(inside, &mut mounter, &mut runs, after, log);
     let finished = mounter.finish().err();
     if s.probe {
         for run in runs.iter_mut().filter(|r| r.out.result.is_ok()) {
@@ -110,12 +118,38 @@ fn set_aside(mounter: &mut Mounter<'_>, run: &mut Run, log: &Log) {
     }
 }
 
-/// Phase 3: one restart for every unit whose top is safely aside. Its error, if it failed.
-fn restart_all(inside: &Inside, runs: &[Run], timeout: Duration, log: &Log) -> Option<Error> {
-    let names: Vec<&str> = runs.iter().filter(|r| r.out.result.is_ok()).map(|r| r.out.unit.name.as_str()).collect();
-    if names.is_empty() {
-        return None;
+/// Phase 3: one restart for every unit whose top is safely aside (a call per batch of names
+/// that fits a command line); each unit keeps its call's error.
+fn restart_all(inside: &Inside, runs: &mut [Run], timeout: Duration, log: &Log) {
+    let names: Vec<String> = runs.iter().filter(|r| r.out.result.is_ok()).map(|r| r.out.unit.name.clone()).collect();
+    for batch in batches(&names, ARGS_MAX) {
+        let failed = restart_batch(inside, batch, timeout, log);
+        for run in runs.iter_mut().filter(|r| batch.contains(&r.out.unit.name)) {
+            run.restart = failed.clone();
+        }
     }
+}
+
+/// `names` in consecutive batches whose bytes (with a NUL each) stay within `max`; a name
+/// longer than that is a batch of its own.
+fn batches(names: &[String], max: usize) -> Vec<&[String]> {
+    let mut out = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (i, name) in names.iter().enumerate() {
+        if i > start && bytes + name.len() + 1 > max {
+            out.push(&names[start..i]);
+            (start, bytes) = (i, 0);
+        }
+        bytes += name.len() + 1;
+    }
+    if start < names.len() {
+        out.push(&names[start..]);
+    }
+    out
+}
+
+/// One `systemctl restart` of `names`. Its error, if it failed.
+fn restart_batch(inside: &Inside, names: &[String], timeout: Duration, log: &Log) -> Option<Error> {
     let mut args: Vec<&[u8]> = vec![b"restart"];
     args.extend(names.iter().map(|n| n.as_bytes()));
     log.step(format_args!("systemctl restart {}", names.join(" ")));
@@ -133,14 +167,7 @@ fn restart_all(inside: &Inside, runs: &[Run], timeout: Duration, log: &Log) -> O
 
 /// Phase 4: check, clear, put back. No error may end it before every saved tree is back, or
 /// said to be kept in the staging.
-fn check_and_put_back(
-    inside: &Inside,
-    mounter: &mut Mounter<'_>,
-    runs: &mut [Run],
-    restart_error: Option<&Error>,
-    after: Result<Vec<u8>>,
-    log: &Log,
-) {
+fn check_and_put_back(inside: &Inside, mounter: &mut Mounter<'_>, runs: &mut [Run], after: Result<Vec<u8>>, log: &Log) {
     let init = inside.init();
     let table = after.as_ref().map_err(Clone::clone).and_then(|text| Table::from_mountinfo(text, init.host_pid()));
     for run in runs {
@@ -151,8 +178,8 @@ fn check_and_put_back(
             let checked = table.as_ref().map_err(Clone::clone).and_then(|t| check(inside, t, &run.out.unit));
             match checked {
                 Ok(left_on_top) => cleared = clear(mounter, run, left_on_top, log),
-                Err(e) => match restart_error {
-                    Some(r) => run.out.fail("restarting", r.clone()),
+                Err(e) => match run.restart.take() {
+                    Some(r) => run.out.fail("restarting", r),
                     None => run.out.fail("checking the restart", e),
                 },
             }
@@ -230,4 +257,21 @@ fn check(inside: &Inside, after: &Table<'_>, u: &UnitPlan) -> Result<usize> {
         return Err(Error::check(format!("pid {init} does not hold the pipe of the new autofs mount at {path}")));
     }
     Ok(a.stack.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_in_batches_that_fit_a_command_line() {
+        let names: Vec<String> = (0..10).map(|i| format!("u{i}.automount")).collect();
+        assert_eq!(batches(&names, ARGS_MAX), [&names[..]], "one call for all");
+        let sizes: Vec<usize> = batches(&names, 40).iter().map(|b| b.len()).collect();
+        assert_eq!(sizes, [3, 3, 3, 1], "13 bytes each with the NUL, 40 at most");
+        let long = vec!["x".repeat(100), "y.automount".to_string()];
+        let sizes: Vec<usize> = batches(&long, 40).iter().map(|b| b.len()).collect();
+        assert_eq!(sizes, [1, 1]);
+        assert!(batches(&[], 40).is_empty());
+    }
 }

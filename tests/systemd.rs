@@ -267,3 +267,37 @@ fn a_systemd_installed_elsewhere_is_still_systemd() {
     assert!(stderr(&out).contains("autofs-restart: srv-idle.automount: restarted\n"), "{}", stderr(&out));
     assert_eq!(ctr.answers("/srv/idle", 10), Some(true));
 }
+
+/// A few hundred automount units in one container: one run restarts them all in one
+/// `systemctl restart` (their names fit one command line), and each is fixed.
+#[test]
+#[ignore = "needs root and the kernel's autofs: make test runs it"]
+fn two_hundred_units_in_one_systemctl_call() {
+    require_containers();
+    const N: usize = 200;
+    let ctr = Container::start();
+    ctr.ok(&format!(
+        "for i in $(seq {N}); do
+             printf '[Automount]\\nWhere=/srv/many/u%s\\n' $i > /etc/systemd/system/srv-many-u$i.automount
+             printf '[Mount]\\nWhat=u%s\\nWhere=/srv/many/u%s\\nType=tmpfs\\n' $i $i > /etc/systemd/system/srv-many-u$i.mount
+         done
+         systemctl daemon-reload && systemctl start $(seq -f 'srv-many-u%g.automount' {N})"
+    ));
+    let paths: Vec<String> = (1..=N).map(|i| format!("/srv/many/u{i}")).collect();
+    ctr.restore(&paths.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(ctr.answers("/srv/many/u7", 2), None, "a restored unit should hang");
+    // Every restart call, with its number of arguments.
+    ctr.inject_systemctl_fault("echo \"$#\" >> /run/restart-calls");
+    let kept = Kept::of(&ctr, &[], &[]);
+
+    let out = run_as_criu("post-resume", &ctr.pid, &[]);
+    let said = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{said}");
+    // The container's three units of the harness, and the N.
+    assert_eq!(said.lines().filter(|l| l.ends_with(".automount: restarted")).count(), N + 3, "{said}");
+    assert_eq!(ctr.ok("cat /run/restart-calls"), format!("{}\n", N + 3 + 1), "one call: restart and every unit");
+    kept.check(&ctr, "after the fix");
+    for path in ["/srv/many/u7", "/srv/many/u200"] {
+        assert_eq!(ctr.answers(path, 10), Some(true), "{path}");
+    }
+}
