@@ -6,6 +6,12 @@ use std::collections::HashMap;
 use crate::error::{Error, Result};
 use crate::mountinfo::{self, AutofsOptions, Mount};
 
+/// Whether a mountinfo text has an autofs mount, found without parsing it: paths are escaped,
+/// so " - autofs " is always the type field.
+pub fn any(text: &[u8]) -> bool {
+    mountinfo::contains(text, b" - autofs ")
+}
+
 /// A mount table with its parent → children index. Built once per read, O(mounts).
 pub struct Table<'a> {
     pub mounts: Vec<Mount<'a>>,

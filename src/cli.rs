@@ -75,6 +75,9 @@ pub enum Command {
         timeout: Duration,
     },
     Restart(Settings),
+    /// CRIU's pre-dump stage: its settings, or why they could not be read (a warning there:
+    /// only the nested policy may abort a dump).
+    PreDump(Result<Settings>),
     /// Internal: the child that `--probe` starts inside the container.
     Probe(OsString),
     /// Internal: the child that makes a private copy in a nested namespace catatonic.
@@ -89,14 +92,18 @@ pub fn parse(args: Vec<OsString>, env: &dyn Fn(&str) -> Option<OsString>) -> Res
         let Some(action) = env(criu::ACTION_VAR) else {
             return Err(Error::Usage("no command (see --help)".into()));
         };
-        match Stage::of(&action) {
-            Stage::PostResume => {}
-            Stage::PreDump | Stage::PreResume | Stage::Other => return Ok(Command::Ignore),
-        }
-        let mut settings = settings_from_env(env)?;
-        settings.pid = criu::parse_pid(criu::PID_VAR, env(criu::PID_VAR).as_deref())?;
-        settings.pid_name = criu::PID_VAR;
-        return Ok(Command::Restart(settings));
+        let settings = || -> Result<Settings> {
+            let mut settings = settings_from_env(env)?;
+            settings.pid = criu::parse_pid(criu::PID_VAR, env(criu::PID_VAR).as_deref())?;
+            settings.pid_name = criu::PID_VAR;
+            settings.criu = criu::criu_pid(env(criu::IMAGE_DIR_VAR).as_deref());
+            Ok(settings)
+        };
+        return match Stage::of(&action) {
+            Stage::PostResume => Ok(Command::Restart(settings()?)),
+            Stage::PreDump => Ok(Command::PreDump(settings())),
+            Stage::PreResume | Stage::Other => Ok(Command::Ignore),
+        };
     }
 
     if args.len() == 2 && args[0] == PROBE_ARG {
@@ -195,6 +202,7 @@ fn settings_from_env(env: &dyn Fn(&str) -> Option<OsString>) -> Result<Settings>
             Some(v) if !v.is_empty() => policy("AUTOFS_RESTART_NESTED", &v)?,
             _ => Policy::Restart,
         },
+        criu: None,
     })
 }
 
@@ -241,12 +249,18 @@ mod tests {
 
     #[test]
     fn criu_stages_other_than_post_resume_are_ignored_whatever_else_is_set() {
-        for action in ["pre-dump", "post-restore", "pre-resume", "network-lock", "some-future-stage", ""] {
+        for action in ["post-restore", "pre-resume", "network-lock", "some-future-stage", ""] {
             let c = parse_with(&[], &[("CRTOOLS_SCRIPT_ACTION", action), ("AUTOFS_RESTART_TIMEOUT", "x")]);
             assert!(matches!(c, Ok(Command::Ignore)), "{action}");
         }
+    }
+
+    #[test]
+    fn pre_dump_takes_its_settings_or_says_why_not_without_failing() {
+        let c = parse_with(&[], &[("CRTOOLS_SCRIPT_ACTION", "pre-dump"), ("CRTOOLS_INIT_PID", "7")]);
+        assert!(matches!(c, Ok(Command::PreDump(Ok(ref s))) if s.criu.is_none() && s.nested == Policy::Restart));
         let c = parse_with(&[], &[("CRTOOLS_SCRIPT_ACTION", "pre-dump"), ("CRTOOLS_INIT_PID", "junk")]);
-        assert!(matches!(c, Ok(Command::Ignore)));
+        assert!(matches!(c, Ok(Command::PreDump(Err(ref e))) if e.to_string().starts_with("CRTOOLS_INIT_PID='junk'")));
     }
 
     #[test]
@@ -262,6 +276,7 @@ mod tests {
         ));
         assert_eq!(s.pid.as_raw_nonzero().get(), 42);
         assert_eq!(s.pid_name, "CRTOOLS_INIT_PID");
+        assert_eq!(s.criu, None, "no CRTOOLS_IMAGE_DIR, no CRIU process to tell runs apart by");
         assert_eq!(s.units, ["srv-data.automount", "proc-sys-fs-binfmt_misc.automount"]);
         assert_eq!(s.timeout, Duration::from_millis(2500));
         assert!(!s.dry_run && !s.probe);

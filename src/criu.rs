@@ -11,6 +11,16 @@ use crate::error::{Error, Result};
 
 pub const ACTION_VAR: &str = "CRTOOLS_SCRIPT_ACTION";
 pub const PID_VAR: &str = "CRTOOLS_INIT_PID";
+pub const IMAGE_DIR_VAR: &str = "CRTOOLS_IMAGE_DIR";
+
+/// The CRIU process that runs us, from `CRTOOLS_IMAGE_DIR`: CRIU names its images directory
+/// by a descriptor of its own, `/proc/PID/fd/N` (in RPC mode too). None for anything else.
+pub fn criu_pid(image_dir: Option<&OsStr>) -> Option<u32> {
+    let rest = image_dir?.as_bytes().strip_prefix(b"/proc/")?;
+    let (pid, fd) = std::str::from_utf8(rest).ok()?.split_once("/fd/")?;
+    fd.parse::<u32>().ok()?;
+    pid.parse().ok().filter(|&p| p > 0)
+}
 
 /// The stages of CRIU's lifecycle that concern autofs mounts. CRIU has others and may add
 /// more: each of them is `Other`, a silent no-op.
@@ -78,6 +88,16 @@ mod tests {
         for other in ["post-restore", "post-dump", "post-resume ", "POST-RESUME", "", "x"] {
             assert_eq!(Stage::of(OsStr::new(other)), Stage::Other, "{other}");
         }
+    }
+
+    #[test]
+    fn the_criu_process_from_its_images_directory() {
+        let pid = |v: &str| criu_pid(Some(OsStr::new(v)));
+        assert_eq!(pid("/proc/4242/fd/3"), Some(4242));
+        assert_eq!(pid("/proc/self/fd/3"), None);
+        assert_eq!(pid("/var/lib/criu/images"), None);
+        assert_eq!(pid("/proc/4242/fd/x"), None);
+        assert_eq!(criu_pid(None), None);
     }
 
     #[test]

@@ -7,6 +7,9 @@
 //! - In the container (legacy path), a private tmpfs at `DIR` holds them.
 //! - In either staging, tree N is the directory (and mount point) `N`, and `JOURNAL` lists
 //!   where each belongs (see `journal`).
+//! - On the host, `DIR/STAGE.KEY.CRIU` marks that an action-script run of that stage for that
+//!   container was started by that CRIU process (its pid and start time): a second one, as
+//!   when CRIU reads the script from two configuration files, does nothing (see `once`).
 
 use std::ffi::CStr;
 
@@ -39,6 +42,19 @@ pub fn pin(key: &str) -> String {
     format!("{DIR}/{key}")
 }
 
+/// The marker of an action-script run of `stage` on the container `key`, started by the
+/// process `criu` (`key` of its pid and start time).
+pub fn marker(stage: &str, key: &str, criu: &str) -> String {
+    format!("{stage}.{key}.{criu}")
+}
+
+/// The CRIU process (pid, start time) a marker's name says, if it is one.
+pub fn marker_criu(name: &str) -> Option<(u32, u64)> {
+    let (_, criu) = name.rsplit_once('.')?;
+    let (pid, start) = criu.split_once('-')?;
+    Some((pid.parse().ok()?, start.parse().ok()?))
+}
+
 /// Tree `n` in the container's staging.
 pub fn in_container(n: u32) -> String {
     format!("{DIR}/{n}")
@@ -52,6 +68,11 @@ mod tests {
     fn names() {
         assert_eq!(pin(&key(4242, 3175)), "/run/autofs-restart/4242-3175");
         assert_eq!(in_container(3), "/run/autofs-restart/3");
+        let m = marker("post-resume", &key(4242, 3175), &key(17, 99));
+        assert_eq!(m, "post-resume.4242-3175.17-99");
+        assert_eq!(marker_criu(&m), Some((17, 99)));
+        assert_eq!(marker_criu("4242-3175"), None, "a pin is no marker");
+        assert_eq!(marker_criu("journal"), None);
         let line = format!("90 82 0:80 / {DIR} rw - tmpfs {TMPFS_SOURCE} rw\n");
         assert!(crate::mountinfo::contains(line.as_bytes(), STAGING_LINE));
     }

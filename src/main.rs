@@ -22,12 +22,14 @@ mod xorshift;
 mod container;
 mod helper;
 mod mounts;
+mod once;
 mod paths;
 mod staging;
 mod survey;
 
 // The masters, and the commands and stages that drive them.
 mod automount;
+mod predump;
 mod restart;
 mod status;
 mod systemd;
@@ -70,6 +72,7 @@ fn main() -> ExitCode {
         Command::Status { pid_name, pid } => status::run(pid_name, pid),
         Command::Recover { pid_name, pid, timeout } => restart::recover(pid_name, pid, timeout),
         Command::Restart(settings) => restart::run(&settings),
+        Command::PreDump(settings) => Ok(predump::run(settings)),
         Command::Probe(path) => helper::probe_child(path.as_bytes()),
         Command::Catatonic(path, dev) => helper::catatonic_child(path.as_bytes(), dev.as_bytes()),
     });

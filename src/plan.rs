@@ -248,32 +248,41 @@ impl Plan {
         alone.chain(missing).collect()
     }
 
-    /// Applies the nested policy: names each private copy of a unit's autofs mount in the
-    /// nested namespaces, and with `skip` leaves those units out. Returns the lines to say and
-    /// how many private copies there are; with `fail`, any copy means nothing is done at all.
-    pub fn nested(&mut self, namespaces: &[Namespace], policy: Policy) -> (Vec<String>, usize) {
-        let mut lines = Vec::new();
-        let mut private = 0;
-        self.units.retain(|u| {
-            let mut any = false;
+    /// The private copies of the units' autofs mounts in nested namespaces, unit by unit.
+    pub fn private_copies(&self, namespaces: &[Namespace]) -> Vec<PrivateCopy> {
+        let mut found = Vec::new();
+        for u in &self.units {
             for ns in namespaces {
                 for c in ns.copies.iter().filter(|c| c.reach == Reach::Private && c.dev == u.dev) {
-                    any = true;
-                    private += 1;
-                    let on_top = match c.on_top {
-                        0 => String::new(),
-                        n => format!(" (the {n} mount(s) on it there still answer)"),
-                    };
-                    lines.push(format!(
-                        "{}: {} has a private copy at {} in {}: a restart of its master leaves that copy catatonic{on_top}",
-                        u.name,
-                        Shown(c.of.as_deref().unwrap_or_default()),
-                        Shown(&c.path),
-                        ns.describe()
-                    ));
+                    found.push(PrivateCopy {
+                        unit: u.name.clone(),
+                        of: c.of.clone().unwrap_or_default(),
+                        path: c.path.clone(),
+                        ns: ns.describe(),
+                        on_top: c.on_top,
+                    });
                 }
             }
-            let skip = any && policy == Policy::Skip;
+        }
+        found
+    }
+
+    /// Applies the nested policy at the fix: names each private copy of a unit's autofs mount
+    /// in the nested namespaces, and with `skip` leaves those units out. Returns the lines to
+    /// say and how many private copies there are; with `fail`, any copy means nothing is done.
+    pub fn nested(&mut self, namespaces: &[Namespace], policy: Policy) -> (Vec<String>, usize) {
+        let copies = self.private_copies(namespaces);
+        let mut lines = Vec::new();
+        for c in &copies {
+            let on_top = match c.on_top {
+                0 => String::new(),
+                n => format!(" (the {n} mount(s) on it there still answer)"),
+            };
+            lines.push(format!("{}: a restart of its master leaves that copy catatonic{on_top}", c.line()));
+        }
+        let private = copies.len();
+        self.units.retain(|u| {
+            let skip = policy == Policy::Skip && copies.iter().any(|c| c.unit == u.name);
             if skip {
                 lines.push(format!("{}: left alone (nested policy: {})", u.name, policy.as_str()));
             }
@@ -325,6 +334,27 @@ impl Plan {
             plan
         });
         daemons.chain(units).collect()
+    }
+}
+
+/// A private copy of a unit's autofs mount in a nested namespace: a restart of the unit
+/// leaves it without a master.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrivateCopy {
+    pub unit: String,
+    /// The init's mount point of the same superblock, and the copy's in its namespace.
+    pub of: Vec<u8>,
+    pub path: Vec<u8>,
+    /// "the mount namespace of pid N (M in the container, CMD)"
+    pub ns: String,
+    /// How many mounts sit on it there.
+    pub on_top: usize,
+}
+
+impl PrivateCopy {
+    /// "UNIT: OF has a private copy at PATH in NS", the start of every line about it.
+    pub fn line(&self) -> String {
+        format!("{}: {} has a private copy at {} in {}", self.unit, Shown(&self.of), Shown(&self.path), self.ns)
     }
 }
 

@@ -11,15 +11,16 @@ use std::time::Duration;
 
 use rustix::process::Pid;
 
-use crate::autofs::Table;
+use crate::autofs::{self, Table};
 use crate::automount::Daemon;
 use crate::container::{Host, Inside, Reached};
 use crate::error::Result;
 use crate::helper;
 use crate::log::Log;
-use crate::mountinfo::{Dev, contains};
+use crate::mountinfo::Dev;
 use crate::mounts;
 use crate::nested::{Namespace, Reach};
+use crate::once;
 use crate::plan::{self, Plan};
 use crate::settings::{Policy, Settings};
 use crate::show::Shown;
@@ -27,18 +28,20 @@ use crate::staging;
 use crate::survey::{self, Blocked, ProcFacts};
 use crate::systemd::{self, Outcome};
 
-/// An autofs mount in a mountinfo text, found without parsing it: paths are escaped, so
-/// " - autofs " is always the type field.
-const AUTOFS_LINE: &[u8] = b" - autofs ";
-
 /// Runs the fix. Returns the exit code: 0 when every unit checks out (or there was nothing to
 /// do), 1 when one did not; each unit's outcome has been said on stderr.
 pub fn run(s: &Settings) -> Result<u8> {
     let log = Log { verbose: s.verbose };
     let host = Host::open(s.pid_name, s.pid)?;
+    // A second run by the same CRIU process (the script named twice in its configuration).
+    match once::first("post-resume", host.init(), s.criu) {
+        Ok(true) => {}
+        Ok(false) => return Ok(0),
+        Err(e) => log.say(format_args!("warning: {e}")),
+    }
     let mut text = host.init().mountinfo()?;
     // No autofs mount and nothing left by an interrupted run: nothing to lock either.
-    if !contains(&text, AUTOFS_LINE) && !staging::anything_left(host.init(), &text) {
+    if !autofs::any(&text) && !staging::anything_left(host.init(), &text) {
         return Ok(0);
     }
     let (_lock, waited) = host.lock(s.timeout)?;

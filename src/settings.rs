@@ -18,6 +18,9 @@ pub struct Settings {
     pub api: Api,
     /// What to do with masters whose mounts have private copies in nested namespaces.
     pub nested: Policy,
+    /// The CRIU process that runs us as an action script (from `CRTOOLS_IMAGE_DIR`): a
+    /// second run of the same stage by it does nothing (`once`).
+    pub criu: Option<u32>,
 }
 
 /// Which mount API moves trees: `open_tree`/`move_mount`, or bind mounts and `MS_MOVE`.

@@ -102,14 +102,25 @@ impl Blocked {
 
     /// The warning for a process still blocked after the fix.
     pub fn warning(&self) -> String {
+        format!(
+            "warning: {} is still blocked {}: it waits on the old superblock, which nothing answers any more; SIGKILL ends it",
+            who(self.pid, self.ctr_pid, &self.comm),
+            self.on_what()
+        )
+    }
+
+    /// "pid N (M in the container, CMD) waits on /mount (looking up /path)"
+    pub fn waiting(&self) -> String {
+        format!("{} waits {}", who(self.pid, self.ctr_pid, &self.comm), self.on_what())
+    }
+
+    /// "on /mount (looking up /path)"
+    fn on_what(&self) -> String {
         let on = match &self.on {
             Some(point) => format!("on {}", Shown(point)),
             None => "on an autofs mount".into(),
         };
         let looking = self.path.as_ref().map_or_else(String::new, |p| format!(" (looking up {})", Shown(p)));
-        format!(
-            "warning: {} is still blocked {on}{looking}: it waits on the old superblock, which nothing answers any more; SIGKILL ends it",
-            who(self.pid, self.ctr_pid, &self.comm)
-        )
+        format!("{on}{looking}")
     }
 }

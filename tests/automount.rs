@@ -358,3 +358,34 @@ fn never_comes_back(start: &str, init: Option<&str>, killed: &str) {
     assert_ne!(ctr.answers("/srv/direct-idle", 5), None, "an access returns at once");
     common::nothing_left(&ctr, "after a daemon that never came back");
 }
+
+/// At pre-dump: the daemon holds its direct mounts open, and CRIU refuses to dump an open file
+/// on a mount that has a mount on top. Said now, with what lets the dump through; exit 0.
+#[test]
+#[ignore = "needs root and the kernel's autofs: make test runs it"]
+fn pre_dump_names_the_direct_mount_criu_would_refuse() {
+    require_containers();
+    require_automount();
+    let ctr = Container::start();
+    ctr.ok(&format!(
+        "mkdir -p /srv/data-d && echo direct > /srv/data-d/f
+         printf '/- /etc/auto.direct\\n' > /etc/auto.master
+         printf '/srv/direct -fstype=bind :/srv/data-d\\n/srv/direct-idle -fstype=bind :/srv/data-d\\n' > /etc/auto.direct
+         {BY_SYSTEMD}
+         cat /srv/direct/f >/dev/null"
+    ));
+    let before = ctr.mountinfo();
+    let out = run_as_criu("pre-dump", &ctr.pid, &[]);
+    let said = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{said}");
+    assert_eq!(said.lines().count(), 1, "{said}");
+    assert!(said.starts_with("autofs-restart: warning: /srv/direct: the automount daemon (pid "), "{said}");
+    assert!(
+        said.ends_with(
+            "holds it open, and overlay ctr is mounted on it: CRIU refuses to dump that (\"Open files on overmounted \
+             mounts are not supported yet\"); unmount overlay ctr or let it expire, and the dump goes through\n"
+        ),
+        "{said}"
+    );
+    assert_eq!(ctr.mountinfo(), before, "nothing changed");
+}

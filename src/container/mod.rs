@@ -272,6 +272,31 @@ impl Init {
         Ok(Place { mnt: open("ns/mnt", OFlags::RDONLY | OFlags::CLOEXEC)?, root: open("root", dir_flags())? })
     }
 
+    /// The superblocks (device numbers) of the files host pid `pid` holds open, found through
+    /// the fd links themselves: no path walk, so nothing is triggered. Empty once it is gone.
+    pub fn fd_devs(&self, pid: u32) -> Vec<crate::mountinfo::Dev> {
+        let Ok(fds) = openat(
+            &self.proc,
+            format!("{pid}/fd"),
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        ) else {
+            return Vec::new();
+        };
+        let Ok(mut dir) = Dir::read_from(&fds) else { return Vec::new() };
+        let mut devs = Vec::new();
+        while let Some(Ok(entry)) = dir.read() {
+            if let Ok(st) = rustix::fs::statat(&fds, entry.file_name(), rustix::fs::AtFlags::empty()) {
+                let dev =
+                    crate::mountinfo::Dev { major: rustix::fs::major(st.st_dev), minor: rustix::fs::minor(st.st_dev) };
+                if !devs.contains(&dev) {
+                    devs.push(dev);
+                }
+            }
+        }
+        devs
+    }
+
     /// Whether host pid `pid` exists, a zombie not yet reaped included.
     pub fn exists(&self, pid: u32) -> bool {
         rustix::fs::statat(&self.proc, pid.to_string(), rustix::fs::AtFlags::empty()).is_ok()
