@@ -8,16 +8,19 @@
 //! what hangs of it is killed and the mounts nobody serves are made catatonic: an access then
 //! fails at once, instead of hanging or being killed by SIGPIPE.
 
+use std::cell::{Cell, RefCell};
 use std::os::fd::{AsFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use rustix::fs::{Mode, OFlags, openat};
 
 use crate::autofs::Table;
+use crate::autofsdev::Control;
 use crate::container::{Inside, Spec, pidfd};
 use crate::error::{Context, Error, Result};
 use crate::helper;
-use crate::mountinfo::AutofsOptions;
+use crate::holder::Held;
+use crate::mountinfo::{AutofsOptions, Dev};
 use crate::mounts;
 use crate::paths;
 use crate::plan::{DaemonPlan, Served, Supervisor};
@@ -25,17 +28,59 @@ use crate::procfs;
 use crate::show::Shown;
 
 /// A daemon to restart, with what it takes to start it again where nobody else does.
-pub struct Daemon {
+pub struct Daemon<'c> {
     pub plan: DaemonPlan,
     respawn: Option<Result<Respawn>>,
+    /// Its own descriptors on its mounts, taken over while it ran, and the control device to
+    /// make them catatonic with (see `release`).
+    held: Vec<(Dev, Vec<u8>, OwnedFd)>,
+    ctl: Option<&'c Control>,
+    /// Whether it was killed: from then on a failure leaves its mounts without a daemon.
+    killed: Cell<bool>,
+    /// The mount points made catatonic through `held`.
+    released: RefCell<Vec<Vec<u8>>>,
 }
 
-impl Daemon {
+impl<'c> Daemon<'c> {
     /// Reads what starting it again takes, if that is ours to do: inside, so that its paths
-    /// are the container's; before any restart, while it still runs.
-    pub fn prepare(inside: &Inside, plan: DaemonPlan) -> Daemon {
+    /// are the container's; before any restart, while it still runs. Gets a descriptor on
+    /// each of its mounts: one the pre-resume run's holder held, else its own (it keeps one on
+    /// each direct and offset mount, which a restore opens on the restored mount).
+    pub fn prepare(inside: &Inside, plan: DaemonPlan, ctl: Option<&'c Control>, holder: Option<&Held>) -> Daemon<'c> {
         let respawn = (plan.supervisor == Supervisor::Init).then(|| Respawn::read(inside, plan.pid));
-        Daemon { plan, respawn }
+        let mut held = Vec::new();
+        if ctl.is_some() {
+            for m in &plan.mounts {
+                let from_holder = holder.and_then(|h| h.mounts.iter().find(|(dev, _, _)| *dev == m.dev));
+                if let Some(fd) = from_holder.and_then(|(_, _, fd)| fd.try_clone().ok()) {
+                    held.push((m.dev, m.path.clone(), fd));
+                }
+            }
+            for taken in take_fds(inside, &plan) {
+                if !held.iter().any(|(dev, _, _)| *dev == taken.0) {
+                    held.push(taken);
+                }
+            }
+        }
+        Daemon { plan, respawn, held, ctl, killed: Cell::new(false), released: RefCell::new(Vec::new()) }
+    }
+
+    /// The mount points whose waiters were released (see `release`).
+    pub fn released(&self) -> Vec<Vec<u8>> {
+        self.released.borrow().clone()
+    }
+
+    /// Once the old daemon is dead and before a new one starts: makes the superblocks it held
+    /// descriptors on catatonic. A process blocked on one of them wakes (ENOENT); else the new
+    /// daemon's own walk to re-attach to that mount would wait for it, and its start hang. The
+    /// new daemon makes each mount catatonic anyway, as the first step of re-attaching.
+    fn release(&self) {
+        let Some(ctl) = self.ctl else { return };
+        for (_, path, fd) in &self.held {
+            if ctl.catatonic(fd.as_fd()).is_ok() {
+                self.released.borrow_mut().push(path.clone());
+            }
+        }
     }
 
     /// Who it is, for its line.
@@ -49,17 +94,28 @@ impl Daemon {
     }
 
     /// Restarts it (and probes its idle direct mounts, with `probe`). Returns its line.
-    pub fn fix(&self, inside: &Inside, timeout: Duration, probe: bool) -> Result<String> {
+    /// `blocked_on`: mount points a process of the container is blocked on now.
+    pub fn fix(&self, inside: &Inside, timeout: Duration, probe: bool, blocked_on: &[&[u8]]) -> Result<String> {
         if let Some(in_use) = &self.plan.in_use {
             return Err(Error::check(format!("left running: {in_use}")));
         }
-        // Whether the old daemon was killed: from then on a failure leaves its mounts without one.
-        let mut killed = false;
+        // The new daemon's walk to re-attach to a mount would wait for that process, and its
+        // start hang, unless we can release it first.
+        let stuck =
+            self.plan.mounts.iter().find(|m| {
+                blocked_on.contains(&m.path.as_slice()) && !self.held.iter().any(|(dev, _, _)| *dev == m.dev)
+            });
+        if let Some(m) = stuck {
+            return Err(Error::check(format!(
+                "left running: a process is blocked on {}, and a new automount would hang at its start until it is gone; end it (see its line), then run again",
+                Shown(&m.path)
+            )));
+        }
         let restarted = match &self.plan.supervisor {
-            Supervisor::Systemd(unit) => self.restart_through_systemd(inside, unit, timeout, &mut killed),
-            Supervisor::Other(_) => self.restart_supervised(inside, timeout, &mut killed),
+            Supervisor::Systemd(unit) => self.restart_through_systemd(inside, unit, timeout),
+            Supervisor::Other(_) => self.restart_supervised(inside, timeout),
             Supervisor::Init => match &self.respawn {
-                Some(Ok(r)) => self.restart_respawning(inside, r, timeout, &mut killed),
+                Some(Ok(r)) => self.restart_respawning(inside, r, timeout),
                 Some(Err(e)) => return Err(e.clone()),
                 None => return Err(Error::check("nothing known to start it again with")),
             },
@@ -67,7 +123,7 @@ impl Daemon {
         let new = match restarted {
             Ok(new) => new,
             // Never killed: it still serves its mounts as it did.
-            Err(e) if !killed => return Err(e),
+            Err(e) if !self.killed.get() => return Err(e),
             Err(e) => return Err(self.abandon(inside, e, timeout)),
         };
         if probe {
@@ -81,23 +137,18 @@ impl Daemon {
     /// Through its systemd service: SIGKILL to the main process (systemd runs no ExecStop= for
     /// a process that died), wait until systemd has reaped it, start the service, and wait
     /// until a new daemon serves every mount the old one served. Returns the new daemon's pid.
-    fn restart_through_systemd(
-        &self,
-        inside: &Inside,
-        unit: &str,
-        timeout: Duration,
-        killed: &mut bool,
-    ) -> Result<u32> {
+    fn restart_through_systemd(&self, inside: &Inside, unit: &str, timeout: Duration) -> Result<u32> {
         let deadline = Instant::now() + timeout;
         inside
             .run("systemctl", &[b"kill", b"--signal=KILL", b"--kill-whom=main", unit.as_bytes()], timeout)?
             .ok("systemctl kill")?;
-        *killed = true;
+        self.killed.set(true);
         // Reaped means systemd has seen the death: a start sent earlier could find the unit
         // still active and do nothing.
         let old = self.plan.pid;
         wait_until(deadline, || Ok(!inside.init().exists(old)))
             .context(format!("waiting for automount (pid {old}) to die"))?;
+        self.release();
         self.reset()?;
         let left = deadline.saturating_duration_since(Instant::now());
         inside.run("systemctl", &[b"start", unit.as_bytes()], left)?.ok("systemctl start")?;
@@ -107,19 +158,14 @@ impl Daemon {
     /// One that daemonised on its own: SIGKILL through a pidfd, wait for its death, start it
     /// again exactly once as it was (see `Respawn`), detached in a new session, and wait for
     /// the new one to serve every mount. Never retried: a second copy must never run.
-    fn restart_respawning(
-        &self,
-        inside: &Inside,
-        respawn: &Respawn,
-        timeout: Duration,
-        killed: &mut bool,
-    ) -> Result<u32> {
+    fn restart_respawning(&self, inside: &Inside, respawn: &Respawn, timeout: Duration) -> Result<u32> {
         let deadline = Instant::now() + timeout;
         let old = self.plan.pid;
         let dying = pidfd::kill(old)?;
-        *killed = true;
+        self.killed.set(true);
         wait_until(deadline, || pidfd::exited(dying.as_fd()))
             .context(format!("waiting for automount (pid {old}) to die"))?;
+        self.release();
         self.reset()?;
         let left = deadline.saturating_duration_since(Instant::now());
         // In the init's namespaces, in the old daemon's cgroup, as its ids, in its working
@@ -141,11 +187,14 @@ impl Daemon {
     /// supervisor's new daemon to serve every mount. The supervisor starts it again at once,
     /// so idle multi-mounts are unmounted just before the kill (detached: the old daemon holds
     /// them open until it dies); an access in between finds a plain directory.
-    fn restart_supervised(&self, inside: &Inside, timeout: Duration, killed: &mut bool) -> Result<u32> {
+    fn restart_supervised(&self, inside: &Inside, timeout: Duration) -> Result<u32> {
         let deadline = Instant::now() + timeout;
         self.reset()?;
-        let _dying = pidfd::kill(self.plan.pid)?;
-        *killed = true;
+        let dying = pidfd::kill(self.plan.pid)?;
+        self.killed.set(true);
+        // Its supervisor starts a new one at once: released as soon as it is dead.
+        let _ = wait_until(Instant::now() + Duration::from_millis(200), || pidfd::exited(dying.as_fd()));
+        self.release();
         self.wait_reattached(inside, deadline)
     }
 
@@ -188,7 +237,12 @@ impl Daemon {
                 unmounted.push(Shown(path).to_string());
                 continue;
             };
-            if !self.unserved(inside, &a.options) {
+            // Made so already (through a held descriptor, or by a new daemon that then hung).
+            if a.options.catatonic() && a.stack.is_empty() {
+                made.push(Shown(path).to_string());
+                continue;
+            }
+            if !self.unserved(inside, &a.options) && !a.options.catatonic() {
                 continue;
             }
             // A path reaches the top, not the autofs mount below it: the top still answers.
@@ -289,6 +343,24 @@ impl Daemon {
             _ => Ok(false),
         }
     }
+}
+
+/// Takes over the daemon's own descriptors on the mounts it serves (with their mount points),
+/// through a pidfd: a reused pid is never read from.
+fn take_fds(inside: &Inside, plan: &DaemonPlan) -> Vec<(Dev, Vec<u8>, OwnedFd)> {
+    let Some(pid) = i32::try_from(plan.pid).ok().and_then(rustix::process::Pid::from_raw) else { return Vec::new() };
+    let Ok(daemon) = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()) else { return Vec::new() };
+    let mut taken = Vec::new();
+    for (n, dev) in inside.init().fds(plan.pid) {
+        let Some(m) = plan.mounts.iter().find(|m| m.dev == dev) else { continue };
+        if taken.iter().any(|(d, _, _)| *d == dev) {
+            continue;
+        }
+        if let Ok(fd) = rustix::process::pidfd_getfd(&daemon, n, rustix::process::PidfdGetfdFlags::empty()) {
+            taken.push((dev, m.path.clone(), fd));
+        }
+    }
+    taken
 }
 
 /// Kills every automount process of the container (the old one is known to be gone: these are

@@ -10,6 +10,7 @@ use rustix::process::Pid;
 use crate::criu::{self, Stage};
 use crate::error::{Error, Result};
 use crate::helper::{CATATONIC_ARG, PROBE_ARG};
+use crate::holder::HOLD_ARG;
 use crate::settings::{Api, Policy, Settings};
 use crate::units;
 
@@ -78,6 +79,10 @@ pub enum Command {
     /// CRIU's pre-dump stage: its settings, or why they could not be read (a warning there:
     /// only the nested policy may abort a dump).
     PreDump(Result<Settings>),
+    /// CRIU's pre-resume stage: the same (a warning there: it never fails a restore).
+    PreResume(Result<Settings>),
+    /// Internal: the holder that pre-resume starts, with the name of its pin.
+    Hold(OsString),
     /// Internal: the child that `--probe` starts inside the container.
     Probe(OsString),
     /// Internal: the child that makes a private copy in a nested namespace catatonic.
@@ -87,27 +92,13 @@ pub enum Command {
 /// Reads the command from `args` (without argv[0]) and settings from `env`.
 pub fn parse(args: Vec<OsString>, env: &dyn Fn(&str) -> Option<OsString>) -> Result<Command> {
     if args.is_empty() {
-        // CRIU runs action scripts with no arguments and says the stage in the environment.
-        // The stage comes first: other stages must not fail over a setting they do not use.
-        let Some(action) = env(criu::ACTION_VAR) else {
-            return Err(Error::Usage("no command (see --help)".into()));
-        };
-        let settings = || -> Result<Settings> {
-            let mut settings = settings_from_env(env)?;
-            settings.pid = criu::parse_pid(criu::PID_VAR, env(criu::PID_VAR).as_deref())?;
-            settings.pid_name = criu::PID_VAR;
-            settings.criu = criu::criu_pid(env(criu::IMAGE_DIR_VAR).as_deref());
-            Ok(settings)
-        };
-        return match Stage::of(&action) {
-            Stage::PostResume => Ok(Command::Restart(settings()?)),
-            Stage::PreDump => Ok(Command::PreDump(settings())),
-            Stage::PreResume | Stage::Other => Ok(Command::Ignore),
-        };
+        return from_criu(env);
     }
-
     if args.len() == 2 && args[0] == PROBE_ARG {
         return Ok(Command::Probe(args[1].clone()));
+    }
+    if args.len() == 2 && args[0] == HOLD_ARG {
+        return Ok(Command::Hold(args[1].clone()));
     }
     if args.len() == 3 && args[0] == CATATONIC_ARG {
         return Ok(Command::Catatonic(args[1].clone(), args[2].clone()));
@@ -163,6 +154,28 @@ pub fn parse(args: Vec<OsString>, env: &dyn Fn(&str) -> Option<OsString>) -> Res
         settings.nested = nested;
     }
     Ok(Command::Restart(settings))
+}
+
+/// The command of an action-script run: CRIU runs it with no arguments and says the stage in
+/// the environment. The stage comes first: other stages must not fail over a setting they do
+/// not use.
+fn from_criu(env: &dyn Fn(&str) -> Option<OsString>) -> Result<Command> {
+    let Some(action) = env(criu::ACTION_VAR) else {
+        return Err(Error::Usage("no command (see --help)".into()));
+    };
+    let settings = || -> Result<Settings> {
+        let mut settings = settings_from_env(env)?;
+        settings.pid = criu::parse_pid(criu::PID_VAR, env(criu::PID_VAR).as_deref())?;
+        settings.pid_name = criu::PID_VAR;
+        settings.criu = criu::criu_pid(env(criu::IMAGE_DIR_VAR).as_deref());
+        Ok(settings)
+    };
+    match Stage::of(&action) {
+        Stage::PostResume => Ok(Command::Restart(settings()?)),
+        Stage::PreDump => Ok(Command::PreDump(settings())),
+        Stage::PreResume => Ok(Command::PreResume(settings())),
+        Stage::Other => Ok(Command::Ignore),
+    }
 }
 
 fn settings_from_env(env: &dyn Fn(&str) -> Option<OsString>) -> Result<Settings> {
@@ -249,7 +262,7 @@ mod tests {
 
     #[test]
     fn criu_stages_other_than_post_resume_are_ignored_whatever_else_is_set() {
-        for action in ["post-restore", "pre-resume", "network-lock", "some-future-stage", ""] {
+        for action in ["post-restore", "post-dump", "network-lock", "some-future-stage", ""] {
             let c = parse_with(&[], &[("CRTOOLS_SCRIPT_ACTION", action), ("AUTOFS_RESTART_TIMEOUT", "x")]);
             assert!(matches!(c, Ok(Command::Ignore)), "{action}");
         }

@@ -7,6 +7,8 @@
 //! - In the container (legacy path), a private tmpfs at `DIR` holds them.
 //! - In either staging, tree N is the directory (and mount point) `N`, and `JOURNAL` lists
 //!   where each belongs (see `journal`).
+//! - On the host, `DIR/hold.KEY` pins the holder of a container's restored mounts, from its
+//!   pre-resume run to its post-resume run (see `holder`).
 //! - On the host, `DIR/STAGE.KEY.CRIU` marks that an action-script run of that stage for that
 //!   container was started by that CRIU process (its pid and start time): a second one, as
 //!   when CRIU reads the script from two configuration files, does nothing (see `once`).
@@ -53,6 +55,12 @@ pub fn marker_criu(name: &str) -> Option<(u32, u64)> {
     let (_, criu) = name.rsplit_once('.')?;
     let (pid, start) = criu.split_once('-')?;
     Some((pid.parse().ok()?, start.parse().ok()?))
+}
+
+/// The host path of the pin of a container's holder (see `holder`): its pid and start time,
+/// and the mounts it holds.
+pub fn hold(key: &str) -> String {
+    format!("{DIR}/hold.{key}")
 }
 
 /// Tree `n` in the container's staging.

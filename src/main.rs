@@ -19,8 +19,10 @@ mod units;
 mod xorshift;
 
 // Reaching the container, and the mount work in it.
+mod autofsdev;
 mod container;
 mod helper;
+mod holder;
 mod mounts;
 mod once;
 mod paths;
@@ -30,6 +32,7 @@ mod survey;
 // The masters, and the commands and stages that drive them.
 mod automount;
 mod predump;
+mod preresume;
 mod restart;
 mod status;
 mod systemd;
@@ -73,6 +76,8 @@ fn main() -> ExitCode {
         Command::Recover { pid_name, pid, timeout } => restart::recover(pid_name, pid, timeout),
         Command::Restart(settings) => restart::run(&settings),
         Command::PreDump(settings) => Ok(predump::run(settings)),
+        Command::PreResume(settings) => Ok(preresume::run(settings)),
+        Command::Hold(pin) => holder::hold_child(pin.as_bytes()),
         Command::Probe(path) => helper::probe_child(path.as_bytes()),
         Command::Catatonic(path, dev) => helper::catatonic_child(path.as_bytes(), dev.as_bytes()),
     });

@@ -11,11 +11,15 @@ use std::time::Duration;
 
 use rustix::process::Pid;
 
+use std::os::fd::AsFd;
+
 use crate::autofs::{self, Table};
+use crate::autofsdev::Control;
 use crate::automount::Daemon;
 use crate::container::{Host, Inside, Reached};
 use crate::error::Result;
 use crate::helper;
+use crate::holder::{self, Held};
 use crate::log::Log;
 use crate::mountinfo::Dev;
 use crate::mounts;
@@ -39,6 +43,10 @@ pub fn run(s: &Settings) -> Result<u8> {
         Ok(false) => return Ok(0),
         Err(e) => log.say(format_args!("warning: {e}")),
     }
+    // What the pre-resume run's holder holds, if it ran: taken over before entering, as the
+    // control device to use it with is opened (the container's /dev may have none).
+    let held = if s.dry_run { None } else { take_held(&host, &log) };
+    let ctl = Control::open().ok();
     let mut text = host.init().mountinfo()?;
     // No autofs mount and nothing left by an interrupted run: nothing to lock either.
     if !autofs::any(&text) && !staging::anything_left(host.init(), &text) {
@@ -61,11 +69,28 @@ pub fn run(s: &Settings) -> Result<u8> {
             }
         }
     };
-    plan_and_fix(reached, text, s, &log)
+    let held = Holding { held, ctl };
+    plan_and_fix(reached, text, &held, s, &log)
+}
+
+/// What makes old superblocks catatonic without a path walk: the control device, and the
+/// descriptors the pre-resume run's holder held.
+struct Holding {
+    held: Option<Held>,
+    ctl: Option<Control>,
+}
+
+/// Takes over what the holder of the pre-resume run holds, if one runs. Without it the fix
+/// goes on as it would have without a pre-resume run.
+fn take_held(host: &Host, log: &Log) -> Option<Held> {
+    holder::take(host.init()).unwrap_or_else(|e| {
+        log.say(format_args!("warning: what the pre-resume run held is not used: {e}"));
+        None
+    })
 }
 
 /// Phase 2, then phase 3 unless it is a dry run or there is nothing to do.
-fn plan_and_fix(reached: Reached, text: Vec<u8>, s: &Settings, log: &Log) -> Result<u8> {
+fn plan_and_fix(reached: Reached, text: Vec<u8>, held: &Holding, s: &Settings, log: &Log) -> Result<u8> {
     let init = reached.init();
     let table = Table::from_mountinfo(&text, init.host_pid())?;
     if s.dry_run
@@ -100,19 +125,51 @@ fn plan_and_fix(reached: Reached, text: Vec<u8>, s: &Settings, log: &Log) -> Res
     drop(table);
     drop(text);
     let inside = reached.enter()?;
-    let fixed = fix(&inside, plan, &namespaces, private, s, log);
-    for &pid in survey.blocked.iter().filter(|&&pid| inside.init().still_blocked(pid)) {
-        log.say(format_args!("{}", Blocked::of(&inside, pid, points.iter().map(Vec::as_slice)).warning()));
-    }
+    // What the blocked processes wait for, read while they still wait.
+    let waiting: Vec<Blocked> =
+        survey.blocked.iter().map(|&pid| Blocked::of(&inside, pid, points.iter().map(Vec::as_slice))).collect();
+    let found = Found { namespaces: &namespaces, private, waiting: &waiting };
+    let (fixed, released) = fix(&inside, plan, &found, held, s, log);
+    blocked(&inside, &waiting, &released, log);
     Ok(missing.max(fixed))
 }
 
-/// Phase 3 (inside): restarts the units, releases their private copies, restarts the daemons,
-/// and says each outcome. Returns 1 if any failed.
-fn fix(inside: &Inside, plan: Plan, namespaces: &[Namespace], private: usize, s: &Settings, log: &Log) -> u8 {
+/// What the survey found that the fix must know: nested namespaces with their copies, how many
+/// of those are private, and the processes blocked before the fix.
+struct Found<'a> {
+    namespaces: &'a [Namespace],
+    private: usize,
+    waiting: &'a [Blocked],
+}
+
+/// Says, of each process that was blocked before the fix, whether it was released (its old
+/// superblock made catatonic through a held descriptor) or still waits.
+fn blocked(inside: &Inside, waiting: &[Blocked], released: &[Vec<u8>], log: &Log) {
+    for b in waiting {
+        let expected = b.on.as_ref().is_some_and(|on| released.contains(on));
+        // A released process leaves its wait at once; it may take a moment to be scheduled.
+        let deadline = std::time::Instant::now() + Duration::from_millis(if expected { 500 } else { 0 });
+        let mut still = inside.init().still_blocked(b.pid);
+        while still && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+            still = inside.init().still_blocked(b.pid);
+        }
+        if still {
+            log.say(format_args!("{}", b.warning()));
+        } else if expected {
+            log.say(format_args!("{}", b.released()));
+        }
+    }
+}
+
+/// Phase 3 (inside): restarts the units, makes their old superblocks catatonic where held or
+/// copied, restarts the daemons, and says each outcome. Returns 1 if any failed, and the mount
+/// points whose old superblock was made catatonic through a held descriptor.
+fn fix(inside: &Inside, plan: Plan, found: &Found<'_>, held: &Holding, s: &Settings, log: &Log) -> (u8, Vec<Vec<u8>>) {
     let mut failed = false;
     // Read while the daemons still run, before anything restarts.
-    let daemons: Vec<Daemon> = plan.daemons.into_iter().map(|d| Daemon::prepare(inside, d)).collect();
+    let daemons: Vec<Daemon> =
+        plan.daemons.into_iter().map(|d| Daemon::prepare(inside, d, held.ctl.as_ref(), held.held.as_ref())).collect();
     let outcomes = if plan.units.is_empty() {
         Vec::new()
     } else {
@@ -123,29 +180,42 @@ fn fix(inside: &Inside, plan: Plan, namespaces: &[Namespace], private: usize, s:
         }
         outcomes
     };
-    if private > 0 {
-        release(inside, namespaces, &outcomes, s.timeout, log);
-    }
+    let mut released = if found.private > 0 || held.held.is_some() {
+        release(inside, found.namespaces, &outcomes, held, s.timeout, log)
+    } else {
+        Vec::new()
+    };
     for o in &outcomes {
         log.say(format_args!("{}", o.line()));
         failed |= o.result.is_err();
     }
+    let blocked_on: Vec<&[u8]> = found.waiting.iter().filter_map(|b| b.on.as_deref()).collect();
     for d in &daemons {
-        match d.fix(inside, s.timeout, s.probe) {
+        match d.fix(inside, s.timeout, s.probe, &blocked_on) {
             Ok(line) => log.say(format_args!("{line}")),
             Err(e) => {
                 failed = true;
                 log.say(format_args!("{}: failed: {e}", d.who()));
             }
         }
+        released.extend(d.released());
     }
-    u8::from(failed)
+    (u8::from(failed), released)
 }
 
-/// Makes the private copies of the restarted units' old mounts catatonic (see
-/// `helper::catatonic`). A copy that stays as it was is worth a warning, not a failure: the
-/// unit is fixed.
-fn release(inside: &Inside, namespaces: &[Namespace], outcomes: &[Outcome], timeout: Duration, log: &Log) {
+/// Makes the restarted units' old superblocks catatonic: through the descriptor the
+/// pre-resume run held, which wakes every waiter in every namespace with no path walk, else
+/// each private copy in a nested namespace through our helper (`helper::catatonic`). A copy
+/// that stays as it was is worth a warning, not a failure: the unit is fixed. Returns the
+/// mount points released through a held descriptor.
+fn release(
+    inside: &Inside,
+    namespaces: &[Namespace],
+    outcomes: &[Outcome],
+    held: &Holding,
+    timeout: Duration,
+    log: &Log,
+) -> Vec<Vec<u8>> {
     // Only superblocks the container's own namespace no longer has: catatonic is for good,
     // and for every namespace that has the superblock.
     let init = inside.init();
@@ -155,10 +225,11 @@ fn release(inside: &Inside, namespaces: &[Namespace], outcomes: &[Outcome], time
     {
         Ok(live) => live,
         Err(e) => {
-            log.say(format_args!("warning: private copies in nested namespaces stay as they were: {e}"));
-            return;
+            log.say(format_args!("warning: the old autofs mounts stay as they were: {e}"));
+            return Vec::new();
         }
     };
+    let mut released = Vec::new();
     for u in outcomes.iter().filter(|o| o.result.is_ok()).map(|o| &o.unit) {
         if live.contains(&u.dev) {
             log.say(format_args!(
@@ -166,6 +237,21 @@ fn release(inside: &Inside, namespaces: &[Namespace], outcomes: &[Outcome], time
                 u.name, u.dev
             ));
             continue;
+        }
+        // Held: one descriptor on the superblock serves the container's namespace and every copy.
+        if let (Some(held), Some(ctl)) = (&held.held, &held.ctl)
+            && let Some((_, _, fd)) = held.mounts.iter().find(|(dev, _, _)| *dev == u.dev)
+        {
+            match ctl.catatonic(fd.as_fd()) {
+                Ok(()) => {
+                    log.step(format_args!("{}: made its old autofs mount {} catatonic", u.name, u.dev));
+                    released.push(u.path.clone());
+                    continue;
+                }
+                Err(e) => {
+                    log.say(format_args!("{}: warning: its old autofs mount {} stays as it was: {e}", u.name, u.dev))
+                }
+            }
         }
         for ns in namespaces {
             // A copy with mounts on top is left as it is: no path reaches it, and the top answers.
@@ -184,6 +270,7 @@ fn release(inside: &Inside, namespaces: &[Namespace], outcomes: &[Outcome], time
             }
         }
     }
+    released
 }
 
 /// Puts back what an interrupted run left set aside in the table `text`, entering the

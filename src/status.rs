@@ -33,6 +33,13 @@ pub fn run(pid_name: &'static str, pid: Pid) -> Result<u8> {
         )
         .context("writing the status")?;
     }
+    if let Some(n) = crate::holder::live(init) {
+        writeln!(
+            out,
+            "\nA pre-resume holder keeps {n} restored autofs mount(s) of this container open for its post-resume run."
+        )
+        .context("writing the status")?;
+    }
     let survey = init.survey()?;
     let namespaces = survey::namespaces(init, &table, &survey.nested)?;
     if !namespaces.is_empty() {

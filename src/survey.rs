@@ -109,6 +109,15 @@ impl Blocked {
         )
     }
 
+    /// The line for a process released by making its old superblock catatonic.
+    pub fn released(&self) -> String {
+        format!(
+            "{} was blocked {}: released, its call failed with ENOENT; a retry reaches the new mount",
+            who(self.pid, self.ctr_pid, &self.comm),
+            self.on_what()
+        )
+    }
+
     /// "pid N (M in the container, CMD) waits on /mount (looking up /path)"
     pub fn waiting(&self) -> String {
         format!("{} waits {}", who(self.pid, self.ctr_pid, &self.comm), self.on_what())

@@ -170,12 +170,14 @@ fn restart_batch(inside: &Inside, names: &[String], timeout: Duration, log: &Log
 fn check_and_put_back(inside: &Inside, mounter: &mut Mounter<'_>, runs: &mut [Run], after: Result<Vec<u8>>, log: &Log) {
     let init = inside.init();
     let table = after.as_ref().map_err(Clone::clone).and_then(|text| Table::from_mountinfo(text, init.host_pid()));
+    // The pipes systemd holds now: read once for every unit.
+    let held = init.pipes(init.host_pid());
     for run in runs {
         // Whether we detached anything at the mount point here: then the phase-4 table no
         // longer says what stands there, and no copy is dropped on its word.
         let mut cleared = false;
         if run.out.result.is_ok() {
-            let checked = table.as_ref().map_err(Clone::clone).and_then(|t| check(inside, t, &run.out.unit));
+            let checked = table.as_ref().map_err(Clone::clone).and_then(|t| check(inside, t, &held, &run.out.unit));
             match checked {
                 Ok(left_on_top) => cleared = clear(mounter, run, left_on_top, log),
                 Err(e) => match run.restart.take() {
@@ -241,7 +243,7 @@ fn put_back(mounter: &mut Mounter<'_>, run: &mut Run, stands: &dyn Fn(&Layer) ->
 /// "New" is told by the pipe: systemd makes a new one at every start. The mount id and the
 /// device number are no proof either way: the kernel hands freed ones out again, and the stale
 /// mount's are freed by the restart.
-fn check(inside: &Inside, after: &Table<'_>, u: &UnitPlan) -> Result<usize> {
+fn check(inside: &Inside, after: &Table<'_>, held: &Result<Vec<u64>>, u: &UnitPlan) -> Result<usize> {
     let init = inside.init().host_pid();
     let path = Shown(&u.path);
     let a = after.autofs_at(&u.path).ok_or_else(|| Error::check(format!("no autofs mount at {path} any more")))?;
@@ -253,7 +255,7 @@ fn check(inside: &Inside, after: &Table<'_>, u: &UnitPlan) -> Result<usize> {
     if a.options.pgrp != Some(init) {
         return Err(Error::check(format!("the new autofs mount at {path} is not served by pid {init}")));
     }
-    if !inside.init().holds_pipe(init, ino)? {
+    if held.as_ref().map_err(Clone::clone)?.binary_search(&ino).is_err() {
         return Err(Error::check(format!("pid {init} does not hold the pipe of the new autofs mount at {path}")));
     }
     Ok(a.stack.len())

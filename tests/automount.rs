@@ -389,3 +389,53 @@ fn pre_dump_names_the_direct_mount_criu_would_refuse() {
     );
     assert_eq!(ctr.mountinfo(), before, "nothing changed");
 }
+
+/// A process blocked on a restored direct mount of the daemon: the new daemon does not release
+/// it (its own walk to re-attach to that mount waits for it, so its start hangs). With a
+/// pre-resume run, the held descriptor makes the old superblock catatonic between the old
+/// daemon's death and the new one's start: the process is released, the daemon comes back.
+/// Without one, the daemon is left running, and the line says why.
+#[test]
+#[ignore = "needs root and the kernel's autofs: make test runs it"]
+fn what_blocked_on_a_daemons_mount_is_released_or_the_daemon_left_running() {
+    require_containers();
+    require_automount();
+    let block = |ctr: &Container| {
+        ctr.ok("(setsid sh -c 'stat /srv/direct-idle/. 2>/run/stat.err; echo $? > /run/stat' </dev/null >/dev/null 2>&1 &)");
+        ctr.wait_for("grep -qx autofs_wait /proc/$(pgrep -x stat)/wchan");
+    };
+
+    // No pre-resume run: left running, nothing waits for a timeout.
+    let ctr = restored_daemon_container(BY_SYSTEMD);
+    let old = daemons(&ctr);
+    block(&ctr);
+    let out = run_as_criu("post-resume", &ctr.pid, &[]);
+    let said = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains(
+            "): failed: left running: a process is blocked on /srv/direct-idle, and a new automount would hang at its \
+         start until it is gone; end it (see its line), then run again\n"
+        ),
+        "{said}"
+    );
+    assert!(said.contains("(looking up /srv/direct-idle): it waits on the old superblock"), "{said}");
+    assert_eq!(daemons(&ctr), old, "the same daemon runs");
+    drop(ctr);
+
+    // With the pre-resume run, as CRIU runs it before the tasks resume.
+    let ctr = restored_daemon_container(BY_SYSTEMD);
+    let out = run_as_criu("pre-resume", &ctr.pid, &[]);
+    assert_eq!((out.status.code(), stderr(&out).as_str()), (Some(0), ""));
+    block(&ctr);
+    let out = run_as_criu("post-resume", &ctr.pid, &[]);
+    let said = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{said}");
+    assert!(said.contains("autofs.service: automount (pid ") && said.contains(": restarted (now pid "), "{said}");
+    assert!(said.contains("stat) was blocked on /srv/direct-idle (looking up /srv/direct-idle): released"), "{said}");
+    ctr.wait_for("test -s /run/stat");
+    assert_eq!(ctr.ok("cat /run/stat"), "1\n", "it ended by itself, with an error");
+    assert!(ctr.ok("cat /run/stat.err").contains("No such file or directory"));
+    assert_eq!(ctr.answers("/srv/direct-idle", 10), Some(true), "a retry is served");
+    assert_eq!(daemons(&ctr).len(), 1);
+}

@@ -14,7 +14,6 @@ fn every_other_criu_stage_exits_0_silently() {
         "network-unlock",
         "setup-namespaces",
         "post-setup-namespaces",
-        "pre-resume",
         "orphan-pts-master",
         "status-ready",
         "query-ext-files",

@@ -1,7 +1,7 @@
 //! The container seen from the host, before we enter it. What must happen first takes a
 //! `Host`; `enter` consumes it and gives the `Inside` that everything afterwards takes.
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use rustix::fs::{Mode, OFlags, openat};
@@ -61,6 +61,11 @@ impl Host {
 
     pub fn init(&self) -> &Init {
         &self.init
+    }
+
+    /// The init's root directory.
+    pub fn root(&self) -> BorrowedFd<'_> {
+        self.root.as_fd()
     }
 
     /// Takes the container's run lock: flock(2) on the container's root directory, waiting at

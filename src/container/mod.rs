@@ -105,7 +105,8 @@ impl Init {
         self.pid.as_raw_nonzero().get().unsigned_abs()
     }
 
-    fn pidfd(&self) -> BorrowedFd<'_> {
+    /// The pidfd the init is held by.
+    pub fn pidfd(&self) -> BorrowedFd<'_> {
         self.pidfd.as_fd()
     }
 
@@ -272,29 +273,32 @@ impl Init {
         Ok(Place { mnt: open("ns/mnt", OFlags::RDONLY | OFlags::CLOEXEC)?, root: open("root", dir_flags())? })
     }
 
-    /// The superblocks (device numbers) of the files host pid `pid` holds open, found through
-    /// the fd links themselves: no path walk, so nothing is triggered. Empty once it is gone.
+    /// The superblocks (device numbers) of the files host pid `pid` holds open.
     pub fn fd_devs(&self, pid: u32) -> Vec<crate::mountinfo::Dev> {
-        let Ok(fds) = openat(
-            &self.proc,
-            format!("{pid}/fd"),
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-        ) else {
-            return Vec::new();
-        };
+        let mut devs: Vec<crate::mountinfo::Dev> = self.fds(pid).into_iter().map(|(_, dev)| dev).collect();
+        devs.sort_unstable();
+        devs.dedup();
+        devs
+    }
+
+    /// Each descriptor host pid `pid` holds open, with the superblock of its file, found
+    /// through the fd links themselves: no path walk, so nothing is triggered. Empty once it
+    /// is gone.
+    pub fn fds(&self, pid: u32) -> Vec<(i32, crate::mountinfo::Dev)> {
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+        let Ok(fds) = openat(&self.proc, format!("{pid}/fd"), flags, Mode::empty()) else { return Vec::new() };
         let Ok(mut dir) = Dir::read_from(&fds) else { return Vec::new() };
-        let mut devs = Vec::new();
+        let mut found = Vec::new();
         while let Some(Ok(entry)) = dir.read() {
+            let Some(n) = entry.file_name().to_str().ok().and_then(|n| n.parse().ok()) else { continue };
             if let Ok(st) = rustix::fs::statat(&fds, entry.file_name(), rustix::fs::AtFlags::empty()) {
-                let dev =
-                    crate::mountinfo::Dev { major: rustix::fs::major(st.st_dev), minor: rustix::fs::minor(st.st_dev) };
-                if !devs.contains(&dev) {
-                    devs.push(dev);
-                }
+                found.push((
+                    n,
+                    crate::mountinfo::Dev { major: rustix::fs::major(st.st_dev), minor: rustix::fs::minor(st.st_dev) },
+                ));
             }
         }
-        devs
+        found
     }
 
     /// Whether host pid `pid` exists, a zombie not yet reaped included.
@@ -304,20 +308,28 @@ impl Init {
 
     /// Whether host process `pid` holds the pipe with inode `ino` (an autofs master's end).
     pub fn holds_pipe(&self, pid: u32, ino: u64) -> Result<bool> {
+        Ok(self.pipes(pid)?.binary_search(&ino).is_ok())
+    }
+
+    /// The inodes of the pipes host process `pid` holds, sorted: one pass over its fds, for
+    /// as many pipes as one asks about (systemd holds one per automount unit).
+    pub fn pipes(&self, pid: u32) -> Result<Vec<u64>> {
         let doing = format!("reading /proc/{pid}/fd");
         let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
         let fds = openat(&self.proc, format!("{pid}/fd"), flags, Mode::empty()).context(&*doing)?;
-        let want = format!("pipe:[{ino}]");
         let mut dir = Dir::read_from(&fds).context(&*doing)?;
+        let mut pipes = Vec::new();
         while let Some(entry) = dir.read() {
-            // A closed fd between readdir and readlink is simply not the one.
+            // A closed fd between readdir and readlink is simply not one.
             if let Ok(link) = readlinkat(&fds, entry.context(&*doing)?.file_name(), Vec::new())
-                && link.as_bytes() == want.as_bytes()
+                && let Some(ino) =
+                    link.to_str().ok().and_then(|l| l.strip_prefix("pipe:[")?.strip_suffix(']')?.parse().ok())
             {
-                return Ok(true);
+                pipes.push(ino);
             }
         }
-        Ok(false)
+        pipes.sort_unstable();
+        Ok(pipes)
     }
 
     /// A name for this container that no other gets while the host runs (see `layout::key`).

@@ -1,0 +1,274 @@
+//! The holder: from pre-resume to post-resume, a descriptor on each restored autofs superblock
+//! with a master, opened while the restored tasks are still frozen (so no request can be
+//! pending, and no walk waits). After a unit's restart, its old superblock is made catatonic
+//! through that descriptor (for the automount daemon: between the old one's death and the new
+//! one's start): every process that blocked on it meanwhile wakes (ENOENT), in every namespace
+//! that has a copy of it, with no path walk, which would wait.
+//!
+//! The pre-resume run starts it (this binary, `--internal-hold PIN`) from the host's side, so
+//! it lives in no namespace of the container but its mount namespace, where it opens the
+//! mounts. It holds nothing else, never blocks, and ends when the init dies, when its
+//! descriptors are taken over (the post-resume run takes them with `pidfd_getfd`, then ends
+//! it), or after `BOUND`. Its pin on the host (`layout::hold`) says its pid and start time and
+//! what each descriptor is; the post-resume run trusts a pid only with that start time.
+
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rustix::event::{PollFd, PollFlags, poll};
+use rustix::fs::{AtFlags, Mode, OFlags};
+use rustix::io::Errno;
+use rustix::process::{Pid, PidfdFlags, PidfdGetfdFlags, Signal, pidfd_getfd, pidfd_open, pidfd_send_signal};
+
+use crate::autofsdev::Control;
+use crate::container::{Host, Init, pidfd};
+use crate::error::{Context, Error, Result};
+use crate::layout::{self, DIR};
+use crate::mountinfo::{Dev, escape, unescape};
+use crate::procfs;
+use crate::show::Shown;
+
+/// The hidden argument that makes this program the holder.
+pub const HOLD_ARG: &str = "--internal-hold";
+
+/// How long the holder lives at most: post-resume follows pre-resume within seconds.
+const BOUND: Duration = Duration::from_secs(600);
+
+/// How long opening the mounts may take: microseconds, unless a walk would wait.
+const OPEN_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The descriptors the holder inherits: the init's pidfd, its root, the control device, the
+/// host's directory of pins.
+const FDS: [i32; 4] = [3, 4, 5, 6];
+
+/// Starts the holder for the restored autofs mounts `mounts` (mount point, superblock) of the
+/// container of `host`, waits until it holds them (bounded), and pins it. Before entering.
+/// Returns how many it holds.
+pub fn start(host: &Host, mounts: &[(Vec<u8>, Dev)]) -> Result<usize> {
+    let init = host.init();
+    // Never a second one: it holds them already.
+    if let Some(held) = live(init) {
+        return Ok(held);
+    }
+    let pin = layout::hold(init.key()?);
+    let ctl = Control::open()?;
+    match rustix::fs::mkdir(DIR, Mode::RWXU) {
+        Ok(()) | Err(Errno::EXIST) => {}
+        Err(e) => return Err(Error::sys(format!("making {DIR}"), e)),
+    }
+    let dir = rustix::fs::open(DIR, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+        .context(format!("opening {DIR}"))?;
+    let name = pin.rsplit('/').next().unwrap_or_default().to_string();
+    let given = [init.pidfd().as_raw_fd(), host.root().as_raw_fd(), ctl.as_fd().as_raw_fd(), dir.as_raw_fd()];
+    let mut cmd = Command::new("/proc/self/exe");
+    cmd.arg(HOLD_ARG).arg(&name).env_clear().stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::null());
+    // SAFETY: in the forked child before exec: only system calls, on descriptors this function
+    // keeps open until the spawn returns; the copies at `FDS` are left open across exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            // Out of the way first: a descriptor may already sit at one of `FDS`, where dup2
+            // onto itself would keep close-on-exec, or onto another would overwrite it.
+            let mut high = [-1; 4];
+            for (from, to) in given.iter().zip(high.iter_mut()) {
+                *to = rustix::io::fcntl_dupfd_cloexec(BorrowedFd::borrow_raw(*from), 100)?.into_raw_fd();
+            }
+            for (from, to) in high.iter().zip(FDS) {
+                dup2(*from, to)?;
+                drop(OwnedFd::from_raw_fd(*from));
+            }
+            rustix::process::setsid()?;
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().context("starting the holder")?;
+    let held = match talk(&mut child, mounts) {
+        Ok(held) => held,
+        Err(e) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(e);
+        }
+    };
+    let start = procfs::start_time_of(&init.proc_file(child.id(), "stat").unwrap_or_default())
+        .ok_or_else(|| Error::check("the holder ended at once"))?;
+    let mut text = format!("{} {start}\n", child.id()).into_bytes();
+    text.extend_from_slice(&held);
+    write_pin(&pin, &text)?;
+    Ok(lines(&held).count())
+}
+
+/// Hands the holder its work on stdin (`MAJOR:MINOR PATH` lines) and reads, bounded, what it
+/// holds from its stdout (`FD PATH` lines, then `ready`).
+fn talk(child: &mut std::process::Child, mounts: &[(Vec<u8>, Dev)]) -> Result<Vec<u8>> {
+    let work: Vec<u8> = mounts.iter().flat_map(|(path, dev)| line(&dev.to_string(), path)).collect();
+    let mut stdin = child.stdin.take().ok_or_else(|| Error::check("the holder has no stdin"))?;
+    stdin.write_all(&work).context("handing the holder its work")?;
+    drop(stdin);
+    let stdout = child.stdout.take().map(OwnedFd::from).ok_or_else(|| Error::check("the holder has no stdout"))?;
+    let mut said = Vec::new();
+    let deadline = Instant::now() + OPEN_TIMEOUT;
+    while !said.ends_with(READY) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(Error::Timeout { doing: "opening the restored mounts".into(), after: OPEN_TIMEOUT });
+        }
+        let mut fds = [PollFd::new(&stdout, PollFlags::IN)];
+        poll(&mut fds, Some(&pidfd::timespec(left))).context("waiting for the holder")?;
+        let mut chunk = [0u8; 4096];
+        match rustix::io::read(&stdout, &mut chunk) {
+            // It ended without holding them all: its last line says why.
+            Ok(0) => {
+                let why = said.split(|&b| b == b'\n').rfind(|l| !l.is_empty()).unwrap_or_default();
+                return Err(Error::check(format!("the holder failed: {}", Shown(why))));
+            }
+            Ok(n) => said.extend_from_slice(&chunk[..n]),
+            Err(Errno::INTR | Errno::AGAIN) => {}
+            Err(e) => return Err(Error::sys("reading from the holder", e)),
+        }
+    }
+    said.truncate(said.len() - READY.len());
+    Ok(said)
+}
+
+/// What the holder says last, once it holds everything.
+const READY: &[u8] = b"ready\n";
+
+/// A line of the holder's protocol and pin: a word, then a path escaped as mountinfo does.
+fn line(word: &str, path: &[u8]) -> Vec<u8> {
+    let mut line = format!("{word} ").into_bytes();
+    line.extend_from_slice(&escape(path));
+    line.push(b'\n');
+    line
+}
+
+/// The (word, path) of each line of `text`; a line without both is skipped.
+fn lines(text: &[u8]) -> impl Iterator<Item = (&str, Vec<u8>)> {
+    text.split(|&b| b == b'\n').filter_map(|l| {
+        let space = l.iter().position(|&b| b == b' ')?;
+        Some((std::str::from_utf8(&l[..space]).ok()?, unescape(&l[space + 1..]).into_owned()))
+    })
+}
+
+/// Writes the pin whole or not at all: into a new file, then renamed over.
+fn write_pin(pin: &str, text: &[u8]) -> Result<()> {
+    let tmp = format!("{pin}.new");
+    let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let fd = rustix::fs::open(tmp.as_str(), flags, Mode::RUSR | Mode::WUSR).context(format!("creating {tmp}"))?;
+    std::fs::File::from(fd).write_all(text).context(format!("writing {tmp}"))?;
+    rustix::fs::rename(tmp.as_str(), pin).context(format!("renaming {tmp}"))
+}
+
+/// dup2(2) of raw descriptors, for the child before exec (rustix's takes owned ones); the copy
+/// is left open across exec.
+fn dup2(from: i32, to: i32) -> std::io::Result<()> {
+    // SAFETY: `from` is open in this process for as long as this call; `to` is one of `FDS`,
+    // which nothing else of the child owns, and which is forgotten, not closed, afterwards.
+    let (from, mut target) = unsafe { (BorrowedFd::borrow_raw(from), OwnedFd::from_raw_fd(to)) };
+    let done = rustix::io::dup2(from, &mut target);
+    std::mem::forget(target);
+    Ok(done?)
+}
+
+/// The holder itself, in the child: opens the mounts it is given in the init's mount
+/// namespace and root, says what it holds and `ready`, then waits for the init's death, or
+/// `BOUND`. Removes its pin `pin` when it ends by itself (a post-resume run ends it with
+/// SIGKILL, after it removed the pin).
+pub fn hold_child(pin: &[u8]) -> Result<u8> {
+    // SAFETY: the descriptors the pre-resume run gave us at `FDS`, owned by nothing else.
+    let [init, root, ctl, dir] = FDS.map(|fd| unsafe { OwnedFd::from_raw_fd(fd) });
+    rustix::thread::move_into_thread_name_spaces(init.as_fd(), rustix::thread::ThreadNameSpaceType::MOUNT)
+        .context("entering the container's mount namespace")?;
+    rustix::process::fchdir(&root).and_then(|()| rustix::process::chroot(".")).context("entering its root")?;
+    let ctl = Control::from_fd(ctl);
+    let mut work = Vec::new();
+    std::io::stdin().read_to_end(&mut work).context("reading the work")?;
+    let mut held = Vec::new();
+    let mut out = std::io::stdout().lock();
+    for (dev, path) in lines(&work) {
+        let dev = dev.split_once(':').and_then(|(a, b)| Some(Dev { major: a.parse().ok()?, minor: b.parse().ok()? }));
+        let dev = dev.ok_or_else(|| Error::check("a bad device number in the work"))?;
+        let fd = ctl.open_mount(&path, dev)?;
+        out.write_all(&line(&fd.as_raw_fd().to_string(), &path)).context("reporting")?;
+        held.push(fd);
+    }
+    out.write_all(READY).and_then(|()| out.flush()).context("reporting")?;
+    drop(out);
+    let mut fds = [PollFd::new(&init, PollFlags::IN)];
+    let _ = poll(&mut fds, Some(&pidfd::timespec(BOUND)));
+    if let Ok(pin) = std::str::from_utf8(pin) {
+        let _ = rustix::fs::unlinkat(&dir, pin, AtFlags::empty());
+    }
+    Ok(0)
+}
+
+/// What a post-resume run took over from the holder: a descriptor on each restored
+/// superblock (found by `fstat` of it), with its mount point.
+pub struct Held {
+    pub mounts: Vec<(Dev, Vec<u8>, OwnedFd)>,
+}
+
+/// Takes over what the holder of the container of `init` holds, if one runs, and ends it.
+/// Before entering: the pin is on the host. A pin whose holder is gone is removed.
+pub fn take(init: &Init) -> Result<Option<Held>> {
+    let pin = layout::hold(init.key()?);
+    let text = match std::fs::read(&pin) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).context(format!("reading {pin}")),
+    };
+    let Some(holder) = alive(&text) else {
+        let _ = std::fs::remove_file(&pin);
+        return Ok(None);
+    };
+    // The pin goes first: the holder, ended below, must not be looked for again.
+    let _ = std::fs::remove_file(&pin);
+    let mut mounts = Vec::new();
+    let rest = text.splitn(2, |&b| b == b'\n').nth(1).unwrap_or_default();
+    for (fd, path) in lines(rest) {
+        let fd: i32 = fd.parse().map_err(|_| Error::check(format!("{pin}: a bad descriptor number")))?;
+        let taken = pidfd_getfd(&holder, fd, PidfdGetfdFlags::empty())
+            .context(format!("taking over the holder's descriptor {fd}"))?;
+        let st = rustix::fs::fstat(&taken).context("stat of a held mount")?;
+        let dev = Dev { major: rustix::fs::major(st.st_dev), minor: rustix::fs::minor(st.st_dev) };
+        mounts.push((dev, path, taken));
+    }
+    let _ = pidfd_send_signal(&holder, Signal::KILL);
+    Ok(Some(Held { mounts }))
+}
+
+/// A pidfd on the holder a pin's first line names (`PID START`), if that process still runs
+/// with that start time.
+fn alive(text: &[u8]) -> Option<OwnedFd> {
+    let first = std::str::from_utf8(text.split(|&b| b == b'\n').next()?).ok()?;
+    let (pid, start) = first.split_once(' ')?;
+    let (pid, start): (i32, u64) = (pid.parse().ok()?, start.parse().ok()?);
+    let fd = pidfd_open(Pid::from_raw(pid)?, PidfdFlags::empty()).ok()?;
+    // Checked once the pidfd is held: the pid cannot be reused under it any more.
+    let now = procfs::start_time_of(&std::fs::read(format!("/proc/{pid}/stat")).ok()?)?;
+    (now == start && !pidfd::exited(fd.as_fd()).unwrap_or(true)).then_some(fd)
+}
+
+/// Whether the container of `init` has a live holder, and how many mounts it holds (for
+/// `status`). Before entering.
+pub fn live(init: &Init) -> Option<usize> {
+    let text = std::fs::read(layout::hold(init.key().ok()?)).ok()?;
+    alive(&text)?;
+    Some(lines(text.splitn(2, |&b| b == b'\n').nth(1).unwrap_or_default()).count())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn protocol_lines_round_trip() {
+        let mut text = line("0:51", b"/srv/my data");
+        text.extend(line("7", b"/srv/a\nb"));
+        text.extend_from_slice(b"ready\n");
+        let got: Vec<(&str, Vec<u8>)> = lines(&text).collect();
+        assert_eq!(got, [("0:51", b"/srv/my data".to_vec()), ("7", b"/srv/a\nb".to_vec())]);
+    }
+}

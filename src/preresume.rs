@@ -1,0 +1,51 @@
+//! pre-resume: take hold while the restored tasks are still frozen. CRIU runs the script after
+//! the tasks are restored and before it lets them run (criu/cr-restore.c), so no request can
+//! be pending on any restored autofs mount yet, and opening one waits for nothing. A holder
+//! keeps a descriptor on each restored autofs superblock that has a master (the container's
+//! systemd, the automount daemon, another), for the post-resume run to release, after each
+//! master's restart, whatever blocked on it meanwhile.
+//! It runs no program of the container, and never fails the restore: its faults are a warning.
+
+use crate::autofs::{self, Table};
+use crate::container::Host;
+use crate::error::Result;
+use crate::holder;
+use crate::log::Log;
+use crate::mountinfo::Dev;
+use crate::once;
+use crate::settings::Settings;
+
+/// Starts the holder, or warns about why not. Always 0: a restore must not fail for this.
+pub fn run(settings: Result<Settings>) -> u8 {
+    let verbose = settings.as_ref().is_ok_and(|s| s.verbose);
+    let log = Log { verbose };
+    if let Err(e) = settings.and_then(|s| hold(&s, &log)) {
+        log.say(format_args!("warning: pre-resume: {e}"));
+    }
+    0
+}
+
+fn hold(s: &Settings, log: &Log) -> Result<()> {
+    let host = Host::open(s.pid_name, s.pid)?;
+    if !once::first("pre-resume", host.init(), s.criu)? {
+        return Ok(());
+    }
+    let init = host.init();
+    let text = init.mountinfo()?;
+    if !autofs::any(&text) {
+        return Ok(());
+    }
+    let table = Table::from_mountinfo(&text, init.host_pid())?;
+    let mounts: Vec<(Vec<u8>, Dev)> = table
+        .autofs()
+        .iter()
+        .filter(|a| !a.options.catatonic())
+        .map(|a| (a.mount.mount_point.to_vec(), a.mount.dev))
+        .collect();
+    if mounts.is_empty() {
+        return Ok(());
+    }
+    let held = holder::start(&host, &mounts)?;
+    log.step(format_args!("pre-resume: holding {held} restored autofs mount(s) for post-resume"));
+    Ok(())
+}
