@@ -1,47 +1,106 @@
-# autofs-restart: `make` builds target/autofs-restart, one static executable.
+# autofs-restart: `make` builds $(BIN), one static executable. Every knob a packager has is
+# described in README.md, "Install".
 CARGO ?= cargo
-TARGET := $(shell build/target)
-# Static and not position-independent: a plain executable with no interpreter, for glibc and
-# musl alike. Passed with --target, so build scripts (none today) would stay dynamic.
-STATIC_RUSTFLAGS := -C target-feature=+crt-static -C relocation-model=static
-BIN := target/autofs-restart
+RUSTC ?= rustc
+export RUSTC
+# Passed to every cargo call that builds. A build against system crates (no Cargo.lock, or
+# another one) passes its own, such as CARGOFLAGS=--offline.
+CARGOFLAGS ?= --locked
+# Where cargo builds: its default, or CARGO_TARGET_DIR (out of tree; the source tree may then
+# be read-only). The binary is $(BIN).
+TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
+BIN := $(TARGET_DIR)/autofs-restart
+# The Rust target: the building compiler's musl twin when its standard library is installed,
+# else the host; found only when something is built. TARGET=... chooses instead.
+TARGET ?= $(shell build/target)
+# Static, and a PIE with full RELRO, given to the final crate alone (`cargo rustc -- ...`): so
+# RUSTFLAGS, CARGO_ENCODED_RUSTFLAGS or a cargo config of the packager's all stay in force.
+STATIC_RUSTFLAGS := -C target-feature=+crt-static -C relocation-model=pie -C link-arg=-Wl,-z,relro,-z,now
+# The paths of the build out of the binary (the source tree with its vendored crates, the cargo
+# home): the same bytes from any path. For every crate: added to the packager's flags, where
+# they are, never in their place.
+CARGO_HOME ?= $(HOME)/.cargo
+REMAP := --remap-path-prefix=$(CURDIR)=/autofs-restart --remap-path-prefix=$(CARGO_HOME)=/cargo
+# The result is stripped; STRIP= keeps the symbols and the debug information the profile or the
+# packager's flags asked for (for -dbgsym and debuginfo packages).
+STRIP ?= strip
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 
-# Where `make install` puts things: the binary where CRIU's scripts live, the man page in section 8.
+empty :=
+space := $(empty) $(empty)
+unit_separator := $(shell printf '\037')
+ifneq ($(origin CARGO_ENCODED_RUSTFLAGS),undefined)
+BUILD_ENV = CARGO_ENCODED_RUSTFLAGS='$(CARGO_ENCODED_RUSTFLAGS)$(if $(CARGO_ENCODED_RUSTFLAGS),$(unit_separator))$(subst $(space),$(unit_separator),$(REMAP))'
+else ifneq ($(origin RUSTFLAGS),environment)
+# No RUSTFLAGS of the packager's: a cargo config's build.rustflags is joined with this.
+BUILD_CONFIG = --config 'build.rustflags=[$(subst $(space),$(comma),$(patsubst %,"%",$(REMAP)))]'
+else
+BUILD_ENV = RUSTFLAGS='$(RUSTFLAGS) $(REMAP)'
+endif
+comma := ,
+
+# Where `make install` puts things: the binary where CRIU's scripts live, the man page in
+# section 8, the licences, NEWS and a CRIU configuration example in the documentation.
 PREFIX ?= /usr/local
 LIBEXECDIR ?= $(PREFIX)/libexec
 MANDIR ?= $(PREFIX)/share/man
+DOCDIR ?= $(PREFIX)/share/doc/autofs-restart
 SCRIPTDIR = $(LIBEXECDIR)/criu/scripts
+DOCS := README.md NEWS LICENSE-MIT LICENSE-APACHE
 
-.PHONY: all install install-compat check test lint check-man check-install bench fuzz demo clean
+# The container tests need root and the kernel's autofs; CONTAINER_TESTS=0 leaves them out of
+# `make test` (a build chroot), where cargo lists them as ignored.
+CONTAINER_TESTS ?= 1
+
+.PHONY: all install install-compat uninstall check test lint check-man check-install check-packaging \
+	check-msrv bench fuzz demo dist clean
+.DELETE_ON_ERROR:
 all: $(BIN)
 
-$(BIN): Cargo.toml Cargo.lock $(wildcard src/*.rs)
-	RUSTFLAGS="$(STATIC_RUSTFLAGS)" $(CARGO) build --locked --release --target $(TARGET)
-	cp target/$(TARGET)/release/autofs-restart $@
-	build/check-static $@
+# Built, checked, then put in place: a binary that fails the static check is never left where
+# `make install` would take it.
+$(BIN): Cargo.toml $(wildcard Cargo.lock) $(shell find src -name '*.rs')
+	@set -e; target='$(TARGET)'; out='$(TARGET_DIR)'/$$target/release/autofs-restart; \
+	echo "building for $$target"; \
+	$(BUILD_ENV) $(CARGO) rustc $(CARGOFLAGS) $(BUILD_CONFIG) --release --bin autofs-restart \
+	    --target $$target -- $(STATIC_RUSTFLAGS); \
+	build/check-static "$$out"; \
+	rm -f '$@.new'; \
+	if [ -n '$(STRIP)' ]; then $(STRIP) -o '$@.new' "$$out"; else cp "$$out" '$@.new'; fi; \
+	mv '$@.new' '$@'
 
 install: $(BIN)
 	install -D -m 0755 $(BIN) $(DESTDIR)$(SCRIPTDIR)/autofs-restart
-	install -D -m 0644 build/autofs-restart.8 $(DESTDIR)$(MANDIR)/man8/autofs-restart.8
+	install -d -m 0755 $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(DOCDIR)
+	sed 's|/usr/libexec/criu/scripts|$(SCRIPTDIR)|g' build/autofs-restart.8 >$(DESTDIR)$(MANDIR)/man8/autofs-restart.8
+	chmod 0644 $(DESTDIR)$(MANDIR)/man8/autofs-restart.8
+	install -m 0644 $(DOCS) $(DESTDIR)$(DOCDIR)/
+	sed 's|@SCRIPTDIR@|$(SCRIPTDIR)|' build/criu.conf.example >$(DESTDIR)$(DOCDIR)/criu.conf.example
+	chmod 0644 $(DESTDIR)$(DOCDIR)/criu.conf.example
 
 # For set-ups that name CRIU's old script: the same binary under that name.
 install-compat: install
 	ln -sfn autofs-restart $(DESTDIR)$(SCRIPTDIR)/systemd-autofs-restart.sh
 
+uninstall:
+	rm -f $(DESTDIR)$(SCRIPTDIR)/autofs-restart $(DESTDIR)$(SCRIPTDIR)/systemd-autofs-restart.sh
+	rm -f $(DESTDIR)$(MANDIR)/man8/autofs-restart.8
+	rm -f $(addprefix $(DESTDIR)$(DOCDIR)/,$(DOCS) criu.conf.example)
+	-rmdir $(DESTDIR)$(DOCDIR) $(DESTDIR)$(SCRIPTDIR) 2>/dev/null
+
 lint:
 	$(CARGO) fmt --check
-	$(CARGO) clippy --locked --all-targets -- -D warnings
+	$(CARGO) clippy $(CARGOFLAGS) --all-targets -- -D warnings
 
 # What needs no root: lint, the unit tests and the black-box tests of the command line. The
 # tests that need root and the kernel's autofs are #[ignore]d there (cargo lists them).
 check: lint
-	$(CARGO) test --locked
+	$(CARGO) test $(CARGOFLAGS)
 
 # Everything: the above, the man page, the install tree, and the tests in throwaway
 # containers (root, the kernel's autofs; see README), which fail rather than skip.
 test: $(BIN) lint check-man check-install
-	AUTOFS_RESTART_BIN=$(CURDIR)/$(BIN) $(CARGO) test --locked -- --include-ignored
+	AUTOFS_RESTART_BIN=$(BIN) $(CARGO) test $(CARGOFLAGS) $(if $(filter 0,$(CONTAINER_TESTS)),,-- --include-ignored)
 
 # The man page renders without a warning and names this version.
 check-man:
@@ -51,21 +110,35 @@ check-man:
 	    { echo "check-man: build/autofs-restart.8 does not say version $(VERSION)" >&2; exit 1; }
 
 check-install: $(BIN)
-	build/check-install
+	BIN=$(BIN) build/check-install
+
+# As packagers build: their flags kept, same bytes from two paths, out of tree on a read-only
+# source, a failed static check leaving nothing, `make check` as a normal user, from `make dist`.
+check-packaging:
+	build/check-packaging
+
+# Built and unit-tested with the oldest Rust of rust-version: Debian 13's, in a chroot.
+check-msrv:
+	build/check-msrv
 
 # Cost of the fix against a bare systemctl restart, as containers grow; writes build/bench-results.md.
 bench: $(BIN)
-	build/bench
+	BIN=$(BIN) build/bench
 
 # The parsers of what the container controls (mountinfo, the journal), fed mutated real tables
 # for FUZZ_SECONDS, with overflow checks on; FUZZ_SEED replays a run.
 FUZZ_SECONDS ?= 60
 fuzz:
 	CARGO_PROFILE_RELEASE_OVERFLOW_CHECKS=true CARGO_PROFILE_RELEASE_DEBUG_ASSERTIONS=true \
-	    $(CARGO) run --release --example fuzz-mountinfo -- $(FUZZ_SECONDS) $(FUZZ_SEED)
+	    $(CARGO) run $(CARGOFLAGS) --release --example fuzz-mountinfo -- $(FUZZ_SECONDS) $(FUZZ_SEED)
 
 demo: $(BIN)
-	tests/harness/demo $(CURDIR)/$(BIN)
+	tests/harness/demo $(BIN)
+
+# A source tarball with every crate it needs vendored (but the Windows-only ones, emptied) and
+# the cargo configuration that builds from them offline: $(TARGET_DIR)/autofs-restart-VERSION.tar.gz.
+dist:
+	build/dist '$(TARGET_DIR)' $(VERSION)
 
 clean:
 	$(CARGO) clean

@@ -125,9 +125,8 @@ impl<'a> Table<'a> {
         let mut top = mount.id;
         // A mount stacked on `top` is its child at the same mount point. With tucked mounts
         // (propagation) there can be two: the later one is the one a path walk reaches.
-        while stack.len() < self.mounts.len()
-            && let Some(m) = self.children(top).filter(|c| c.mount_point == mount.mount_point).last()
-        {
+        while stack.len() < self.mounts.len() {
+            let Some(m) = self.children(top).filter(|c| c.mount_point == mount.mount_point).last() else { break };
             stack.push(m);
             top = m.id;
         }

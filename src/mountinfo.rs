@@ -284,13 +284,12 @@ pub fn unescape(field: &[u8]) -> Cow<'_, [u8]> {
     let mut out = Vec::with_capacity(field.len());
     let mut i = 0;
     while i < field.len() {
-        if field[i] == b'\\'
-            && let Some(&[a, b, c]) = field.get(i + 1..i + 4)
-            && (b'0'..=b'3').contains(&a)
-            && (b'0'..=b'7').contains(&b)
-            && (b'0'..=b'7').contains(&c)
-        {
-            out.push((a - b'0') << 6 | (b - b'0') << 3 | (c - b'0'));
+        let octal = match field.get(i..i + 4) {
+            Some(&[b'\\', a @ b'0'..=b'3', b @ b'0'..=b'7', c @ b'0'..=b'7']) => Some((a, b, c)),
+            _ => None,
+        };
+        if let Some((a, b, c)) = octal {
+            out.push(((a - b'0') << 6) | ((b - b'0') << 3) | (c - b'0'));
             i += 4;
         } else {
             out.push(field[i]);

@@ -111,10 +111,12 @@ impl<'i> Mounter<'i> {
         }
         self.staged += 1;
         let keep = lowest && matches!(self.staging, Some(Staging::Ns { .. }));
-        if !keep
-            && let Err(e) =
-                paths::in_dir(&dir, || unmount(last.as_slice(), UnmountFlags::DETACH | UnmountFlags::NOFOLLOW))
-        {
+        let detached = if keep {
+            Ok(())
+        } else {
+            paths::in_dir(&dir, || unmount(last.as_slice(), UnmountFlags::DETACH | UnmountFlags::NOFOLLOW))
+        };
+        if let Err(e) = detached {
             self.staged -= 1;
             self.discard(n);
             return Err(Error::sys(format!("detaching {} after copying it", Shown(path)), e));
@@ -376,9 +378,11 @@ pub fn recover(inside: &Inside, left: Left, steps: &[Step]) -> (Vec<String>, boo
             }
         }
     }
-    if all && let Err(e) = m.finish() {
-        all = false;
-        said.push(e.to_string());
+    if all {
+        if let Err(e) = m.finish() {
+            all = false;
+            said.push(e.to_string());
+        }
     }
     (said, all)
 }

@@ -69,10 +69,11 @@ impl Groups {
     pub fn add(&mut self, table: &Table<'_>) {
         for m in &table.mounts {
             let p = m.propagation;
-            if let Some(group) = p.shared
-                && (p.master.is_some() || p.propagate_from.is_some())
-            {
-                self.0.insert(group, [p.master, p.propagate_from]);
+            match p.shared {
+                Some(group) if p.master.is_some() || p.propagate_from.is_some() => {
+                    self.0.insert(group, [p.master, p.propagate_from]);
+                }
+                _ => {}
             }
         }
     }

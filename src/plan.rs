@@ -80,9 +80,7 @@ pub fn master_of(a: &Autofs<'_, '_>, init: Init, facts: &mut dyn Facts) -> Resul
 /// How a daemon is kept running: by a service of the container's systemd, by nobody (its
 /// parent is the init), or by another process.
 fn supervisor_of(pid: u32, init: Init, facts: &mut dyn Facts) -> Supervisor {
-    if init.systemd
-        && let Some(unit) = facts.service(pid)
-    {
+    if let Some(unit) = init.systemd.then(|| facts.service(pid)).flatten() {
         return Supervisor::Systemd(unit);
     }
     match facts.parent(pid) {

@@ -93,10 +93,13 @@ fn take_held(host: &Host, log: &Log) -> Option<Held> {
 fn plan_and_fix(reached: Reached, text: Vec<u8>, held: &Holding, s: &Settings, log: &Log) -> Result<u8> {
     let init = reached.init();
     let table = Table::from_mountinfo(&text, init.host_pid())?;
-    if s.dry_run
-        && let Some(left) = staging::left_behind(init, &table)?
-    {
-        log.say(format_args!("an interrupted run left trees set aside in {}: they would go back first", left.place()));
+    if s.dry_run {
+        if let Some(left) = staging::left_behind(init, &table)? {
+            log.say(format_args!(
+                "an interrupted run left trees set aside in {}: they would go back first",
+                left.place()
+            ));
+        }
     }
     let who = plan::Init { pid: init.host_pid(), systemd: init.is_systemd() };
     let mut plan = Plan::make(&table, who, &s.units, &mut ProcFacts::new(init))?;
@@ -239,9 +242,11 @@ fn release(
             continue;
         }
         // Held: one descriptor on the superblock serves the container's namespace and every copy.
-        if let (Some(held), Some(ctl)) = (&held.held, &held.ctl)
-            && let Some((_, _, fd)) = held.mounts.iter().find(|(dev, _, _)| *dev == u.dev)
-        {
+        let by_held = match (&held.held, &held.ctl) {
+            (Some(held), Some(ctl)) => held.mounts.iter().find(|(dev, _, _)| *dev == u.dev).map(|(_, _, fd)| (ctl, fd)),
+            _ => None,
+        };
+        if let Some((ctl, fd)) = by_held {
             match ctl.catatonic(fd.as_fd()) {
                 Ok(()) => {
                     log.step(format_args!("{}: made its old autofs mount {} catatonic", u.name, u.dev));

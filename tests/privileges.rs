@@ -84,6 +84,16 @@ fn records(ctr: &Container) -> Vec<Record> {
         .collect()
 }
 
+/// A child process killed and reaped when dropped, also when the test fails.
+struct Reaped(std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 const NAMESPACES: [&str; 8] = ["mnt", "pid", "uts", "ipc", "net", "cgroup", "time", "user"];
 
 #[test]
@@ -166,12 +176,12 @@ fn a_symlink_planted_on_the_way_leads_no_mount_astray() {
         .trim()
         .to_string();
     std::fs::create_dir(format!("{victim}/data")).unwrap();
-    let mut host_side =
-        Command::new("nsenter").args(["-t", &ctr.pid, "-p", "--", "sleep", "600"]).spawn().expect("nsenter");
+    let host_side =
+        Reaped(Command::new("nsenter").args(["-t", &ctr.pid, "-p", "--", "sleep", "600"]).spawn().expect("nsenter"));
     let inner = (0..100)
         .find_map(|_| {
             let kids =
-                std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", host_side.id())).unwrap_or_default();
+                std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", host_side.0.id())).unwrap_or_default();
             let pid = kids.split_whitespace().next().and_then(|k| {
                 let status = std::fs::read_to_string(format!("/proc/{k}/status")).ok()?;
                 status
@@ -194,8 +204,7 @@ fn a_symlink_planted_on_the_way_leads_no_mount_astray() {
     ctr.inject_systemctl_fault(&format!("mv /run/t /run/t.moved && ln -s /proc/{inner}/root{victim} /run/t; exit 1"));
     let out = run_as_criu("post-resume", &ctr.pid, &[]);
     let said = stderr(&out);
-    let _ = host_side.kill();
-    let _ = host_side.wait();
+    drop(host_side);
     let host_mounts_after = std::fs::read_to_string("/proc/self/mountinfo").unwrap().matches(&victim).count();
     let victim_entries: Vec<String> = std::fs::read_dir(format!("{victim}/data"))
         .unwrap()

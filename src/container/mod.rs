@@ -321,12 +321,10 @@ impl Init {
         let mut pipes = Vec::new();
         while let Some(entry) = dir.read() {
             // A closed fd between readdir and readlink is simply not one.
-            if let Ok(link) = readlinkat(&fds, entry.context(&*doing)?.file_name(), Vec::new())
-                && let Some(ino) =
-                    link.to_str().ok().and_then(|l| l.strip_prefix("pipe:[")?.strip_suffix(']')?.parse().ok())
-            {
-                pipes.push(ino);
-            }
+            let link = readlinkat(&fds, entry.context(&*doing)?.file_name(), Vec::new());
+            let ino: Option<u64> =
+                link.ok().and_then(|l| l.to_str().ok()?.strip_prefix("pipe:[")?.strip_suffix(']')?.parse().ok());
+            pipes.extend(ino);
         }
         pipes.sort_unstable();
         Ok(pipes)

@@ -209,9 +209,11 @@ fn wait(mut child: std::process::Child, timeout: Duration, doing: &str) -> Resul
     let mut stderr = Vec::new();
     let deadline = Instant::now() + timeout;
     loop {
-        if let Some(fd) = &pipe
-            && drain(fd, &mut stderr).context(&*reading)?
-        {
+        let ended = match &pipe {
+            Some(fd) => drain(fd, &mut stderr).context(&*reading)?,
+            None => false,
+        };
+        if ended {
             pipe = None;
         }
         // Once it has exited, what it wrote has been read: a grandchild may still hold the pipe.
