@@ -54,8 +54,8 @@ Environment (options win):
   AUTOFS_RESTART_PROBE    1 to probe, as --probe
   AUTOFS_RESTART_VERBOSE  1 to say each step, as -v
   AUTOFS_RESTART_NESTED   restart, skip or fail, as --nested
-  AUTOFS_RESTART_MOUNT_API  new (default: open_tree/move_mount, falling back by itself) or
-                          legacy (bind and MS_MOVE)
+  AUTOFS_RESTART_KERNEL_API  new (default: open_tree/move_mount, clone3 into the cgroup;
+                          each falls back by itself) or legacy (bind and MS_MOVE, fork)
 
 Exit status: 0 done or nothing to do; 1 something could not be done, each said on its
 line (a unit, --nested fail, the lock, a recovery); 2 bad input.
@@ -194,10 +194,10 @@ fn settings_from_env(env: &dyn Fn(&str) -> Option<OsString>) -> Result<Settings>
             }
         }
     }
-    let api = match env("AUTOFS_RESTART_MOUNT_API").as_deref().map(|v| v.as_bytes()) {
+    let api = match env("AUTOFS_RESTART_KERNEL_API").as_deref().map(|v| v.as_bytes()) {
         None | Some(b"" | b"new") => Api::New,
         Some(b"legacy") => Api::Legacy,
-        Some(_) => return Err(Error::Usage("AUTOFS_RESTART_MOUNT_API must be new or legacy".into())),
+        Some(_) => return Err(Error::Usage("AUTOFS_RESTART_KERNEL_API must be new or legacy".into())),
     };
     Ok(Settings {
         pid: Pid::INIT,

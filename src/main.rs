@@ -28,6 +28,7 @@ mod once;
 mod paths;
 mod staging;
 mod survey;
+mod sys;
 
 // The masters, and the commands and stages that drive them.
 mod automount;

@@ -61,7 +61,7 @@ fn check(s: &Settings, log: &Log) -> Result<u8> {
     if !survey.blocked.is_empty() {
         let points = table.autofs_points();
         // What they look up reads as the container's paths only from inside.
-        let inside = host.enter()?;
+        let inside = host.enter(s.api)?;
         for &pid in &survey.blocked {
             let b = Blocked::of(&inside, pid, points.iter().copied());
             log.say(format_args!(

@@ -26,7 +26,7 @@ use crate::mounts;
 use crate::nested::{Namespace, Reach};
 use crate::once;
 use crate::plan::{self, Plan};
-use crate::settings::{Policy, Settings};
+use crate::settings::{Api, Policy, Settings};
 use crate::show::Shown;
 use crate::staging;
 use crate::survey::{self, Blocked, ProcFacts};
@@ -60,7 +60,7 @@ pub fn run(s: &Settings) -> Result<u8> {
         Reached::Outside(host)
     } else {
         // What an interrupted run left set aside goes back first: the plan must see it in place.
-        match recover_staged(host, &text, &log)? {
+        match recover_staged(host, &text, s.api, &log)? {
             (reached, None) => reached,
             (_, Some(false)) => return Ok(1),
             (reached, Some(true)) => {
@@ -127,7 +127,7 @@ fn plan_and_fix(reached: Reached, text: Vec<u8>, held: &Holding, s: &Settings, l
     let points: Vec<Vec<u8>> = table.autofs_points().into_iter().map(<[u8]>::to_vec).collect();
     drop(table);
     drop(text);
-    let inside = reached.enter()?;
+    let inside = reached.enter(s.api)?;
     // What the blocked processes wait for, read while they still wait.
     let waiting: Vec<Blocked> =
         survey.blocked.iter().map(|&pid| Blocked::of(&inside, pid, points.iter().map(Vec::as_slice))).collect();
@@ -281,14 +281,14 @@ fn release(
 /// Puts back what an interrupted run left set aside in the table `text`, entering the
 /// container to do so (under the lock), and says each step. Returns where we are, and None
 /// when nothing was left, else whether all went back.
-fn recover_staged(host: Host, text: &[u8], log: &Log) -> Result<(Reached, Option<bool>)> {
+fn recover_staged(host: Host, text: &[u8], api: Api, log: &Log) -> Result<(Reached, Option<bool>)> {
     if !staging::anything_left(host.init(), text) {
         return Ok((Reached::Outside(host), None));
     }
     let table = Table::from_mountinfo(text, host.init().host_pid())?;
     let Some(left) = staging::left_behind(host.init(), &table)? else { return Ok((Reached::Outside(host), None)) };
     let place = left.place();
-    let inside = host.enter()?;
+    let inside = host.enter(api)?;
     let steps = left.plan(&inside, &table)?;
     let (said, all) = mounts::recover(&inside, left, &steps);
     for line in said {
@@ -311,7 +311,7 @@ pub fn recover(pid_name: &'static str, pid: Pid, timeout: Duration) -> Result<u8
         let (_lock, _) = host.lock(timeout)?;
         // Read again under the lock: a run that held it may have finished meanwhile.
         let text = host.init().mountinfo()?;
-        if let (_, Some(all)) = recover_staged(host, &text, &log)? {
+        if let (_, Some(all)) = recover_staged(host, &text, Api::New, &log)? {
             return Ok(u8::from(!all));
         }
     }

@@ -11,6 +11,7 @@ use crate::container::{Host, Init};
 use crate::error::{Context, Result};
 use crate::nested::{Namespace, Reach};
 use crate::plan::{self, Master};
+use crate::settings::Api;
 use crate::show::{Shown, column, who_short};
 use crate::staging;
 use crate::survey::{self, Blocked, ProcFacts};
@@ -50,7 +51,7 @@ pub fn run(pid_name: &'static str, pid: Pid) -> Result<u8> {
     // look up reads as the container's paths only from inside.
     if !survey.blocked.is_empty() {
         let points = table.autofs_points();
-        let inside = host.enter()?;
+        let inside = host.enter(Api::New)?;
         let mut rows = vec![["BLOCKED PROCESS".to_string(), "ON".into(), "LOOKING UP".into(), String::new()]];
         for &p in &survey.blocked {
             let b = Blocked::of(&inside, p, points.iter().copied());

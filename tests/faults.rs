@@ -143,7 +143,7 @@ fn killed_half_way_with_the_legacy_api_then_recover() {
     let kept = kept(&ctr);
     ctr.inject_systemctl_fault("touch /run/restart-started; exec sleep 600");
     // The legacy API stages in the container.
-    let child = spawn_as_criu("post-resume", &ctr.pid, &[("AUTOFS_RESTART_MOUNT_API", "legacy")]);
+    let child = spawn_as_criu("post-resume", &ctr.pid, &[("AUTOFS_RESTART_KERNEL_API", "legacy")]);
     killed_with_the_tree_in_the_container_then_recover(&ctr, &kept, child);
 }
 
@@ -224,6 +224,18 @@ fn systemctl_missing_or_a_busy_mount_point() {
     }
     assert_eq!(said.lines().count(), 3, "one line per unit: {said}");
     kept.check(&ctr, "without systemctl");
+
+    // One the kernel cannot execute: the child says at which step it failed.
+    ctr.ok("printf '#!/nonexistent/sh\\n' > /usr/bin/systemctl && chmod 755 /usr/bin/systemctl");
+    let out = run_as_criu("post-resume", &ctr.pid, &[]);
+    let said = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    for l in said.lines() {
+        assert!(l.contains(".automount: failed restarting: starting systemctl restart "), "{said}");
+        assert!(l.ends_with(": executing it: ENOENT"), "{said}");
+    }
+    assert_eq!(said.lines().count(), 3, "one line per unit: {said}");
+    kept.check(&ctr, "with a systemctl that cannot be executed");
 
     ctr.ok("mv /usr/bin/systemctl.gone /usr/bin/systemctl");
     let out = run_as_criu("post-resume", &ctr.pid, &[]);

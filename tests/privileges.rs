@@ -99,6 +99,17 @@ const NAMESPACES: [&str; 8] = ["mnt", "pid", "uts", "ipc", "net", "cgroup", "tim
 #[test]
 #[ignore = "needs root and the kernel's autofs: make test runs it"]
 fn the_containers_systemctl_gets_the_containers_privileges_only() {
+    containers_privileges_only("new");
+}
+
+/// The same, systemctl started by fork and joining its cgroup by cgroup.procs.
+#[test]
+#[ignore = "needs root and the kernel's autofs: make test runs it"]
+fn the_containers_privileges_only_with_the_legacy_kernel_api_too() {
+    containers_privileges_only("legacy");
+}
+
+fn containers_privileges_only(api: &str) {
     require_containers();
     let ctr = Container::start_env(&[
         ("CONTAINER_NET", "1"),
@@ -131,7 +142,10 @@ fn the_containers_systemctl_gets_the_containers_privileges_only() {
     );
 
     // As CRIU runs it, with a canary in the environment and a canary fd (7) left open.
-    let line = format!("exec 7</etc/hostname; {}", criu_line("post-resume", &ctr.pid, &[("CANARY", "leaked")]));
+    let line = format!(
+        "exec 7</etc/hostname; {}",
+        criu_line("post-resume", &ctr.pid, &[("CANARY", "leaked"), ("AUTOFS_RESTART_KERNEL_API", api)])
+    );
     let out = Command::new("bash").arg("-c").arg(line).env_clear().output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(stderr(&out).contains("srv-data.automount: restarted, tmpfs srv-data kept on top\n"), "{}", stderr(&out));

@@ -72,8 +72,54 @@ fn fixes_every_automount_and_keeps_what_is_on_top() {
 
 #[test]
 #[ignore = "needs root and the kernel's autofs: make test runs it"]
-fn fixes_with_the_legacy_mount_api_too() {
-    fix_and_check(&[("AUTOFS_RESTART_MOUNT_API", "legacy")]);
+fn fixes_with_the_legacy_kernel_api_too() {
+    fix_and_check(&[("AUTOFS_RESTART_KERNEL_API", "legacy")]);
+}
+
+/// How systemctl is started, as strace sees our process (trace=clone,clone3): with the new
+/// API, by clone3 straight into the init's cgroup; where the kernel refuses that (ENOSYS
+/// before 5.3 or under a seccomp filter such as Docker's default, EINVAL before 5.7; injected
+/// by strace) and with the legacy API, by fork, the child writing itself into cgroup.procs.
+/// Each way fixes the container; a refusal is not tried again in the same run.
+#[test]
+#[ignore = "needs root and the kernel's autofs: make test runs it"]
+fn programs_start_in_their_cgroup_by_clone3_else_by_fork() {
+    require_containers();
+    common::require_program("strace");
+    for (api, refused) in [("new", ""), ("new", "ENOSYS"), ("new", "EINVAL"), ("legacy", "")] {
+        let ctr = restored_container();
+        let log = format!("/tmp/autofs-restart-test.strace.{}", std::process::id());
+        let inject = if refused.is_empty() { String::new() } else { format!("-e inject=clone3:error={refused}") };
+        let run = common::criu_line("post-resume", &ctr.pid, &[("AUTOFS_RESTART_KERNEL_API", api)]);
+        let line = format!("exec strace -qq -o {log} -e trace=clone,clone3 {inject} /usr/bin/{}", &run[5..]);
+        let out = std::process::Command::new("bash").arg("-c").arg(&line).env_clear().output().unwrap();
+        let traced = std::fs::read_to_string(&log).unwrap_or_default();
+        let _ = std::fs::remove_file(&log);
+        let case = format!("{api} {refused}");
+        assert_eq!(out.status.code(), Some(0), "{case}: {}\n{traced}", stderr(&out));
+        assert_eq!(stderr(&out).matches(": restarted").count(), 3, "{case}: {}", stderr(&out));
+        for path in ALL {
+            assert_eq!(ctr.answers(path, 10), Some(true), "{case}: {path}");
+        }
+        let calls: Vec<&str> = traced.lines().filter(|l| l.starts_with("clone")).collect();
+        let (clone3, forks) =
+            (calls.iter().filter(|l| l.starts_with("clone3(")), calls.iter().filter(|l| l.starts_with("clone(")));
+        let (clone3, forks): (Vec<&&str>, Vec<&&str>) = (clone3.collect(), forks.collect());
+        match (api, refused) {
+            ("new", "") => {
+                assert!(!clone3.is_empty() && forks.is_empty(), "{case}: {traced}");
+                for call in clone3 {
+                    assert!(call.contains("CLONE_INTO_CGROUP") && !call.contains("= -1"), "{case}: {call}");
+                }
+            }
+            ("new", _) => {
+                assert_eq!(clone3.len(), 1, "{case}: tried once, then fork for the rest of the run: {traced}");
+                assert!(clone3[0].contains(&format!("= -1 {refused}")), "{case}: {traced}");
+                assert!(!forks.is_empty(), "{case}: {traced}");
+            }
+            _ => assert!(clone3.is_empty() && !forks.is_empty(), "{case}: {traced}"),
+        }
+    }
 }
 
 #[test]
@@ -233,7 +279,7 @@ fn a_stack_of_mounts_comes_back_in_order() {
     let kept = Kept::of(&ctr, &["/srv/data"], &["/srv/data/file"]);
 
     for api in ["new", "legacy"] {
-        let out = run_as_criu("post-resume", &ctr.pid, &[("AUTOFS_RESTART_MOUNT_API", api)]);
+        let out = run_as_criu("post-resume", &ctr.pid, &[("AUTOFS_RESTART_KERNEL_API", api)]);
         assert_eq!(out.status.code(), Some(0), "{api}: {}", stderr(&out));
         assert!(stderr(&out).contains("srv-data.automount: restarted, tmpfs srv-data, tmpfs upper kept on top\n"));
         let now = ctr.at("/srv/data");

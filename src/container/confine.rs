@@ -34,9 +34,10 @@ pub struct Confine {
     ns: ThreadNameSpaceType,
     /// Whether it has a user namespace of its own (joined only by the container's programs).
     user: bool,
-    /// The init's cgroup directories in the host's cgroupfs: cgroup2 and each v1 hierarchy,
-    /// each marked whether it is cgroup2.
-    cgroups: Vec<(bool, OwnedFd)>,
+    /// The init's cgroup directories in the host's cgroupfs where it is not in ours (a child
+    /// of ours starts there): its cgroup2 directory, and one per v1 hierarchy.
+    cgroup2: Option<OwnedFd>,
+    cgroups_v1: Vec<OwnedFd>,
     /// The init's capability bounding set.
     bounding: u64,
     /// The host's cgroup2 root, where a respawned daemon's own cgroup is found.
@@ -48,7 +49,8 @@ pub struct Confine {
 pub struct ForChild {
     ns: ThreadNameSpaceType,
     user: bool,
-    cgroups: Vec<(bool, RawFd)>,
+    cgroup2: Option<RawFd>,
+    cgroups_v1: Vec<RawFd>,
     bounding: u64,
 }
 
@@ -80,14 +82,15 @@ impl Confine {
             .ok_or_else(|| Error::check(format!("/proc/{pid}/status has no CapBnd line")))?;
         let mounts_text = std::fs::read("/proc/self/mountinfo").context("reading /proc/self/mountinfo")?;
         let mounts = Table::from_mountinfo(&mounts_text, std::process::id())?;
-        let mut cgroups = Vec::new();
-        for (v2, dir) in cgroup_dirs(&read("cgroup")?, &mounts) {
+        let ours = std::fs::read("/proc/self/cgroup").context("reading /proc/self/cgroup")?;
+        let (mut cgroup2, mut cgroups_v1) = (None, Vec::new());
+        for (v2, dir) in cgroup_dirs(&read("cgroup")?, &ours, &mounts) {
             let fd = open_dir(&dir).context(format!("opening the init's cgroup {}", Shown(&dir)))?;
-            cgroups.push((v2, fd));
+            if v2 { cgroup2 = Some(fd) } else { cgroups_v1.push(fd) }
         }
-        let cgroup2 = mounts.mounts.iter().find(|m| &*m.fs_type == b"cgroup2");
-        let cgroup2_root = cgroup2.and_then(|m| open_dir(&m.mount_point).ok());
-        Ok(Confine { ns, user, cgroups, bounding, cgroup2_root })
+        let root = mounts.mounts.iter().find(|m| &*m.fs_type == b"cgroup2");
+        let cgroup2_root = root.and_then(|m| open_dir(&m.mount_point).ok());
+        Ok(Confine { ns, user, cgroup2, cgroups_v1, bounding, cgroup2_root })
     }
 
     pub fn cgroup2_root(&self) -> Option<BorrowedFd<'_>> {
@@ -98,7 +101,8 @@ impl Confine {
         ForChild {
             ns: self.ns,
             user: self.user,
-            cgroups: self.cgroups.iter().map(|(v2, fd)| (*v2, fd.as_raw_fd())).collect(),
+            cgroup2: self.cgroup2.as_ref().map(|fd| fd.as_raw_fd()),
+            cgroups_v1: self.cgroups_v1.iter().map(|fd| fd.as_raw_fd()).collect(),
             bounding: self.bounding,
         }
     }
@@ -108,32 +112,42 @@ impl ForChild {
     /// The same, but joining this cgroup2 directory instead of the init's (the v1 hierarchies
     /// stay the init's).
     pub fn in_cgroup2(mut self, dir: RawFd) -> Self {
-        self.cgroups.retain(|(v2, _)| !v2);
-        self.cgroups.push((true, dir));
+        self.cgroup2 = Some(dir);
         self
     }
 
-    /// Joins the init's cgroups and namespaces through its pidfd. In the forked child, first
-    /// thing: the cgroup move needs our host privileges.
-    pub fn join(&self, pidfd: BorrowedFd<'_>, trust: Trust) -> std::io::Result<()> {
-        for &(_, dir) in &self.cgroups {
+    /// The cgroup2 directory to join, taken out of what `join_cgroups` writes to: for a child
+    /// started straight into it (`clone3` with CLONE_INTO_CGROUP).
+    pub fn take_cgroup2(&mut self) -> Option<RawFd> {
+        self.cgroup2.take()
+    }
+
+    /// Joins the init's cgroups by writing to their `cgroup.procs`. In the forked child, first
+    /// thing: the move needs our host privileges.
+    pub fn join_cgroups(&self) -> rustix::io::Result<()> {
+        for &dir in self.cgroup2.iter().chain(&self.cgroups_v1) {
             // SAFETY: `Confine` keeps these fds open for as long as the child is being made.
             let dir = unsafe { BorrowedFd::borrow_raw(dir) };
             let procs = openat(dir, "cgroup.procs", OFlags::WRONLY | OFlags::CLOEXEC, Mode::empty())?;
             rustix::io::write(&procs, b"0")?;
         }
+        Ok(())
+    }
+
+    /// Joins the init's namespaces through its pidfd (its user namespace only for the
+    /// container's programs).
+    pub fn join_namespaces(&self, pidfd: BorrowedFd<'_>, trust: Trust) -> rustix::io::Result<()> {
         let mut ns = self.ns;
         if self.user && matches!(trust, Trust::Container { .. }) {
             ns |= ThreadNameSpaceType::USER;
         }
-        rustix::thread::move_into_thread_name_spaces(pidfd, ns)?;
-        Ok(())
+        rustix::thread::move_into_thread_name_spaces(pidfd, ns)
     }
 
     /// Becomes `uid`/`gid` (the container's ids, as it sees them) and cuts the capabilities
     /// to the init's bounding set; `no_new_privs` if asked. Last thing before exec: joining
     /// namespaces and changing root need capabilities the container may not have.
-    pub fn drop_privileges(&self, trust: Trust, uid: u32, gid: u32) -> std::io::Result<()> {
+    pub fn drop_privileges(&self, trust: Trust, uid: u32, gid: u32) -> rustix::io::Result<()> {
         let Trust::Container { no_new_privs } = trust else { return Ok(()) };
         use rustix::process::{Gid, Uid};
         use rustix::thread::{set_thread_groups, set_thread_res_gid, set_thread_res_uid};
@@ -144,7 +158,7 @@ impl ForChild {
                 // Numbers past the kernel's last capability are refused: nothing to drop.
                 match rustix::thread::remove_capability_from_bounding_set(CapabilitySet::from_bits_retain(1 << cap)) {
                     Ok(()) | Err(rustix::io::Errno::INVAL) => {}
-                    Err(e) => return Err(e.into()),
+                    Err(e) => return Err(e),
                 }
             }
         }
@@ -153,7 +167,7 @@ impl ForChild {
         // there anyway.
         match set_thread_groups(&[]) {
             Ok(()) | Err(rustix::io::Errno::PERM) => {}
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(e),
         }
         let (gid, uid) = (Gid::from_raw(gid), Uid::from_raw(uid));
         set_thread_res_gid(gid, gid, gid)?;
@@ -177,11 +191,17 @@ impl ForChild {
 /// The init's cgroup directories in the host's cgroupfs, from its /proc/PID/cgroup (read on
 /// the host: paths from the host's cgroup root) and the host's mount table: the cgroup2
 /// directory (`0::/path`), and for each v1 hierarchy (`N:cpu,cpuacct:/path`) the directory
-/// in the mount of those controllers. A hierarchy the host has not mounted is skipped. Each
-/// comes with whether it is the cgroup2 one.
-pub fn cgroup_dirs(cgroup: &[u8], host: &Table<'_>) -> Vec<(bool, Vec<u8>)> {
+/// in the mount of those controllers. Each comes with whether it is the cgroup2 one.
+///
+/// Skipped: a hierarchy the host has not mounted, and one where the init is in our own cgroup
+/// (`ours`, our /proc/self/cgroup): a child of ours starts there, and every write to a
+/// `cgroup.procs`, even one that moves nothing, waits for an RCU grace period.
+pub fn cgroup_dirs(cgroup: &[u8], ours: &[u8], host: &Table<'_>) -> Vec<(bool, Vec<u8>)> {
     let mut dirs = Vec::new();
     for (ctrls, path) in procfs::cgroups(cgroup) {
+        if procfs::cgroups(ours).any(|line| line == (ctrls, path)) {
+            continue;
+        }
         let mount = host.mounts.iter().find(|m| {
             if ctrls.is_empty() {
                 &*m.fs_type == b"cgroup2"
@@ -226,7 +246,7 @@ mod tests {
     fn cgroup_directories_on_a_hybrid_host() {
         let host = Table::new(parse(HOST).unwrap());
         let cgroup = b"12:cpu:/ctr/init.scope\n13:cpu,cpuacct:/ctr/init.scope\n11:memory:/ctr/init.scope\n1:name=systemd:/ctr/init.scope\n0::/ctr/init.scope\n99:nosuch:/x\n";
-        let all = cgroup_dirs(cgroup, &host);
+        let all = cgroup_dirs(cgroup, b"0::/\n", &host);
         assert_eq!(all.iter().filter(|(v2, _)| *v2).count(), 1);
         let dirs: Vec<String> = all.into_iter().map(|(_, d)| String::from_utf8(d).unwrap()).collect();
         assert!(dirs.contains(&"/sys/fs/cgroup/unified/ctr/init.scope".to_string()), "{dirs:?}");
@@ -239,8 +259,25 @@ mod tests {
     #[test]
     fn cgroup2_alone_and_the_root() {
         let host = Table::new(parse(b"30 1 0:26 / /sys/fs/cgroup rw shared:4 - cgroup2 cgroup2 rw\n").unwrap());
-        assert_eq!(cgroup_dirs(b"0::/a/b\n", &host), [(true, b"/sys/fs/cgroup/a/b".to_vec())]);
-        assert_eq!(cgroup_dirs(b"0::/\n", &host), [(true, b"/sys/fs/cgroup".to_vec())]);
+        assert_eq!(cgroup_dirs(b"0::/a/b\n", b"0::/\n", &host), [(true, b"/sys/fs/cgroup/a/b".to_vec())]);
+        assert_eq!(cgroup_dirs(b"0::/\n", b"0::/x\n", &host), [(true, b"/sys/fs/cgroup".to_vec())]);
+    }
+
+    #[test]
+    fn hierarchies_where_the_init_is_in_our_cgroup_are_not_joined() {
+        let host = Table::new(parse(HOST).unwrap());
+        let init = b"12:cpu:/ctr\n11:memory:/ctr\n1:name=systemd:/\n0::/ctr/init.scope\n";
+        let ours = b"12:cpu:/ctr\n11:memory:/\n1:name=systemd:/\n0::/user.slice\n";
+        let dirs: Vec<(bool, String)> =
+            cgroup_dirs(init, ours, &host).into_iter().map(|(v2, d)| (v2, String::from_utf8(d).unwrap())).collect();
+        assert_eq!(
+            dirs,
+            [
+                (false, "/sys/fs/cgroup/memory/ctr".to_string()),
+                (true, "/sys/fs/cgroup/unified/ctr/init.scope".to_string())
+            ]
+        );
+        assert_eq!(cgroup_dirs(init, init, &host), [], "all ours: nothing to join");
     }
 
     /// The child of a real spawn, dropped to `uid` with a narrow bounding set: what its
@@ -252,14 +289,15 @@ mod tests {
         let child = ForChild {
             ns: ThreadNameSpaceType::empty(),
             user: false,
-            cgroups: Vec::new(),
+            cgroup2: None,
+            cgroups_v1: Vec::new(),
             bounding: (1 << 0) | (1 << 7) | (1 << 10),
         };
         let mut cmd = std::process::Command::new("/bin/cat");
         cmd.arg("/proc/self/status");
         // SAFETY: in the forked child before exec; only system calls.
         unsafe {
-            cmd.pre_exec(move || child.drop_privileges(Trust::Container { no_new_privs }, uid, uid));
+            cmd.pre_exec(move || Ok(child.drop_privileges(Trust::Container { no_new_privs }, uid, uid)?));
         }
         let out = cmd.output().unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

@@ -13,6 +13,7 @@ use super::confine::Confine;
 use super::{Init, Inside, dir_flags};
 use crate::error::{Context, Error, Result};
 use crate::procfs;
+use crate::settings::Api;
 use crate::show::seconds;
 
 /// What reaching into another container takes: entering its namespaces and mounting there
@@ -104,8 +105,9 @@ impl Host {
     ///
     /// What the container's programs may have is read first, while the host's /proc and
     /// cgroupfs are in reach. If that fails, no program of the container will run, but the
-    /// mount work (a recovery above all) goes on.
-    pub fn enter(self) -> Result<Inside> {
+    /// mount work (a recovery above all) goes on. `api` says how the container's programs are
+    /// started (see `spawn`).
+    pub fn enter(self, api: Api) -> Result<Inside> {
         let confine = Confine::read(&self.init);
         let Host { init, root, mnt, host_mnt } = self;
         move_into_thread_name_spaces(init.pidfd(), ThreadNameSpaceType::MOUNT | ThreadNameSpaceType::PROCESS_ID)
@@ -115,6 +117,6 @@ impl Host {
             .and_then(|()| chroot("."))
             .and_then(|()| rustix::process::chdir("/"))
             .context(format!("entering the root of pid {}", init.pid))?;
-        Ok(Inside::new(init, root, mnt, host_mnt, confine))
+        Ok(Inside::new(init, (root, mnt, host_mnt), confine, api))
     }
 }

@@ -2,6 +2,7 @@
 //! container's. Mount work, the container's programs and our helpers, and hops into mount
 //! namespaces of ours take an `Inside`, so none of them can happen before entering.
 
+use std::cell::Cell;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::Duration;
 
@@ -13,6 +14,7 @@ use super::confine::Confine;
 use super::spawn::{self, Output, Spec};
 use super::{Init, Place};
 use crate::error::{Context, Error, Result};
+use crate::settings::Api;
 
 pub struct Inside {
     init: Init,
@@ -22,11 +24,18 @@ pub struct Inside {
     host_mnt: OwnedFd,
     /// What the container's programs may have, read before entering (or why not).
     confine: Result<Confine>,
+    /// How programs are started: into their cgroup by clone3, until the kernel refuses it.
+    api: Cell<Api>,
 }
 
 impl Inside {
-    pub(super) fn new(init: Init, root: OwnedFd, mnt: OwnedFd, host_mnt: OwnedFd, confine: Result<Confine>) -> Self {
-        Inside { init, root, mnt, host_mnt, confine }
+    pub(super) fn new(
+        init: Init,
+        (root, mnt, host_mnt): (OwnedFd, OwnedFd, OwnedFd),
+        confine: Result<Confine>,
+        api: Api,
+    ) -> Self {
+        Inside { init, root, mnt, host_mnt, confine, api: Cell::new(api) }
     }
 
     pub fn init(&self) -> &Init {
@@ -37,7 +46,7 @@ impl Inside {
     /// it is killed and this is an error; the caller goes on safely.
     pub fn spawn(&self, spec: Spec<'_>, timeout: Duration) -> Result<Output> {
         let confine = self.confine.as_ref().map_err(|e| e.clone().context("the container's privileges are unknown"))?;
-        spawn::run(spec, self.init.pidfd(), confine, timeout)
+        spawn::run(spec, self.init.pidfd(), confine, &self.api, timeout)
     }
 
     /// Runs a program of the container with the container's privileges only (`Spec::container`).

@@ -34,6 +34,7 @@ pub use spawn::Spec;
 
 use crate::error::{Context, Error, Result};
 use crate::procfs;
+use crate::settings::Api;
 
 /// The container's init, held by a pidfd, and the host's /proc, read by file descriptors.
 pub struct Init {
@@ -63,9 +64,9 @@ impl Reached {
         }
     }
 
-    pub fn enter(self) -> Result<Inside> {
+    pub fn enter(self, api: Api) -> Result<Inside> {
         match self {
-            Reached::Outside(host) => host.enter(),
+            Reached::Outside(host) => host.enter(api),
             Reached::In(inside) => Ok(inside),
         }
     }

@@ -3,23 +3,26 @@
 //! daemon of the container started again as it was. `start` makes the child join the
 //! container between fork and exec; `wait` collects it, killing it at the timeout.
 
-use std::ffi::OsStr;
+use std::cell::Cell;
+use std::convert::Infallible;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::process::CommandExt;
-use std::process::{Command, ExitStatus, Stdio};
+use std::os::unix::process::ExitStatusExt;
+use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
 use rustix::event::{PollFd, PollFlags, poll};
-use rustix::fs::OFlags;
+use rustix::fs::{Mode, OFlags, open};
 use rustix::io::Errno;
-use rustix::process::{Pid, PidfdFlags, Signal, chroot, fchdir, pidfd_open};
+use rustix::pipe::{PipeFlags, pipe_with};
+use rustix::process::{Pid, Signal, WaitOptions, chroot, fchdir, pidfd_send_signal, waitpid};
 use rustix::thread::{LinkNameSpaceType, move_into_link_name_space};
 
-use super::confine::{Confine, Trust};
+use super::confine::{Confine, ForChild, Trust};
 use super::{Place, pidfd};
 use crate::error::{Context, Error, Result};
+use crate::settings::Api;
 use crate::show::Shown;
+use crate::sys::fork::{self, Exec, Forked};
 
 /// Where a program of the container is looked for (its own PATH is not ours to trust).
 const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -127,63 +130,193 @@ impl Output {
 }
 
 /// Starts `spec` (after entering) in the init's namespaces through its pidfd, confined as
-/// `confine` says, and waits for it at most `timeout`.
-pub(super) fn run(spec: Spec<'_>, init: BorrowedFd<'_>, confine: &Confine, timeout: Duration) -> Result<Output> {
+/// `confine` says, and waits for it at most `timeout`. With the new kernel API, the child
+/// starts in its cgroup2 directory (clone3); where the kernel lacks that, `api` turns legacy
+/// for the rest of the run and the child writes itself into `cgroup.procs`.
+pub(super) fn run(
+    spec: Spec<'_>,
+    init: BorrowedFd<'_>,
+    confine: &Confine,
+    api: &Cell<Api>,
+    timeout: Duration,
+) -> Result<Output> {
     let path = resolve(spec.program).ok_or_else(|| {
         Error::check(format!("{}: the container has no {} in {PATH}", spec.doing, Shown(spec.program)))
     })?;
-    let mut cmd = Command::new(OsStr::from_bytes(&path));
-    if let Some(argv0) = spec.argv0 {
-        cmd.arg0(OsStr::from_bytes(argv0));
-    }
-    cmd.args(spec.args.iter().map(|a| OsStr::from_bytes(a))).env_clear().current_dir("/");
-    match spec.env {
-        None => cmd.env("PATH", PATH).env("LANG", "C").env("SYSTEMD_PAGER", ""),
-        Some(env) => cmd.envs(env.iter().map(|kv| {
-            let (k, v) = kv.split_at(kv.iter().position(|&b| b == b'=').unwrap_or(kv.len()));
-            (OsStr::from_bytes(k), OsStr::from_bytes(v.get(1..).unwrap_or_default()))
-        })),
+    let argv: Vec<&[u8]> = [spec.argv0.unwrap_or(&path)].into_iter().chain(spec.args.iter().copied()).collect();
+    let path_var = format!("PATH={PATH}");
+    let env: Vec<&[u8]> = match spec.env {
+        None => vec![path_var.as_bytes(), b"LANG=C", b"SYSTEMD_PAGER="],
+        Some(env) => env.iter().map(Vec::as_slice).collect(),
     };
-    let stderr = if spec.daemon { Stdio::null() } else { Stdio::piped() };
-    cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(stderr);
-    let mut child = confine.for_child();
+    let started = if spec.daemon { spec.doing.clone() } else { format!("starting {}", spec.doing) };
+    let exec = Exec::new(&path, &argv, &env).ok_or_else(|| Error::check(format!("{started}: a NUL byte in it")))?;
+    let devnull = open("/dev/null", OFlags::RDWR | OFlags::CLOEXEC, Mode::empty()).context("opening /dev/null")?;
+    let (stderr, child_stderr) = match spec.daemon {
+        true => (None, None),
+        false => pipe_with(PipeFlags::CLOEXEC).map(|(r, w)| (Some(r), Some(w))).context(&*started)?,
+    };
+    let (report, child_report) = pipe_with(PipeFlags::CLOEXEC).context(&*started)?;
+    let mut confined = confine.for_child();
     if let Some(dir) = spec.cgroup2 {
-        child = child.in_cgroup2(dir.as_raw_fd());
+        confined = confined.in_cgroup2(dir.as_raw_fd());
     }
-    let raw = |fd: Option<BorrowedFd<'_>>| fd.map(|fd| fd.as_raw_fd());
-    let (init, cwd, place) =
-        (init.as_raw_fd(), raw(spec.cwd), spec.place.map(|p| (p.mnt.as_raw_fd(), p.root.as_raw_fd())));
-    let (trust, (uid, gid), daemon) = (spec.trust, spec.ids, spec.daemon);
-    // SAFETY: runs in the forked child before exec. It makes only raw system calls, on file
-    // descriptors that the caller keeps open for as long as `spec` and `confine` are borrowed,
-    // which outlasts the spawn.
-    unsafe {
-        cmd.pre_exec(move || {
-            let fd = |raw| BorrowedFd::borrow_raw(raw);
-            // A run killed half-way leaves no program of ours running in the container; a
-            // daemon must outlive us.
-            if !daemon {
-                rustix::process::set_parent_process_death_signal(Some(Signal::KILL))?;
-            }
-            child.join(fd(init), trust)?;
-            if let Some((mnt, root)) = place {
-                move_into_link_name_space(fd(mnt), Some(LinkNameSpaceType::Mount))?;
-                fchdir(fd(root))?;
-                chroot(".")?;
-                rustix::process::chdir("/")?;
-            }
-            if daemon {
-                rustix::process::setsid()?;
-            }
-            if let Some(cwd) = cwd {
-                fchdir(fd(cwd))?;
-            }
-            child.drop_privileges(trust, uid, gid)
+    let child = Child {
+        exec,
+        stdio: [devnull.as_fd(), devnull.as_fd(), child_stderr.as_ref().map_or(devnull.as_fd(), |w| w.as_fd())],
+        init,
+        place: spec.place,
+        cwd: spec.cwd,
+        trust: spec.trust,
+        ids: spec.ids,
+        daemon: spec.daemon,
+        confined,
+    };
+    let deadline = Instant::now() + timeout;
+    let (pid, pidfd) = child.start(api, child_report.as_fd()).context(&*started)?;
+    drop((devnull, child_stderr, child_report));
+    if let Err(e) = exec_report(&report, deadline) {
+        let _ = pidfd_send_signal(&pidfd, Signal::KILL);
+        let _ = waitpid(Some(pid), WaitOptions::empty());
+        return Err(match e {
+            Report::Failed(step, errno) => Error::sys(format!("{started}: {step}"), errno),
+            Report::Timeout => Error::Timeout { doing: started, after: timeout },
+            Report::Sys(e) => Error::sys(format!("{started}: waiting for its exec"), e),
         });
     }
-    let started = if spec.daemon { spec.doing.clone() } else { format!("starting {}", spec.doing) };
-    let child = cmd.spawn().context(started)?;
-    wait(child, timeout, &spec.doing)
+    wait(pid, &pidfd, stderr, (deadline, timeout), &spec.doing)
+}
+
+/// The child to be: what it runs, and what it does between fork and exec.
+struct Child<'a> {
+    exec: Exec,
+    /// Its stdin, stdout and stderr.
+    stdio: [BorrowedFd<'a>; 3],
+    init: BorrowedFd<'a>,
+    place: Option<&'a Place>,
+    cwd: Option<BorrowedFd<'a>>,
+    trust: Trust,
+    ids: (u32, u32),
+    daemon: bool,
+    confined: ForChild,
+}
+
+/// What the child did not get past, as it reports it through a pipe before it exits.
+const STEPS: [&str; 6] = [
+    "setting up its stdio and signals",
+    "joining the container's cgroups",
+    "joining the container's namespaces",
+    "entering its mount namespace and root",
+    "taking the container's privileges",
+    "executing it",
+];
+
+impl Child<'_> {
+    /// Forks; in the child, does the steps and execs, reporting to `report` where it failed.
+    /// Returns in the parent only.
+    fn start(mut self, api: &Cell<Api>, report: BorrowedFd<'_>) -> rustix::io::Result<(Pid, OwnedFd)> {
+        let forked = match (api.get(), self.confined.take_cgroup2()) {
+            (Api::New, Some(dir)) => {
+                // SAFETY: we never start a thread, and the child makes only system calls
+                // until it execs or exits (`steps`, `fork::exit`). The fd is `confine`'s,
+                // open while it is borrowed.
+                match unsafe { fork::clone_into_cgroup(BorrowedFd::borrow_raw(dir)) } {
+                    Err(Errno::NOSYS | Errno::INVAL | Errno::TOOBIG) => {
+                        api.set(Api::Legacy);
+                        self.confined = self.confined.in_cgroup2(dir);
+                        // SAFETY: as above.
+                        unsafe { fork::fork() }
+                    }
+                    forked => forked,
+                }
+            }
+            (_, dir) => {
+                if let Some(dir) = dir {
+                    self.confined = self.confined.in_cgroup2(dir);
+                }
+                // SAFETY: as above.
+                unsafe { fork::fork() }
+            }
+        }?;
+        match forked {
+            Forked::Parent(pid, pidfd) => Ok((pid, pidfd)),
+            Forked::Child => {
+                let Err((step, errno)) = self.steps();
+                let mut said = [0u8; 8];
+                said[..4].copy_from_slice(&(step as u32).to_ne_bytes());
+                said[4..].copy_from_slice(&errno.raw_os_error().to_ne_bytes());
+                let _ = rustix::io::write(report, &said);
+                fork::exit(127)
+            }
+        }
+    }
+
+    /// In the forked child: joins the container and execs. Returns where it failed.
+    fn steps(&self) -> std::result::Result<Infallible, (usize, Errno)> {
+        let at = |step: usize| move |e: Errno| (step, e);
+        let [stdin, stdout, stderr] = self.stdio;
+        rustix::stdio::dup2_stdin(stdin)
+            .and_then(|()| rustix::stdio::dup2_stdout(stdout))
+            .and_then(|()| rustix::stdio::dup2_stderr(stderr))
+            .and_then(|()| fork::default_signals())
+            // A run killed half-way leaves no program of ours running in the container; a
+            // daemon must outlive us.
+            .and_then(|()| match self.daemon {
+                true => Ok(()),
+                false => rustix::process::set_parent_process_death_signal(Some(Signal::KILL)),
+            })
+            .map_err(at(0))?;
+        self.confined.join_cgroups().map_err(at(1))?;
+        self.confined.join_namespaces(self.init, self.trust).map_err(at(2))?;
+        if let Some(place) = self.place {
+            move_into_link_name_space(place.mnt.as_fd(), Some(LinkNameSpaceType::Mount))
+                .and_then(|()| fchdir(&place.root))
+                .and_then(|()| chroot("."))
+                .map_err(at(3))?;
+        }
+        let cwd = match self.cwd {
+            Some(dir) => fchdir(dir),
+            None => rustix::process::chdir("/"),
+        };
+        cwd.and_then(|()| if self.daemon { rustix::process::setsid().map(drop) } else { Ok(()) })
+            .and_then(|()| self.confined.drop_privileges(self.trust, self.ids.0, self.ids.1))
+            .map_err(at(4))?;
+        Err((5, self.exec.exec()))
+    }
+}
+
+enum Report {
+    Failed(&'static str, Errno),
+    Timeout,
+    Sys(Errno),
+}
+
+/// Waits for the child's exec: its end of `report` closes (close-on-exec), or it writes the
+/// step it failed at and why. At most `timeout`: a step can hang (a frozen cgroup).
+fn exec_report(report: &OwnedFd, deadline: Instant) -> std::result::Result<(), Report> {
+    let mut fds = [PollFd::new(report, PollFlags::IN)];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match poll(&mut fds, Some(&pidfd::timespec(left))) {
+            Ok(0) => return Err(Report::Timeout),
+            Ok(_) => break,
+            Err(Errno::INTR) => {}
+            Err(e) => return Err(Report::Sys(e)),
+        }
+    }
+    let mut said = [0u8; 8];
+    let n = loop {
+        match rustix::io::read(report, &mut said) {
+            Err(Errno::INTR) => {}
+            got => break got.map_err(Report::Sys)?,
+        }
+    };
+    if n == 0 {
+        return Ok(());
+    }
+    let step = u32::from_ne_bytes([said[0], said[1], said[2], said[3]]) as usize;
+    let errno = Errno::from_raw_os_error(i32::from_ne_bytes([said[4], said[5], said[6], said[7]]));
+    Err(Report::Failed(STEPS.get(step).copied().unwrap_or("starting it"), errno))
 }
 
 /// A program's path: as given if absolute, else the first executable of that name in `PATH`
@@ -197,17 +330,20 @@ fn resolve(program: &[u8]) -> Option<Vec<u8>> {
     PATH.split(':').map(|dir| [dir.as_bytes(), b"/", program].concat()).find(|p| executable(p))
 }
 
-/// Collects a child's stderr until it exits, killing it with SIGKILL at `timeout`.
-fn wait(mut child: std::process::Child, timeout: Duration, doing: &str) -> Result<Output> {
-    // The child is ours and not yet reaped: its pid cannot have been reused.
-    let pidfd = pidfd_open(Pid::from_child(&child), PidfdFlags::empty()).context(format!("pidfd_open for {doing}"))?;
+/// Collects a child's stderr until it exits, killing it with SIGKILL at the deadline.
+fn wait(
+    pid: Pid,
+    pidfd: &OwnedFd,
+    mut pipe: Option<OwnedFd>,
+    (deadline, timeout): (Instant, Duration),
+    doing: &str,
+) -> Result<Output> {
     let reading = format!("reading from {doing}");
-    let mut pipe = child.stderr.take().map(OwnedFd::from);
     if let Some(fd) = &pipe {
         rustix::fs::fcntl_setfl(fd, OFlags::NONBLOCK).context(&*reading)?;
     }
     let mut stderr = Vec::new();
-    let deadline = Instant::now() + timeout;
+    let reap = || waitpid(Some(pid), WaitOptions::empty()).context(format!("waiting for {doing}"));
     loop {
         let ended = match &pipe {
             Some(fd) => drain(fd, &mut stderr).context(&*reading)?,
@@ -222,12 +358,12 @@ fn wait(mut child: std::process::Child, timeout: Duration, doing: &str) -> Resul
         }
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            let _ = child.kill();
-            let _ = child.wait();
+            let _ = pidfd_send_signal(pidfd, Signal::KILL);
+            let _ = reap();
             return Err(Error::Timeout { doing: doing.to_string(), after: timeout });
         }
         let mut fds: Vec<PollFd<'_>> = pipe.iter().map(|p| PollFd::new(p, PollFlags::IN)).collect();
-        fds.push(PollFd::new(&pidfd, PollFlags::IN));
+        fds.push(PollFd::new(pidfd, PollFlags::IN));
         match poll(&mut fds, Some(&pidfd::timespec(left))) {
             Ok(_) | Err(Errno::INTR) => {}
             Err(e) => return Err(Error::sys(format!("waiting for {doing}"), e)),
@@ -236,8 +372,8 @@ fn wait(mut child: std::process::Child, timeout: Duration, doing: &str) -> Resul
     if let Some(fd) = &pipe {
         drain(fd, &mut stderr).context(&*reading)?;
     }
-    let status = child.wait().context(format!("waiting for {doing}"))?;
-    Ok(Output { status, stderr })
+    let status = reap()?.map_or(0, |(_, status)| status.as_raw());
+    Ok(Output { status: ExitStatus::from_raw(status), stderr })
 }
 
 /// Reads what a non-blocking pipe holds now; true at end of file. Keeps at most 1 MiB: we

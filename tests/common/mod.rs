@@ -66,6 +66,13 @@ pub fn require_containers() {
     assert!(root && autofs, "this test needs root and the kernel's autofs (root: {root}, autofs: {autofs})");
 }
 
+/// Fails unless `program` is installed (.ci/run installs what the tests use).
+pub fn require_program(program: &str) {
+    let found =
+        ["/usr/bin", "/bin", "/usr/sbin", "/sbin"].iter().any(|d| std::path::Path::new(d).join(program).exists());
+    assert!(found, "this test needs {program} (apt-get install {program})");
+}
+
 /// What a run must never lose, taken before it: the container's mount count, what is stacked
 /// on each watched mount point above its autofs mount (superblock and root, lowest first), and
 /// the content of watched files. `check` also asserts that nothing of a run is left behind.
