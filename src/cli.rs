@@ -54,8 +54,9 @@ Environment (options win):
   AUTOFS_RESTART_PROBE    1 to probe, as --probe
   AUTOFS_RESTART_VERBOSE  1 to say each step, as -v
   AUTOFS_RESTART_NESTED   restart, skip or fail, as --nested
-  AUTOFS_RESTART_KERNEL_API  new (default: open_tree/move_mount, clone3 into the cgroup;
-                          each falls back by itself) or legacy (bind and MS_MOVE, fork)
+  AUTOFS_RESTART_KERNEL_API  new (default: open_tree/move_mount, clone3 into the cgroup,
+                          statmount; each falls back by itself) or legacy (bind and
+                          MS_MOVE, fork, mountinfo)
 
 Exit status: 0 done or nothing to do; 1 something could not be done, each said on its
 line (a unit, --nested fail, the lock, a recovery); 2 bad input.

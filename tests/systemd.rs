@@ -23,8 +23,9 @@ fn restored_container() -> Container {
     ctr
 }
 
-/// The fix leaves every automount answering and what was on top the same superblock.
-fn fix_and_check(extra: &[(&str, &str)]) {
+/// The fix leaves every automount answering and what was on top the same superblock. Returns
+/// what the run said.
+fn fix_and_check(extra: &[(&str, &str)]) -> String {
     require_containers();
     let ctr = restored_container();
     let data_top = ctr.at("/srv/data").pop().unwrap();
@@ -62,18 +63,21 @@ fn fix_and_check(extra: &[(&str, &str)]) {
     ctr.ok("umount /srv/data/sub /srv/data");
     assert_eq!(ctr.answers("/srv/data", 10), Some(true), "/srv/data after its tmpfs went away");
     assert_eq!(ctr.at("/srv/data").len(), 2, "systemd mounted a new tmpfs on the new autofs mount");
+    said
 }
 
 #[test]
 #[ignore = "needs root and the kernel's autofs: make test runs it"]
 fn fixes_every_automount_and_keeps_what_is_on_top() {
-    fix_and_check(&[]);
+    let said = fix_and_check(&[("AUTOFS_RESTART_VERBOSE", "1")]);
+    assert!(said.contains("checking the mounts at 3 path(s), read by statmount\n"), "{said}");
 }
 
 #[test]
 #[ignore = "needs root and the kernel's autofs: make test runs it"]
 fn fixes_with_the_legacy_kernel_api_too() {
-    fix_and_check(&[("AUTOFS_RESTART_KERNEL_API", "legacy")]);
+    let said = fix_and_check(&[("AUTOFS_RESTART_KERNEL_API", "legacy"), ("AUTOFS_RESTART_VERBOSE", "1")]);
+    assert!(said.contains("checking the mounts against the container's mountinfo\n"), "{said}");
 }
 
 /// How systemctl is started, as strace sees our process (trace=clone,clone3): with the new

@@ -106,6 +106,38 @@ impl Inside {
         Ok(done)
     }
 
+    /// The mountinfo lines of the mounts stacked at each of `paths` (the topmost a path walk
+    /// reaches, and each below it at the same mount point, lowest first), made from
+    /// statmount(2) records: the cost of the few mounts there, not of the whole table.
+    /// ENOSYS where the kernel lacks statmount.
+    ///
+    /// The walk stops at each mount point without triggering an automount, but a stale
+    /// autofs mount in the way can still hold it: only for paths a restart has just served.
+    pub fn stacks_at(&self, paths: &[&[u8]]) -> Result<Vec<u8>> {
+        use crate::sys::statmount::{statmount, top_mount_id};
+        let mut text = Vec::new();
+        for &path in paths {
+            let (dir, last) = crate::paths::parent(self.root.as_fd(), path)?;
+            let doing = || format!("reading the mounts at {}", crate::show::Shown(path));
+            let mut id = top_mount_id(dir.as_fd(), &last).context(doing())?;
+            let mut lines = Vec::new();
+            // The chain ends at the mount whose directory holds the mount point.
+            for _ in 0..64 {
+                let record = statmount(id).context(doing())?;
+                if record.mount_point() != path {
+                    break;
+                }
+                lines.push(record.mountinfo_line());
+                match record.parent_id() {
+                    parent if parent == id => break,
+                    parent => id = parent,
+                }
+            }
+            lines.into_iter().rev().for_each(|l| text.extend(l));
+        }
+        Ok(text)
+    }
+
     /// The mount namespace we started in: the host's.
     pub fn host_mnt(&self) -> BorrowedFd<'_> {
         self.host_mnt.as_fd()

@@ -15,23 +15,7 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use rustix::io::Errno;
 use rustix::process::{Pid, PidfdFlags, Signal, WaitOptions, pidfd_open};
 
-/// The C library's wrappers, for the calls rustix does not offer.
-mod c {
-    use std::ffi::{c_char, c_int, c_long};
-
-    /// sigset_t of glibc and musl: 1024 bits, all clear for an empty set.
-    #[repr(C)]
-    pub struct SigSet(pub [u64; 16]);
-
-    unsafe extern "C" {
-        pub fn syscall(number: c_long, ...) -> c_long;
-        pub fn fork() -> c_int;
-        pub fn execve(path: *const c_char, argv: *const *const c_char, envp: *const *const c_char) -> c_int;
-        pub fn _exit(status: c_int) -> !;
-        pub fn sigprocmask(how: c_int, set: *const SigSet, old: *mut SigSet) -> c_int;
-        pub fn signal(signum: c_int, handler: usize) -> usize;
-    }
-}
+use super::c::{self, errno};
 
 /// clone3's number where the architecture has it: 435 in the table every architecture has
 /// shared since Linux 5.3. Elsewhere (mips has its own numbers) the fork path is taken.
@@ -95,11 +79,6 @@ pub enum Forked {
     Parent(Pid, OwnedFd),
     /// The child: it may only make system calls until it execs or exits.
     Child,
-}
-
-/// The last error of the C library.
-fn errno() -> Errno {
-    Errno::from_raw_os_error(std::io::Error::last_os_error().raw_os_error().unwrap_or(0))
 }
 
 /// clone3(2) with CLONE_INTO_CGROUP and CLONE_PIDFD: fork(2), but the child starts in the

@@ -1,6 +1,33 @@
-//! The system calls rustix lacks, each behind a small typed front whose doc names the call.
+//! The system calls rustix lacks, each behind a small typed front whose doc names the call:
+//! `fork` (clone3 into a cgroup, fork, execve), `statmount` (one mount's record).
 //! They come from the C library we link anyway (std needs it): no crate more, no assembly.
 //! Where the kernel, its seccomp filter or the architecture lacks one, it fails with ENOSYS
 //! (or EINVAL for a flag the kernel does not know) and the caller takes the older way.
 
 pub mod fork;
+pub mod statmount;
+
+/// The C library's wrappers, for the calls rustix does not offer.
+mod c {
+    use std::ffi::{c_char, c_int, c_long};
+
+    use rustix::io::Errno;
+
+    /// sigset_t of glibc and musl: 1024 bits, all clear for an empty set.
+    #[repr(C)]
+    pub struct SigSet(pub [u64; 16]);
+
+    unsafe extern "C" {
+        pub fn syscall(number: c_long, ...) -> c_long;
+        pub fn fork() -> c_int;
+        pub fn execve(path: *const c_char, argv: *const *const c_char, envp: *const *const c_char) -> c_int;
+        pub fn _exit(status: c_int) -> !;
+        pub fn sigprocmask(how: c_int, set: *const SigSet, old: *mut SigSet) -> c_int;
+        pub fn signal(signum: c_int, handler: usize) -> usize;
+    }
+
+    /// The last error of the C library.
+    pub fn errno() -> Errno {
+        Errno::from_raw_os_error(std::io::Error::last_os_error().raw_os_error().unwrap_or(0))
+    }
+}
