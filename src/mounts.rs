@@ -72,15 +72,24 @@ pub struct Mounter<'i> {
     next: u32,
     /// Trees set aside and not yet put back: while there are any, the staging stays.
     staged: u32,
+    /// Where the staging is, for people.
+    staged_in: &'static str,
 }
 
 impl<'i> Mounter<'i> {
     pub fn new(inside: &'i Inside, api: Api) -> Result<Self> {
-        Ok(Mounter { inside, api, root: paths::root()?, staging: None, journal: None, next: 0, staged: 0 })
+        let root = paths::root()?;
+        Ok(Mounter { inside, api, root, staging: None, journal: None, next: 0, staged: 0, staged_in: "" })
     }
 
     pub fn api(&self) -> Api {
         self.api
+    }
+
+    /// Where trees are staged, once they are: a namespace copied from the host's or the
+    /// container's, or the container's /run.
+    pub fn staged_in(&self) -> &'static str {
+        self.staged_in
     }
 
     fn root(&self) -> BorrowedFd<'_> {
@@ -166,7 +175,10 @@ impl<'i> Mounter<'i> {
         }
         let made = match self.api {
             Api::New => match Staging::make_ns(self.inside) {
-                Ok(made) => Some(made),
+                Ok((staging, journal, from)) => {
+                    self.staged_in = from;
+                    Some((staging, journal))
+                }
                 // Nothing was made: the next best place is the container.
                 Err(e) => {
                     if e.errno() == Some(Errno::NOSYS) {
@@ -179,7 +191,11 @@ impl<'i> Mounter<'i> {
         };
         let (staging, journal) = match made {
             Some(made) => made,
-            None => Staging::make_in_container(self.root())?,
+            None => {
+                let made = Staging::make_in_container(self.root())?;
+                self.staged_in = "the container's /run";
+                made
+            }
         };
         self.staging = Some(staging);
         self.journal = Some(journal);

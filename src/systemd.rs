@@ -107,7 +107,8 @@ fn set_aside(mounter: &mut Mounter<'_>, run: &mut Run, log: &Log) {
     for (i, layer) in u.stack.iter().enumerate().rev() {
         match mounter.set_aside(&u.path, layer.dev, &layer.what, i == 0) {
             Ok(saved) => {
-                log.step(format_args!("{}: set {} aside ({} API)", u.name, layer.what, mounter.api().as_str()));
+                let (api, staged) = (mounter.api().as_str(), mounter.staged_in());
+                log.step(format_args!("{}: set {} aside ({api} API, staged in {staged})", u.name, layer.what));
                 run.saved.push((layer.clone(), saved));
             }
             Err(e) => {

@@ -71,13 +71,56 @@ fn fix_and_check(extra: &[(&str, &str)]) -> String {
 fn fixes_every_automount_and_keeps_what_is_on_top() {
     let said = fix_and_check(&[("AUTOFS_RESTART_VERBOSE", "1")]);
     assert!(said.contains("checking the mounts at 3 path(s), read by statmount\n"), "{said}");
+    // From the host's or the container's: whichever has fewer mounts now (tests run side by side).
+    assert!(said.contains("set tmpfs srv-data aside (new API, staged in a namespace copied from the "), "{said}");
 }
 
 #[test]
 #[ignore = "needs root and the kernel's autofs: make test runs it"]
 fn fixes_with_the_legacy_kernel_api_too() {
     let said = fix_and_check(&[("AUTOFS_RESTART_KERNEL_API", "legacy"), ("AUTOFS_RESTART_VERBOSE", "1")]);
+    assert!(said.contains("set tmpfs srv-data aside (legacy API, staged in the container's /run)"), "{said}");
     assert!(said.contains("checking the mounts against the container's mountinfo\n"), "{said}");
+}
+
+/// Mounts of the host's own (bind mounts on a private tmpfs), removed when dropped: a host
+/// running many containers has more mounts than any one of them.
+struct HostMounts(String);
+
+impl HostMounts {
+    fn new(n: usize) -> HostMounts {
+        let top = format!("/run/autofs-restart-test.host-mounts.{}", std::process::id());
+        let guard = HostMounts(top.clone());
+        run_shell(&format!(
+            "mkdir {top} && mount -t tmpfs host-mounts {top} && mount --make-private {top} && mkdir {top}/src &&
+             for i in $(seq {n}); do mkdir {top}/$i && mount --bind {top}/src {top}/$i || exit 1; done"
+        ));
+        guard
+    }
+}
+
+impl Drop for HostMounts {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("sh").arg("-c").arg(format!("umount -R -l {0}; rmdir {0}", self.0)).status();
+    }
+}
+
+fn run_shell(line: &str) {
+    let out = std::process::Command::new("sh").arg("-c").arg(line).output().unwrap();
+    assert!(out.status.success(), "{line}: {}", stderr(&out));
+}
+
+/// The staging namespace is copied from whichever of the host's and the container's has fewer
+/// mounts: the test containers have fewer than this host has once it has 100 more.
+#[test]
+#[ignore = "needs root and the kernel's autofs: make test runs it"]
+fn on_a_host_with_more_mounts_the_staging_is_copied_from_the_container() {
+    let _host = HostMounts::new(100);
+    let said = fix_and_check(&[("AUTOFS_RESTART_VERBOSE", "1")]);
+    assert!(
+        said.contains("set tmpfs srv-data aside (new API, staged in a namespace copied from the container's)"),
+        "{said}"
+    );
 }
 
 /// How systemctl is started, as strace sees our process (trace=clone,clone3): with the new

@@ -138,6 +138,11 @@ impl Inside {
         Ok(text)
     }
 
+    /// The container's mount namespace.
+    pub fn mnt(&self) -> BorrowedFd<'_> {
+        self.mnt.as_fd()
+    }
+
     /// The mount namespace we started in: the host's.
     pub fn host_mnt(&self) -> BorrowedFd<'_> {
         self.host_mnt.as_fd()
