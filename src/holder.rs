@@ -14,8 +14,6 @@
 
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd};
-use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rustix::event::{PollFd, PollFlags, poll};
@@ -63,51 +61,73 @@ pub fn start(host: &Host, mounts: &[(Vec<u8>, Dev)]) -> Result<usize> {
         .context(format!("opening {DIR}"))?;
     let name = pin.rsplit('/').next().unwrap_or_default().to_string();
     let given = [init.pidfd().as_raw_fd(), host.root().as_raw_fd(), ctl.as_fd().as_raw_fd(), dir.as_raw_fd()];
-    let mut cmd = Command::new("/proc/self/exe");
-    cmd.arg(HOLD_ARG).arg(&name).env_clear().stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::null());
-    // SAFETY: in the forked child before exec: only system calls, on descriptors this function
-    // keeps open until the spawn returns; the copies at `FDS` are left open across exec.
-    unsafe {
-        cmd.pre_exec(move || {
-            // Out of the way first: a descriptor may already sit at one of `FDS`, where dup2
-            // onto itself would keep close-on-exec, or onto another would overwrite it.
-            let mut high = [-1; 4];
-            for (from, to) in given.iter().zip(high.iter_mut()) {
-                *to = rustix::io::fcntl_dupfd_cloexec(BorrowedFd::borrow_raw(*from), 100)?.into_raw_fd();
-            }
-            for (from, to) in high.iter().zip(FDS) {
-                dup2(*from, to)?;
-                drop(OwnedFd::from_raw_fd(*from));
-            }
-            rustix::process::setsid()?;
-            Ok(())
-        });
-    }
-    let mut child = cmd.spawn().context("starting the holder")?;
-    let held = match talk(&mut child, mounts) {
+    let (pid, pidfd, stdin, stdout) = spawn(&name, given).context("starting the holder")?;
+    let held = match talk(stdin, &stdout, mounts) {
         Ok(held) => held,
         Err(e) => {
-            let _ = child.kill();
-            let _ = child.wait();
+            let _ = pidfd_send_signal(&pidfd, Signal::KILL);
+            let _ = rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty());
             return Err(e);
         }
     };
-    let start = procfs::start_time_of(&init.proc_file(child.id(), "stat").unwrap_or_default())
+    let start = procfs::start_time_of(&init.proc_file(pid.as_raw_pid() as u32, "stat").unwrap_or_default())
         .ok_or_else(|| Error::check("the holder ended at once"))?;
-    let mut text = format!("{} {start}\n", child.id()).into_bytes();
+    let mut text = format!("{} {start}\n", pid.as_raw_pid()).into_bytes();
     text.extend_from_slice(&held);
     write_pin(&pin, &text)?;
     Ok(lines(&held).count())
 }
 
+/// Starts this very binary as the holder (`HOLD_ARG NAME`), in a session of its own, with an
+/// empty environment, the `given` descriptors at `FDS`, pipes as stdin and stdout. Its pid and
+/// pidfd, and our ends of the pipes.
+fn spawn(name: &str, given: [i32; 4]) -> rustix::io::Result<(Pid, OwnedFd, OwnedFd, OwnedFd)> {
+    use crate::sys::fork::{self, Exec, Forked};
+    let argv: [&[u8]; 3] = [b"/proc/self/exe", HOLD_ARG.as_bytes(), name.as_bytes()];
+    let exec = Exec::new(argv[0], &argv, &[]).ok_or(Errno::INVAL)?;
+    let (child_in, to_child) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
+    let (from_child, child_out) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
+    let null = rustix::fs::open("/dev/null", OFlags::RDWR | OFlags::CLOEXEC, Mode::empty())?;
+    // SAFETY: we never start a thread, and the child makes only system calls until it execs
+    // or exits (`hold_steps`, `fork::exit`).
+    match unsafe { fork::fork() }? {
+        Forked::Parent(pid, pidfd) => Ok((pid, pidfd, to_child, from_child)),
+        Forked::Child => {
+            let _ = hold_steps([&child_in, &child_out, &null], given).map(|()| exec.exec());
+            // What the parent reads last, as the reason.
+            let _ = rustix::io::write(&child_out, b"could not start\n");
+            fork::exit(127)
+        }
+    }
+}
+
+/// In the holder's child before exec: its stdio, the given descriptors at `FDS` (left open
+/// across exec), its own session, default signals.
+fn hold_steps(stdio: [&OwnedFd; 3], given: [i32; 4]) -> rustix::io::Result<()> {
+    rustix::stdio::dup2_stdin(stdio[0])?;
+    rustix::stdio::dup2_stdout(stdio[1])?;
+    rustix::stdio::dup2_stderr(stdio[2])?;
+    // Out of the way first: a descriptor may already sit at one of `FDS`, where dup2 onto
+    // itself would keep close-on-exec, or onto another would overwrite it.
+    let mut high = [-1; 4];
+    for (from, to) in given.iter().zip(high.iter_mut()) {
+        // SAFETY: the caller keeps `given` open until the fork returns, in both processes.
+        *to = rustix::io::fcntl_dupfd_cloexec(unsafe { BorrowedFd::borrow_raw(*from) }, 100)?.into_raw_fd();
+    }
+    for (from, to) in high.iter().zip(FDS) {
+        dup2(*from, to)?;
+        // SAFETY: `from` is the copy just made above, owned by nothing else.
+        drop(unsafe { OwnedFd::from_raw_fd(*from) });
+    }
+    rustix::process::setsid()?;
+    crate::sys::fork::default_signals()
+}
+
 /// Hands the holder its work on stdin (`MAJOR:MINOR PATH` lines) and reads, bounded, what it
 /// holds from its stdout (`FD PATH` lines, then `ready`).
-fn talk(child: &mut std::process::Child, mounts: &[(Vec<u8>, Dev)]) -> Result<Vec<u8>> {
+fn talk(stdin: OwnedFd, stdout: &OwnedFd, mounts: &[(Vec<u8>, Dev)]) -> Result<Vec<u8>> {
     let work: Vec<u8> = mounts.iter().flat_map(|(path, dev)| line(&dev.to_string(), path)).collect();
-    let mut stdin = child.stdin.take().ok_or_else(|| Error::check("the holder has no stdin"))?;
-    stdin.write_all(&work).context("handing the holder its work")?;
-    drop(stdin);
-    let stdout = child.stdout.take().map(OwnedFd::from).ok_or_else(|| Error::check("the holder has no stdout"))?;
+    std::fs::File::from(stdin).write_all(&work).context("handing the holder its work")?;
     let mut said = Vec::new();
     let deadline = Instant::now() + OPEN_TIMEOUT;
     while !said.ends_with(READY) {
@@ -115,10 +135,10 @@ fn talk(child: &mut std::process::Child, mounts: &[(Vec<u8>, Dev)]) -> Result<Ve
         if left.is_zero() {
             return Err(Error::Timeout { doing: "opening the restored mounts".into(), after: OPEN_TIMEOUT });
         }
-        let mut fds = [PollFd::new(&stdout, PollFlags::IN)];
+        let mut fds = [PollFd::new(stdout, PollFlags::IN)];
         poll(&mut fds, Some(&pidfd::timespec(left))).context("waiting for the holder")?;
         let mut chunk = [0u8; 4096];
-        match rustix::io::read(&stdout, &mut chunk) {
+        match rustix::io::read(stdout, &mut chunk) {
             // It ended without holding them all: its last line says why.
             Ok(0) => {
                 let why = said.split(|&b| b == b'\n').rfind(|l| !l.is_empty()).unwrap_or_default();
@@ -163,13 +183,13 @@ fn write_pin(pin: &str, text: &[u8]) -> Result<()> {
 
 /// dup2(2) of raw descriptors, for the child before exec (rustix's takes owned ones); the copy
 /// is left open across exec.
-fn dup2(from: i32, to: i32) -> std::io::Result<()> {
+fn dup2(from: i32, to: i32) -> rustix::io::Result<()> {
     // SAFETY: `from` is open in this process for as long as this call; `to` is one of `FDS`,
     // which nothing else of the child owns, and which is forgotten, not closed, afterwards.
     let (from, mut target) = unsafe { (BorrowedFd::borrow_raw(from), OwnedFd::from_raw_fd(to)) };
     let done = rustix::io::dup2(from, &mut target);
     std::mem::forget(target);
-    Ok(done?)
+    done
 }
 
 /// The holder itself, in the child: opens the mounts it is given in the init's mount
