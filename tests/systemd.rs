@@ -125,15 +125,15 @@ fn on_a_host_with_more_mounts_the_staging_is_copied_from_the_container() {
 
 /// How systemctl is started, as strace sees our process (trace=clone,clone3): with the new
 /// API, by clone3 straight into the init's cgroup; where the kernel refuses that (ENOSYS
-/// before 5.3 or under a seccomp filter such as Docker's default, EINVAL before 5.7; injected
-/// by strace) and with the legacy API, by fork, the child writing itself into cgroup.procs.
+/// before 5.3 or under a seccomp filter such as Docker's default, EINVAL before 5.7, EPERM
+/// under other filters; injected by strace) and with the legacy API, by fork, the child writing itself into cgroup.procs.
 /// Each way fixes the container; a refusal is not tried again in the same run.
 #[test]
 #[ignore = "needs root and the kernel's autofs: make test runs it"]
 fn programs_start_in_their_cgroup_by_clone3_else_by_fork() {
     require_containers();
     common::require_program("strace");
-    for (api, refused) in [("new", ""), ("new", "ENOSYS"), ("new", "EINVAL"), ("legacy", "")] {
+    for (api, refused) in [("new", ""), ("new", "ENOSYS"), ("new", "EINVAL"), ("new", "EPERM"), ("legacy", "")] {
         let ctr = restored_container();
         let log = format!("/tmp/autofs-restart-test.strace.{}", std::process::id());
         let inject = if refused.is_empty() { String::new() } else { format!("-e inject=clone3:error={refused}") };

@@ -217,11 +217,13 @@ impl Child<'_> {
     fn start(mut self, api: &Cell<Api>, report: BorrowedFd<'_>) -> rustix::io::Result<(Pid, OwnedFd)> {
         let forked = match (api.get(), self.confined.take_cgroup2()) {
             (Api::New, Some(dir)) => {
+                // A seccomp filter may refuse clone3 with EPERM rather than ENOSYS: fork then
+                // meets the real refusal, if there is one, at the write.
                 // SAFETY: we never start a thread, and the child makes only system calls
                 // until it execs or exits (`steps`, `fork::exit`). The fd is `confine`'s,
                 // open while it is borrowed.
                 match unsafe { fork::clone_into_cgroup(BorrowedFd::borrow_raw(dir)) } {
-                    Err(Errno::NOSYS | Errno::INVAL | Errno::TOOBIG) => {
+                    Err(Errno::NOSYS | Errno::INVAL | Errno::TOOBIG | Errno::PERM) => {
                         api.set(Api::Legacy);
                         self.confined = self.confined.in_cgroup2(dir);
                         // SAFETY: as above.
