@@ -51,13 +51,11 @@ impl Staging {
         }
     }
 
-    /// Makes the staging namespace: a copy of the host's, made private, whose only mount is
-    /// then a new tmpfs (the copied mounts would otherwise keep the host's file systems busy
-    /// for as long as the pin lives), with its journal; then pins it on the host.
-    ///
-    /// The namespace is copied from the container's or the host's, whichever has fewer
-    /// mounts: the copy, making it private and detaching it cost about 2 ms per 1 000 mounts,
-    /// and a host running many containers can have tens of thousands.
+    /// Makes the staging namespace: a copy of the host's or the container's, whichever has
+    /// fewer mounts (the copy, making it private and detaching it cost about 2 ms per 1 000
+    /// mounts, and a host running many containers can have tens of thousands), made private,
+    /// whose only mount is then a new tmpfs (the copied mounts would otherwise keep their file
+    /// systems busy for as long as the pin lives), with its journal; then pins it on the host.
     /// Also says, for people, whose it copied.
     pub fn make_ns(inside: &Inside) -> Result<(Staging, File, &'static str)> {
         let pin = layout::pin(inside.init().key()?);
