@@ -16,35 +16,10 @@ use rustix::io::Errno;
 use rustix::process::{Pid, PidfdFlags, Signal, WaitOptions, pidfd_open};
 
 use super::c::{self, errno};
+use super::shared_number;
 
-/// clone3's number where the architecture has it: 435 in the table every architecture has
-/// shared since Linux 5.3. Elsewhere (mips has its own numbers) the fork path is taken.
-#[cfg(any(
-    target_arch = "x86_64",
-    target_arch = "x86",
-    target_arch = "aarch64",
-    target_arch = "arm",
-    target_arch = "riscv64",
-    target_arch = "riscv32",
-    target_arch = "powerpc",
-    target_arch = "powerpc64",
-    target_arch = "s390x",
-    target_arch = "loongarch64"
-))]
-const SYS_CLONE3: Option<c_long> = Some(435);
-#[cfg(not(any(
-    target_arch = "x86_64",
-    target_arch = "x86",
-    target_arch = "aarch64",
-    target_arch = "arm",
-    target_arch = "riscv64",
-    target_arch = "riscv32",
-    target_arch = "powerpc",
-    target_arch = "powerpc64",
-    target_arch = "s390x",
-    target_arch = "loongarch64"
-)))]
-const SYS_CLONE3: Option<c_long> = None;
+/// clone3's number (elsewhere the fork path is taken).
+const SYS_CLONE3: Option<c_long> = shared_number(435);
 
 #[cfg(any(target_arch = "mips", target_arch = "mips64"))]
 const SIG_SETMASK: c_int = 3;

@@ -7,6 +7,26 @@
 pub mod fork;
 pub mod statmount;
 
+use std::ffi::c_long;
+
+/// The number of a system call added since Linux 5.3, on architectures that share one table
+/// for those; None on the others (mips, with its own numbers), where it is left alone.
+const fn shared_number(number: c_long) -> Option<c_long> {
+    let shared = cfg!(any(
+        target_arch = "x86_64",
+        target_arch = "x86",
+        target_arch = "aarch64",
+        target_arch = "arm",
+        target_arch = "riscv64",
+        target_arch = "riscv32",
+        target_arch = "powerpc",
+        target_arch = "powerpc64",
+        target_arch = "s390x",
+        target_arch = "loongarch64"
+    ));
+    if shared { Some(number) } else { None }
+}
+
 /// The C library's wrappers, for the calls rustix does not offer.
 mod c {
     use std::ffi::{c_char, c_int, c_long};

@@ -10,64 +10,12 @@ use std::os::fd::BorrowedFd;
 use rustix::fs::{AtFlags, StatxFlags, statx};
 use rustix::io::Errno;
 
-use super::c;
+use super::{c, shared_number};
 use crate::mountinfo::escape;
 
-/// statmount's number where the architecture has it: 457 in the table every architecture has
-/// shared since Linux 5.3. Elsewhere: ENOSYS, and mountinfo is read.
-#[cfg(any(
-    target_arch = "x86_64",
-    target_arch = "x86",
-    target_arch = "aarch64",
-    target_arch = "arm",
-    target_arch = "riscv64",
-    target_arch = "riscv32",
-    target_arch = "powerpc",
-    target_arch = "powerpc64",
-    target_arch = "s390x",
-    target_arch = "loongarch64"
-))]
-const SYS_STATMOUNT: Option<c_long> = Some(457);
-/// listmount's: the next one.
-#[cfg(any(
-    target_arch = "x86_64",
-    target_arch = "x86",
-    target_arch = "aarch64",
-    target_arch = "arm",
-    target_arch = "riscv64",
-    target_arch = "riscv32",
-    target_arch = "powerpc",
-    target_arch = "powerpc64",
-    target_arch = "s390x",
-    target_arch = "loongarch64"
-))]
-const SYS_LISTMOUNT: Option<c_long> = Some(458);
-#[cfg(not(any(
-    target_arch = "x86_64",
-    target_arch = "x86",
-    target_arch = "aarch64",
-    target_arch = "arm",
-    target_arch = "riscv64",
-    target_arch = "riscv32",
-    target_arch = "powerpc",
-    target_arch = "powerpc64",
-    target_arch = "s390x",
-    target_arch = "loongarch64"
-)))]
-const SYS_LISTMOUNT: Option<c_long> = None;
-#[cfg(not(any(
-    target_arch = "x86_64",
-    target_arch = "x86",
-    target_arch = "aarch64",
-    target_arch = "arm",
-    target_arch = "riscv64",
-    target_arch = "riscv32",
-    target_arch = "powerpc",
-    target_arch = "powerpc64",
-    target_arch = "s390x",
-    target_arch = "loongarch64"
-)))]
-const SYS_STATMOUNT: Option<c_long> = None;
+/// statmount's and listmount's numbers (elsewhere mountinfo is read).
+const SYS_STATMOUNT: Option<c_long> = shared_number(457);
+const SYS_LISTMOUNT: Option<c_long> = shared_number(458);
 
 const SB_BASIC: u64 = 0x1;
 const MNT_BASIC: u64 = 0x2;
