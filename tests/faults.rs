@@ -204,6 +204,15 @@ fn one_run_at_a_time() {
     assert_eq!(ctr.answers(BINFMT, 10), Some(true));
 }
 
+/// A post-resume run on `ctr` that fails with exit 1 and one line per unit (three): the lines.
+fn each_unit_fails(ctr: &Container) -> String {
+    let out = run_as_criu("post-resume", &ctr.pid, &[]);
+    let said = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert_eq!(said.lines().count(), 3, "one line per unit: {said}");
+    said
+}
+
 #[test]
 #[ignore = "needs root and the kernel's autofs: make test runs it"]
 fn systemctl_missing_or_a_busy_mount_point() {
@@ -215,26 +224,20 @@ fn systemctl_missing_or_a_busy_mount_point() {
     ctr.wait_for("pgrep -x sleep");
 
     ctr.ok("mv /usr/bin/systemctl /usr/bin/systemctl.gone");
-    let out = run_as_criu("post-resume", &ctr.pid, &[]);
-    let said = stderr(&out);
-    assert_eq!(out.status.code(), Some(1), "{said}");
+    let said = each_unit_fails(&ctr);
     for l in said.lines() {
         assert!(l.contains(".automount: failed restarting: systemctl restart "), "{said}");
         assert!(l.contains(": the container has no systemctl in /usr/local/sbin:"), "{said}");
     }
-    assert_eq!(said.lines().count(), 3, "one line per unit: {said}");
     kept.check(&ctr, "without systemctl");
 
     // One the kernel cannot execute: the child says at which step it failed.
     ctr.ok("printf '#!/nonexistent/sh\\n' > /usr/bin/systemctl && chmod 755 /usr/bin/systemctl");
-    let out = run_as_criu("post-resume", &ctr.pid, &[]);
-    let said = stderr(&out);
-    assert_eq!(out.status.code(), Some(1), "{said}");
+    let said = each_unit_fails(&ctr);
     for l in said.lines() {
         assert!(l.contains(".automount: failed restarting: starting systemctl restart "), "{said}");
         assert!(l.ends_with(": executing it: ENOENT"), "{said}");
     }
-    assert_eq!(said.lines().count(), 3, "one line per unit: {said}");
     kept.check(&ctr, "with a systemctl that cannot be executed");
 
     ctr.ok("mv /usr/bin/systemctl.gone /usr/bin/systemctl");

@@ -197,6 +197,7 @@ impl ForChild {
 /// all of it is read.
 fn host_cgroup_mounts(theirs: &[u8], ours: &[u8]) -> Result<Vec<u8>> {
     use crate::sys::statmount::{statmount, top_mount_id};
+    let whole = || std::fs::read("/proc/self/mountinfo").context("reading /proc/self/mountinfo");
     let mut paths = vec![b"/sys/fs/cgroup".to_vec(), b"/sys/fs/cgroup/unified".to_vec()];
     for (ctrls, _) in procfs::cgroups(theirs).filter(|(ctrls, _)| !ctrls.is_empty()) {
         let names = ctrls.split(|&b| b == b',').map(|c| c.strip_prefix(b"name=").unwrap_or(c));
@@ -210,7 +211,7 @@ fn host_cgroup_mounts(theirs: &[u8], ours: &[u8]) -> Result<Vec<u8>> {
         match top {
             Ok(record) if record.mount_point() == path.as_slice() => text.extend(record.mountinfo_line()),
             Ok(_) | Err(Errno::NOENT | Errno::NOTDIR) => {}
-            Err(_) => return std::fs::read("/proc/self/mountinfo").context("reading /proc/self/mountinfo"),
+            Err(_) => return whole(),
         }
     }
     let found = Table::from_mountinfo(&text, std::process::id())?;
@@ -219,7 +220,7 @@ fn host_cgroup_mounts(theirs: &[u8], ours: &[u8]) -> Result<Vec<u8>> {
     if needed.map(|(ctrls, _)| ctrls).all(|ctrls| hierarchy_mount(ctrls, &found).is_some()) {
         return Ok(text);
     }
-    std::fs::read("/proc/self/mountinfo").context("reading /proc/self/mountinfo")
+    whole()
 }
 
 /// The host's mount of the cgroup hierarchy of `ctrls` (a /proc/PID/cgroup line's second
