@@ -55,8 +55,8 @@ Environment (options win):
   AUTOFS_RESTART_VERBOSE  1 to say each step, as -v
   AUTOFS_RESTART_NESTED   restart, skip or fail, as --nested
   AUTOFS_RESTART_KERNEL_API  new (default: open_tree/move_mount, clone3 into the cgroup,
-                          statmount; each falls back by itself) or legacy (bind and
-                          MS_MOVE, fork, mountinfo)
+                          listmount/statmount; each falls back by itself) or legacy
+                          (bind and MS_MOVE, fork, mountinfo)
 
 Exit status: 0 done or nothing to do; 1 something could not be done, each said on its
 line (a unit, --nested fail, the lock, a recovery); 2 bad input.
@@ -70,6 +70,7 @@ pub enum Command {
     Status {
         pid_name: &'static str,
         pid: Pid,
+        api: Api,
     },
     Recover {
         pid_name: &'static str,
@@ -138,7 +139,7 @@ pub fn parse(args: Vec<OsString>, env: &dyn Fn(&str) -> Option<OsString>) -> Res
         if restart_only || timeout_given {
             return Err(Error::Usage("status takes only --pid".into()));
         }
-        return Ok(Command::Status { pid_name: "--pid", pid });
+        return Ok(Command::Status { pid_name: "--pid", pid, api: settings.api });
     }
     if command == "recover" {
         if restart_only {

@@ -25,6 +25,7 @@ mod helper;
 mod holder;
 mod mounts;
 mod once;
+mod partial;
 mod paths;
 mod staging;
 mod survey;
@@ -73,7 +74,7 @@ fn main() -> ExitCode {
             println!("{}", version());
             Ok(0)
         }
-        Command::Status { pid_name, pid } => status::run(pid_name, pid),
+        Command::Status { pid_name, pid, api } => status::run(pid_name, pid, api),
         Command::Recover { pid_name, pid, timeout } => restart::recover(pid_name, pid, timeout),
         Command::Restart(settings) => restart::run(&settings),
         Command::PreDump(settings) => Ok(predump::run(settings)),

@@ -36,6 +36,7 @@ impl Namespace {
 }
 
 /// An autofs mount in a nested namespace.
+#[derive(Debug)]
 pub struct Copy {
     /// Its mount point there.
     pub path: Vec<u8>,

@@ -35,7 +35,8 @@ fn check(s: &Settings, log: &Log) -> Result<u8> {
         return Ok(0);
     }
     let init = host.init();
-    let text = init.mountinfo()?;
+    let (text, read) = host.mount_table(s.api)?;
+    log.step(format_args!("pre-dump: the container's mount table: {read}"));
     if !autofs::any(&text) {
         return Ok(0);
     }

@@ -31,7 +31,8 @@ fn hold(s: &Settings, log: &Log) -> Result<()> {
         return Ok(());
     }
     let init = host.init();
-    let text = init.mountinfo()?;
+    let (text, read) = host.mount_table(s.api)?;
+    log.step(format_args!("pre-resume: the container's mount table: {read}"));
     if !autofs::any(&text) {
         return Ok(());
     }

@@ -47,14 +47,15 @@ pub fn run(s: &Settings) -> Result<u8> {
     // control device to use it with is opened (the container's /dev may have none).
     let held = if s.dry_run { None } else { take_held(&host, &log) };
     let ctl = Control::open().ok();
-    let mut text = host.init().mountinfo()?;
+    let (mut text, read) = host.mount_table(s.api)?;
+    log.step(format_args!("the container's mount table: {read}"));
     // No autofs mount and nothing left by an interrupted run: nothing to lock either.
     if !autofs::any(&text) && !staging::anything_left(host.init(), &text) {
         return Ok(0);
     }
     let (_lock, waited) = host.lock(s.timeout)?;
     if waited {
-        text = host.init().mountinfo()?;
+        text = host.mount_table(s.api)?.0;
     }
     let reached = if s.dry_run {
         Reached::Outside(host)
@@ -64,7 +65,7 @@ pub fn run(s: &Settings) -> Result<u8> {
             (reached, None) => reached,
             (_, Some(false)) => return Ok(1),
             (reached, Some(true)) => {
-                text = reached.init().mountinfo()?;
+                text = reached.mount_table(s.api)?.0;
                 reached
             }
         }

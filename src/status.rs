@@ -18,10 +18,10 @@ use crate::survey::{self, Blocked, ProcFacts};
 
 type Row = [String; 4];
 
-pub fn run(pid_name: &'static str, pid: Pid) -> Result<u8> {
+pub fn run(pid_name: &'static str, pid: Pid, api: Api) -> Result<u8> {
     let host = Host::open(pid_name, pid)?;
     let init = host.init();
-    let text = init.mountinfo()?;
+    let (text, _) = host.mount_table(api)?;
     let table = Table::from_mountinfo(&text, init.host_pid())?;
     let mut out = std::io::stdout().lock();
     print(&mut out, &mounts(init, &table)?)?;

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Container, Kept, require_containers, run, run_as_criu, stderr, stdout};
+use common::{Container, Kept, require_containers, run, run_as_criu, run_env, stderr, stdout};
 
 const BINFMT: &str = "/proc/sys/fs/binfmt_misc";
 const ALL: [&str; 3] = [BINFMT, "/srv/data", "/srv/idle"];
@@ -70,6 +70,10 @@ fn fix_and_check(extra: &[(&str, &str)]) -> String {
 #[ignore = "needs root and the kernel's autofs: make test runs it"]
 fn fixes_every_automount_and_keeps_what_is_on_top() {
     let said = fix_and_check(&[("AUTOFS_RESTART_VERBOSE", "1")]);
+    // The part of the table a plan needs: far fewer mounts than the container has.
+    let read = said.lines().find_map(|l| l.strip_prefix("autofs-restart: the container's mount table: ")).unwrap_or("");
+    let counts: Vec<usize> = read.split(' ').filter_map(|w| w.parse().ok()).collect();
+    assert!(read.ends_with(" mounts read by statmount") && counts.len() == 2 && counts[0] < counts[1], "{said}");
     assert!(said.contains("checking the mounts at 3 path(s), read by statmount\n"), "{said}");
     // From the host's or the container's: whichever has fewer mounts now (tests run side by side).
     assert!(said.contains("set tmpfs srv-data aside (new API, staged in a namespace copied from the "), "{said}");
@@ -80,6 +84,7 @@ fn fixes_every_automount_and_keeps_what_is_on_top() {
 fn fixes_with_the_legacy_kernel_api_too() {
     let said = fix_and_check(&[("AUTOFS_RESTART_KERNEL_API", "legacy"), ("AUTOFS_RESTART_VERBOSE", "1")]);
     assert!(said.contains("set tmpfs srv-data aside (legacy API, staged in the container's /run)"), "{said}");
+    assert!(said.contains("the container's mount table: its whole mountinfo read (legacy API)\n"), "{said}");
     assert!(said.contains("checking the mounts against the container's mountinfo\n"), "{said}");
 }
 
@@ -228,6 +233,11 @@ fn dry_run_and_status_change_nothing() {
         "{table}"
     );
     assert!(rows.contains(&vec!["/srv/idle", "direct", "systemd", "srv-idle.automount", "-"]), "{table}");
+
+    // The part of the table read by statmount says what the whole mountinfo says.
+    let legacy = [("AUTOFS_RESTART_KERNEL_API", "legacy")];
+    assert_eq!(stdout(&run_env(&["status", "--pid", &ctr.pid], &legacy)), table);
+    assert_eq!(stderr(&run_env(&["restart", "--pid", &ctr.pid, "--dry-run"], &legacy)), said);
 
     assert_eq!(ctr.mountinfo(), before);
     assert_eq!(ctr.answers("/srv/idle", 2), None, "still broken: nothing was done");

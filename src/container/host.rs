@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use rustix::fs::{Mode, OFlags, openat};
 use rustix::io::Errno;
 use rustix::process::{Pid, chroot, fchdir};
-use rustix::thread::{ThreadNameSpaceType, move_into_thread_name_spaces};
+use rustix::thread::{LinkNameSpaceType, ThreadNameSpaceType, move_into_link_name_space, move_into_thread_name_spaces};
 
 use super::confine::Confine;
 use super::{Init, Inside, dir_flags};
@@ -96,6 +96,25 @@ impl Host {
                 Err(e) => return Err(Error::sys(doing, e)),
             }
         }
+    }
+
+    /// Runs `op` in the container's mount namespace and root, then goes back to ours: to read
+    /// what is relative to them before entering (a dry run never enters). Going back failing
+    /// leaves us in the container's namespace: an error, the run ends there.
+    pub fn visit<T>(&self, op: impl FnOnce() -> T) -> Result<T> {
+        let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
+        let ours = openat(rustix::fs::CWD, "/", flags, Mode::empty()).context("opening our root")?;
+        let cwd = openat(rustix::fs::CWD, ".", flags, Mode::empty()).context("opening our working directory")?;
+        let there = move_into_link_name_space(self.mnt.as_fd(), Some(LinkNameSpaceType::Mount))
+            .and_then(|()| fchdir(&self.root))
+            .and_then(|()| chroot("."));
+        let done = there.map(|()| op());
+        move_into_link_name_space(self.host_mnt.as_fd(), Some(LinkNameSpaceType::Mount))
+            .and_then(|()| fchdir(&ours))
+            .and_then(|()| chroot("."))
+            .and_then(|()| fchdir(&cwd))
+            .context("going back into our mount namespace and root")?;
+        done.context(format!("visiting the mount namespace of pid {}", self.init.pid))
     }
 
     /// Joins the container's mount namespace and root for the mount work, and its pid namespace

@@ -14,6 +14,7 @@ mod inside;
 pub mod ns;
 pub mod pidfd;
 mod spawn;
+mod table;
 
 use std::cell::OnceCell;
 use std::collections::HashMap;

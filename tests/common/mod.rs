@@ -46,7 +46,12 @@ pub fn criu_line(action: &str, pid: &str, extra: &[(&str, &str)]) -> String {
 }
 
 pub fn run(args: &[&str]) -> Output {
-    Command::new(bin()).args(args).env_clear().output().expect("running autofs-restart")
+    run_env(args, &[])
+}
+
+/// `run` with these environment variables.
+pub fn run_env(args: &[&str], env: &[(&str, &str)]) -> Output {
+    Command::new(bin()).args(args).env_clear().envs(env.iter().copied()).output().expect("running autofs-restart")
 }
 
 pub fn stderr(out: &Output) -> String {
