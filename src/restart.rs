@@ -223,10 +223,9 @@ fn release(
     // Only superblocks the container's own namespace no longer has: catatonic is for good,
     // and for every namespace that has the superblock.
     let init = inside.init();
-    let live: Vec<Dev> = match init
-        .mountinfo()
-        .and_then(|t| Ok(Table::from_mountinfo(&t, init.host_pid())?.autofs().iter().map(|a| a.mount.dev).collect()))
-    {
+    let live: Vec<Dev> = match inside.mount_table().and_then(|(t, _)| {
+        Ok(Table::from_mountinfo(&t, init.host_pid())?.autofs().iter().map(|a| a.mount.dev).collect())
+    }) {
         Ok(live) => live,
         Err(e) => {
             log.say(format_args!("warning: the old autofs mounts stay as they were: {e}"));

@@ -178,8 +178,9 @@ fn mounts_after(inside: &Inside, runs: &[Run], api: Api, log: &Log) -> Result<Ve
             return Ok(text);
         }
     }
-    log.step(format_args!("checking the mounts against the container's mountinfo"));
-    inside.init().mountinfo()
+    let (text, read) = inside.mount_table()?;
+    log.step(format_args!("checking the mounts against the container's mount table: {read}"));
+    Ok(text)
 }
 
 /// Phase 4: check, clear, put back. No error may end it before every saved tree is back, or

@@ -85,7 +85,12 @@ fn fixes_with_the_legacy_kernel_api_too() {
     let said = fix_and_check(&[("AUTOFS_RESTART_KERNEL_API", "legacy"), ("AUTOFS_RESTART_VERBOSE", "1")]);
     assert!(said.contains("set tmpfs srv-data aside (legacy API, staged in the container's /run)"), "{said}");
     assert!(said.contains("the container's mount table: its whole mountinfo read (legacy API)\n"), "{said}");
-    assert!(said.contains("checking the mounts against the container's mountinfo\n"), "{said}");
+    assert!(
+        said.contains(
+            "checking the mounts against the container's mount table: its whole mountinfo read (legacy API)\n"
+        ),
+        "{said}"
+    );
 }
 
 /// Mounts of the host's own (bind mounts on a private tmpfs), removed when dropped: a host

@@ -26,6 +26,8 @@ pub struct Inside {
     confine: Result<Confine>,
     /// How programs are started: into their cgroup by clone3, until the kernel refuses it.
     api: Cell<Api>,
+    /// The kernel interfaces the run was asked to use, for reading mount tables.
+    asked: Api,
 }
 
 impl Inside {
@@ -35,7 +37,7 @@ impl Inside {
         confine: Result<Confine>,
         api: Api,
     ) -> Self {
-        Inside { init, root, mnt, host_mnt, confine, api: Cell::new(api) }
+        Inside { init, root, mnt, host_mnt, confine, api: Cell::new(api), asked: api }
     }
 
     pub fn init(&self) -> &Init {
@@ -136,6 +138,11 @@ impl Inside {
             lines.into_iter().rev().for_each(|l| text.extend(l));
         }
         Ok(text)
+    }
+
+    /// The kernel interfaces the run was asked to use (`AUTOFS_RESTART_KERNEL_API`).
+    pub fn asked(&self) -> Api {
+        self.asked
     }
 
     /// The container's mount namespace.

@@ -67,9 +67,10 @@ impl Host {
 }
 
 impl Inside {
-    /// The container's table (see the module), read where we are.
-    pub fn mount_table(&self, api: Api) -> Result<(Vec<u8>, TableRead)> {
-        let why = match api {
+    /// The container's table (see the module), read where we are, with the kernel
+    /// interfaces the run was entered with.
+    pub fn mount_table(&self) -> Result<(Vec<u8>, TableRead)> {
+        let why = match self.asked() {
             Api::New => match part_here() {
                 Ok(part) => return Ok(part),
                 Err(e) => Some(e),
@@ -81,10 +82,11 @@ impl Inside {
 }
 
 impl Reached {
+    /// `api` as the run was asked: an `Inside` was entered with it.
     pub fn mount_table(&self, api: Api) -> Result<(Vec<u8>, TableRead)> {
         match self {
             Reached::Outside(host) => host.mount_table(api),
-            Reached::In(inside) => inside.mount_table(api),
+            Reached::In(inside) => inside.mount_table(),
         }
     }
 }
