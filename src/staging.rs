@@ -25,7 +25,7 @@ use crate::error::{Context, Error, Result};
 use crate::layout::{self, DIR, JOURNAL, TMPFS_FLAGS, TMPFS_OPTIONS, TMPFS_SOURCE};
 use crate::paths;
 use crate::recovery::{Step, plan_recovery};
-use crate::sys::statmount;
+use crate::sys::statmount::Lister;
 
 /// Where the trees set aside are held.
 pub enum Staging {
@@ -34,6 +34,26 @@ pub enum Staging {
     Ns { ns: OwnedFd, dir: OwnedFd, pin: String },
     /// The private tmpfs at `layout::DIR` in the container.
     Container { dir: OwnedFd },
+}
+
+/// Whether the container's mount namespace (the one we are in) has fewer mounts than the
+/// host's: both listed a page at a time, in turns, until one is through, so the cost is that of
+/// the smaller (a host can have tens of thousands, a container too). False where listmount
+/// fails; an error where we could not go back into the container.
+fn fewer_here(inside: &Inside) -> Result<bool> {
+    const PAGE: usize = 256;
+    let (mut here, mut host, mut ids) = (Lister::default(), Lister::default(), Vec::with_capacity(PAGE));
+    while !here.done && !host.done {
+        ids.clear();
+        if here.page(&mut ids, PAGE).is_err() {
+            return Ok(false);
+        }
+        ids.clear();
+        if inside.hop(inside.host_mnt(), || host.page(&mut ids, PAGE))?.is_err() {
+            return Ok(false);
+        }
+    }
+    Ok(here.done && (!host.done || here.count < host.count))
 }
 
 impl Staging {
@@ -59,10 +79,7 @@ impl Staging {
     /// Also says, for people, whose it copied.
     pub fn make_ns(inside: &Inside) -> Result<(Staging, File, &'static str)> {
         let pin = layout::pin(inside.init().key()?);
-        let here = statmount::count_mounts();
-        let host = inside.hop(inside.host_mnt(), statmount::count_mounts)?;
-        let smaller = matches!((here, host), (Ok(here), Ok(host)) if here < host);
-        let made = match smaller {
+        let made = match fewer_here(inside)? {
             // Where /run is missing there, or anything else fails, the host's copy is made.
             true => inside.hop(inside.mnt(), || own_namespace(inside))?.ok(),
             false => None,
