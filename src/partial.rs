@@ -69,14 +69,17 @@ fn on_the_way(point: &[u8], toward: &[u8]) -> bool {
 /// from there), and every mount below it.
 fn wanted(all: &[Basic], known: &HashSet<u64>, children: &HashMap<u64, Vec<u64>>) -> BTreeSet<u64> {
     let mut wanted = BTreeSet::new();
+    // The mounts whose children are in already: each is gone down once, below however many
+    // autofs mounts it is, and a cycle in garbage ends.
+    let mut gone_down = HashSet::new();
     for b in all.iter().filter(|b| b.magic == AUTOFS_SUPER_MAGIC) {
         if known.contains(&b.parent) {
             wanted.insert(b.parent);
         }
         let mut todo = vec![b.id];
         while let Some(id) = todo.pop() {
-            // Seen already: below another autofs mount, or a cycle in garbage.
-            if wanted.insert(id) || id == b.id {
+            wanted.insert(id);
+            if gone_down.insert(id) {
                 todo.extend(children.get(&id).into_iter().flatten());
             }
         }
@@ -183,6 +186,20 @@ mod tests {
         // staging's own table) are fetched on the way and left out; 27 is never fetched.
         assert_eq!(ids, [20, 22, 23, 24, 25, 26, 29]);
         assert_eq!(fetched, 10, "each mount fetched once, 27 never");
+    }
+
+    /// A mount moved (MS_MOVE) keeps its id: a parent can come after its child in the table,
+    /// and an autofs mount's parent can be what another autofs mount has on top.
+    #[test]
+    fn whatever_the_order_everything_below_an_autofs_mount_is_read() {
+        let all = [
+            Basic { id: 5, parent: 30, magic: AUTOFS_SUPER_MAGIC },
+            Basic { id: 20, parent: 1, magic: AUTOFS_SUPER_MAGIC },
+            Basic { id: 30, parent: 20, magic: 0x0102_1994 },
+            Basic { id: 40, parent: 30, magic: 0x0102_1994 },
+        ];
+        let mut fetch = |id: u64| -> Result<Fetched, ()> { Ok(Some((b"/x".to_vec(), format!("{id}\n").into_bytes()))) };
+        assert_eq!(lines_of(&all, b"/run/autofs-restart", &mut fetch), b"5\n20\n30\n40\n");
     }
 
     #[test]
