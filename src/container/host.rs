@@ -7,10 +7,10 @@ use std::time::{Duration, Instant};
 use rustix::fs::{Mode, OFlags, openat};
 use rustix::io::Errno;
 use rustix::process::{Pid, chroot, fchdir};
-use rustix::thread::{LinkNameSpaceType, ThreadNameSpaceType, move_into_link_name_space, move_into_thread_name_spaces};
+use rustix::thread::{ThreadNameSpaceType, move_into_thread_name_spaces};
 
 use super::confine::Confine;
-use super::{Init, Inside, dir_flags};
+use super::{Init, Inside, dir_flags, move_into};
 use crate::error::{Context, Error, Result};
 use crate::procfs;
 use crate::settings::Api;
@@ -105,13 +105,8 @@ impl Host {
         let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
         let ours = openat(rustix::fs::CWD, "/", flags, Mode::empty()).context("opening our root")?;
         let cwd = openat(rustix::fs::CWD, ".", flags, Mode::empty()).context("opening our working directory")?;
-        let there = move_into_link_name_space(self.mnt.as_fd(), Some(LinkNameSpaceType::Mount))
-            .and_then(|()| fchdir(&self.root))
-            .and_then(|()| chroot("."));
-        let done = there.map(|()| op());
-        move_into_link_name_space(self.host_mnt.as_fd(), Some(LinkNameSpaceType::Mount))
-            .and_then(|()| fchdir(&ours))
-            .and_then(|()| chroot("."))
+        let done = move_into(self.mnt.as_fd(), self.root.as_fd()).map(|()| op());
+        move_into(self.host_mnt.as_fd(), ours.as_fd())
             .and_then(|()| fchdir(&cwd))
             .context("going back into our mount namespace and root")?;
         done.context(format!("visiting the mount namespace of pid {}", self.init.pid))

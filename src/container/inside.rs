@@ -7,12 +7,11 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::Duration;
 
 use rustix::fs::{Mode, OFlags, openat};
-use rustix::process::{chroot, fchdir};
 use rustix::thread::{LinkNameSpaceType, move_into_link_name_space};
 
 use super::confine::Confine;
 use super::spawn::{self, Output, Spec};
-use super::{Init, Place};
+use super::{Init, Place, move_into};
 use crate::error::{Context, Error, Result};
 use crate::settings::Api;
 
@@ -100,10 +99,7 @@ impl Inside {
     pub fn hop<T>(&self, ns: BorrowedFd<'_>, op: impl FnOnce() -> T) -> Result<T> {
         move_into_link_name_space(ns, Some(LinkNameSpaceType::Mount)).context("entering a mount namespace of ours")?;
         let done = op();
-        move_into_link_name_space(self.mnt.as_fd(), Some(LinkNameSpaceType::Mount))
-            .and_then(|()| fchdir(&self.root))
-            .and_then(|()| chroot("."))
-            .and_then(|()| rustix::process::chdir("/"))
+        move_into(self.mnt.as_fd(), self.root.as_fd())
             .context(format!("going back into the mount namespace of pid {}", self.init.pid))?;
         Ok(done)
     }

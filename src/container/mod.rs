@@ -354,6 +354,15 @@ pub struct Survey {
     pub blocked: Vec<u32>,
 }
 
+/// Joins mount namespace `mnt` and makes `root`, a directory in it, our root and working
+/// directory: setns(2) puts us at the namespace's root, and a container can be chrooted below it.
+fn move_into(mnt: BorrowedFd<'_>, root: BorrowedFd<'_>) -> rustix::io::Result<()> {
+    rustix::thread::move_into_link_name_space(mnt, Some(rustix::thread::LinkNameSpaceType::Mount))?;
+    rustix::process::fchdir(root)?;
+    rustix::process::chroot(".")?;
+    rustix::process::chdir("/")
+}
+
 fn dir_flags() -> OFlags {
     OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC
 }
