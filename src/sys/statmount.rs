@@ -154,7 +154,7 @@ impl Lister {
         let n = n?;
         self.count += n;
         self.done = n < max;
-        self.last = ids.last().copied().unwrap_or(self.last);
+        self.last = ids.get(start..).and_then(<[u64]>::last).copied().unwrap_or(self.last);
         Ok(())
     }
 }
