@@ -6,8 +6,8 @@
 //! 10 000 mounts, build/bench-notes.md). The parser and everything after it see a mountinfo,
 //! shorter. Pure: the records come from `fetch`, so that fixtures test it.
 
-use std::collections::btree_map::Entry;
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::hash_map::Entry;
+use std::collections::{HashMap, HashSet};
 
 use crate::sys::statmount::Basic;
 
@@ -29,8 +29,8 @@ pub fn lines<E>(all: &[Basic], toward: &[u8], fetch: &mut dyn FnMut(u64) -> Resu
         children.entry(b.parent).or_default().push(b.id);
     }
     // Every line fetched, and which of them go into the part.
-    let mut fetched: BTreeMap<u64, Fetched> = BTreeMap::new();
-    let mut keep: BTreeSet<u64> = BTreeSet::new();
+    let mut fetched: HashMap<u64, Fetched> = HashMap::new();
+    let mut keep: Vec<u64> = Vec::new();
     // The way: the top mounts (their parent, the root, is not listed), then the children of
     // each mount on it. Bounded by the table's size, should garbage hold a cycle.
     let mut todo: Vec<u64> =
@@ -41,7 +41,7 @@ pub fn lines<E>(all: &[Basic], toward: &[u8], fetch: &mut dyn FnMut(u64) -> Resu
         }
         let got = fetch(id)?;
         if got.as_ref().is_some_and(|(point, _)| on_the_way(point, toward)) {
-            keep.insert(id);
+            keep.push(id);
             todo.extend(children.get(&id).into_iter().flatten());
         }
         fetched.insert(id, got);
@@ -50,13 +50,15 @@ pub fn lines<E>(all: &[Basic], toward: &[u8], fetch: &mut dyn FnMut(u64) -> Resu
         if let Entry::Vacant(e) = fetched.entry(id) {
             e.insert(fetch(id)?);
         }
-        keep.insert(id);
+        keep.push(id);
     }
-    Ok(fetched
-        .into_iter()
-        .filter(|(id, _)| keep.contains(id))
-        .filter_map(|(_, got)| got.map(|(_, line)| line))
-        .flatten()
+    // Unique ids grow in the namespace's order, mountinfo's.
+    keep.sort_unstable();
+    keep.dedup();
+    Ok(keep
+        .iter()
+        .filter_map(|id| fetched.get(id).and_then(Option::as_ref))
+        .flat_map(|(_, line)| line.iter().copied())
         .collect())
 }
 
@@ -67,18 +69,18 @@ fn on_the_way(point: &[u8], toward: &[u8]) -> bool {
 
 /// Every autofs mount, its parent (the propagation copies in nested namespaces receive comes
 /// from there), and every mount below it.
-fn wanted(all: &[Basic], known: &HashSet<u64>, children: &HashMap<u64, Vec<u64>>) -> BTreeSet<u64> {
-    let mut wanted = BTreeSet::new();
+fn wanted(all: &[Basic], known: &HashSet<u64>, children: &HashMap<u64, Vec<u64>>) -> Vec<u64> {
+    let mut wanted = Vec::new();
     // The mounts whose children are in already: each is gone down once, below however many
     // autofs mounts it is, and a cycle in garbage ends.
     let mut gone_down = HashSet::new();
     for b in all.iter().filter(|b| b.magic == AUTOFS_SUPER_MAGIC) {
         if known.contains(&b.parent) {
-            wanted.insert(b.parent);
+            wanted.push(b.parent);
         }
         let mut todo = vec![b.id];
         while let Some(id) = todo.pop() {
-            wanted.insert(id);
+            wanted.push(id);
             if gone_down.insert(id) {
                 todo.extend(children.get(&id).into_iter().flatten());
             }
