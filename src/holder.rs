@@ -230,6 +230,15 @@ pub struct Held {
     pub mounts: Vec<(Dev, Vec<u8>, OwnedFd)>,
 }
 
+impl Held {
+    /// The unique ids of the held mounts; none if one is not known (a kernel before 6.8).
+    pub fn mount_ids(&self) -> Vec<u64> {
+        let ids: std::result::Result<Vec<u64>, _> =
+            self.mounts.iter().map(|(_, _, fd)| crate::sys::statmount::mount_id(fd.as_fd())).collect();
+        ids.unwrap_or_default()
+    }
+}
+
 /// Takes over what the holder of the container of `init` holds, if one runs, and ends it.
 /// Before entering: the pin is on the host. A pin whose holder is gone is removed.
 pub fn take(init: &Init) -> Result<Option<Held>> {

@@ -47,7 +47,10 @@ pub fn run(s: &Settings) -> Result<u8> {
     // control device to use it with is opened (the container's /dev may have none).
     let held = if s.dry_run { None } else { take_held(&host, &log) };
     let ctl = Control::open().ok();
-    let (mut text, read) = host.mount_table(s.api)?;
+    // The pre-resume run chose the autofs mounts from every mount: read what is below them.
+    let below: Vec<u64> = held.as_ref().map_or_else(Vec::new, Held::mount_ids);
+    let table = |host: &Host| host.mount_table_below(s.api, &below, !s.units.is_empty());
+    let (mut text, read) = table(&host)?;
     log.step(format_args!("the container's mount table: {read}"));
     // No autofs mount and nothing left by an interrupted run: nothing to lock either.
     if !autofs::any(&text) && !staging::anything_left(host.init(), &text) {
@@ -55,7 +58,7 @@ pub fn run(s: &Settings) -> Result<u8> {
     }
     let (_lock, waited) = host.lock(s.timeout)?;
     if waited {
-        text = host.mount_table(s.api)?.0;
+        text = table(&host)?.0;
     }
     let reached = if s.dry_run {
         Reached::Outside(host)

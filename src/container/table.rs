@@ -1,6 +1,10 @@
 //! The container's mount table as a plan reads it: the part it needs (`partial`), by
 //! listmount(2) and statmount(2) in the container's mount namespace and root, where the kernel
-//! has them; else, or with the legacy API asked for, the init's whole mountinfo.
+//! has them; else, or with the legacy API asked for, the init's whole mountinfo. After a
+//! pre-resume run, whose holder held the restored autofs mounts, the part is read below those
+//! alone: the pre-resume run chose them from every mount already.
+
+use std::os::fd::{AsFd, BorrowedFd};
 
 use rustix::io::Errno;
 
@@ -9,12 +13,18 @@ use crate::error::Result;
 use crate::layout;
 use crate::partial;
 use crate::settings::Api;
-use crate::sys::statmount::{basic, list_mounts, statmount};
+use crate::sys::statmount::{Lister, basic, list_mounts, statmount, top_mount_id};
+
+/// Up to how many held autofs mounts the part is read below them: listing below one mount
+/// walks the whole namespace (0.2 ms at 10 000 mounts), where choosing from every mount costs
+/// 0.8 µs a mount (build/bench-notes.md).
+const BELOW_AT_MOST: usize = 16;
 
 /// How a table was read, for `-v`: the part (mounts read of those listed), or the whole
 /// mountinfo and why.
 pub enum TableRead {
     Part { read: usize, of: usize },
+    Below { read: usize, held: usize },
     Whole(Option<Errno>),
 }
 
@@ -22,6 +32,9 @@ impl std::fmt::Display for TableRead {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             TableRead::Part { read, of } => write!(f, "{read} of its {of} mounts read by statmount"),
+            TableRead::Below { read, held } => {
+                write!(f, "{read} mounts read by statmount, at and below the {held} autofs mount(s) pre-resume held")
+            }
             TableRead::Whole(None) => f.write_str("its whole mountinfo read (legacy API)"),
             TableRead::Whole(Some(e)) => write!(f, "its whole mountinfo read (listmount and statmount: {e})"),
         }
@@ -52,7 +65,60 @@ fn part_here() -> std::result::Result<(Vec<u8>, TableRead), Errno> {
     Ok((text, TableRead::Part { read, of: all.len() }))
 }
 
+/// The part at and below the autofs mounts `autofs` (unique ids) that the pre-resume run
+/// held: each, the mount it sits on, and everything below it. ENOTEMPTY where an interrupted
+/// run's staging is at `layout::DIR`: the recovery needs what the whole part has.
+fn part_below(autofs: &[u64], root: BorrowedFd<'_>) -> std::result::Result<(Vec<u8>, TableRead), Errno> {
+    if staging_at(root) {
+        return Err(Errno::NOTEMPTY);
+    }
+    let mut ids = Vec::new();
+    for &id in autofs {
+        let b = match basic(id) {
+            Ok(b) => b,
+            // Unmounted since: nothing to fix there.
+            Err(Errno::NOENT) => continue,
+            Err(e) => return Err(e),
+        };
+        ids.extend([b.id, b.parent]);
+        ids.extend(Lister::below(id).all()?);
+    }
+    ids.sort_unstable();
+    ids.dedup();
+    let mut text = Vec::new();
+    for &id in &ids {
+        match statmount(id) {
+            // A mount point our root does not reach (a parent outside a chroot) has no path.
+            Ok(r) if !r.mount_point().is_empty() => text.extend(r.mountinfo_line()),
+            Ok(_) | Err(Errno::NOENT) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok((text, TableRead::Below { read: ids.len(), held: autofs.len() }))
+}
+
+/// Whether a mount is at the staging directory: statx of it, no automount triggered.
+fn staging_at(root: BorrowedFd<'_>) -> bool {
+    let Some((dir, name)) = layout::DIR.rsplit_once('/') else { return false };
+    let Ok(dir) = crate::paths::open_dir(root, dir.as_bytes()) else { return false };
+    top_mount_id(dir.as_fd(), name.as_bytes())
+        .and_then(statmount)
+        .is_ok_and(|r| r.mount_point() == layout::DIR.as_bytes())
+}
+
 impl Host {
+    /// The container's table as after a pre-resume run whose holder held the autofs mounts
+    /// `held` (unique ids): the part below them (see the module), unless there are too many,
+    /// or units were asked for (one of them may be mounted since), or anything in it fails.
+    pub fn mount_table_below(&self, api: Api, held: &[u64], units_asked: bool) -> Result<(Vec<u8>, TableRead)> {
+        if api == Api::New && !units_asked && (1..=BELOW_AT_MOST).contains(&held.len()) {
+            if let Ok(part) = self.visit(|| part_below(held, self.root()))? {
+                return Ok(part);
+            }
+        }
+        self.mount_table(api)
+    }
+
     /// The container's table (see the module): the part visited in its namespace and root.
     pub fn mount_table(&self, api: Api) -> Result<(Vec<u8>, TableRead)> {
         let why = match api {

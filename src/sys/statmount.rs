@@ -85,6 +85,15 @@ pub fn top_mount_id(dir: BorrowedFd<'_>, name: &[u8]) -> Result<u64, Errno> {
     Ok(st.stx_mnt_id)
 }
 
+/// The unique id of the mount `fd` is on (statx(2) with STATX_MNT_ID_UNIQUE, AT_EMPTY_PATH).
+pub fn mount_id(fd: BorrowedFd<'_>) -> Result<u64, Errno> {
+    let st = statx(fd, "", AtFlags::EMPTY_PATH, StatxFlags::from_bits_retain(STATX_MNT_ID_UNIQUE))?;
+    if st.stx_mask & STATX_MNT_ID_UNIQUE == 0 {
+        return Err(Errno::NOSYS);
+    }
+    Ok(st.stx_mnt_id)
+}
+
 /// statmount(2) of the mount with unique id `id` in our mount namespace, with what a
 /// mountinfo line needs. ENOSYS where the kernel (before 6.8) or the architecture lacks it,
 /// or where it lacks what we read of the record: an autofs mount always has options (`fd=`,
@@ -118,18 +127,16 @@ pub fn statmount(id: u64) -> Result<Record, Errno> {
 /// order (mountinfo's): listmount(2) (Linux 6.8), a page of ids at a time. About 0.13 ms per
 /// 1 000 mounts.
 pub fn list_mounts() -> Result<Vec<u64>, Errno> {
-    let mut lister = Lister::default();
-    let mut ids = Vec::new();
-    while !lister.done {
-        lister.page(&mut ids, 4096)?;
-    }
-    Ok(ids)
+    Lister::default().all()
 }
 
-/// listmount(2) of our mount namespace below our root, a page at a time: a listing can go on
-/// where it stopped, so that two namespaces are counted in turns, as far as the smaller goes.
+/// listmount(2) of our mount namespace below our root (or below one mount), a page at a time:
+/// a listing can go on where it stopped, so that two namespaces are counted in turns, as far
+/// as the smaller goes.
 #[derive(Default)]
 pub struct Lister {
+    /// The mount whose subtree is listed; 0 (no mount has that id) for our root's.
+    below: u64,
     /// The last id listed (0 before the first page).
     last: u64,
     pub count: usize,
@@ -138,13 +145,29 @@ pub struct Lister {
 }
 
 impl Lister {
+    /// Everything mounted below mount `id`, at any depth. The kernel walks the whole namespace
+    /// for it (about 0.2 ms at 10 000 mounts), not the subtree alone.
+    pub fn below(id: u64) -> Self {
+        Lister { below: id, ..Lister::default() }
+    }
+
+    /// Every id from where the listing stands.
+    pub fn all(mut self) -> Result<Vec<u64>, Errno> {
+        let mut ids = Vec::new();
+        while !self.done {
+            self.page(&mut ids, 4096)?;
+        }
+        Ok(ids)
+    }
+
     /// Lists up to `max` more ids into `ids`, in the mount namespace we are in now.
     pub fn page(&mut self, ids: &mut Vec<u64>, max: usize) -> Result<(), Errno> {
         const LSMT_ROOT: u64 = u64::MAX;
         let Some(number) = SYS_LISTMOUNT else { return Err(Errno::NOSYS) };
         let start = ids.len();
         ids.resize(start + max, 0);
-        let req = MntIdReq { size: size_of::<MntIdReq>() as u32, spare: 0, mnt_id: LSMT_ROOT, param: self.last };
+        let below = if self.below == 0 { LSMT_ROOT } else { self.below };
+        let req = MntIdReq { size: size_of::<MntIdReq>() as u32, spare: 0, mnt_id: below, param: self.last };
         let page = ids.get_mut(start..).unwrap_or_default();
         // SAFETY: `req` is a mnt_id_req of the size it says, and `page` is writable for the
         // count passed; both outlive the call.
