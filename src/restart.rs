@@ -52,13 +52,16 @@ pub fn run(s: &Settings) -> Result<u8> {
     let table = |host: &Host| host.mount_table_below(s.api, &below, !s.units.is_empty());
     let (mut text, read) = table(&host)?;
     log.step(format_args!("the container's mount table: {read}"));
+    let mut read_below = read.is_below();
     // No autofs mount and nothing left by an interrupted run: nothing to lock either.
     if !autofs::any(&text) && !staging::anything_left(host.init(), &text) {
         return Ok(0);
     }
     let (_lock, waited) = host.lock(s.timeout)?;
     if waited {
-        text = table(&host)?.0;
+        let read;
+        (text, read) = table(&host)?;
+        read_below = read.is_below();
     }
     let reached = if s.dry_run {
         Reached::Outside(host)
@@ -69,11 +72,13 @@ pub fn run(s: &Settings) -> Result<u8> {
             (_, Some(false)) => return Ok(1),
             (reached, Some(true)) => {
                 text = reached.mount_table(s.api)?.0;
+                read_below = false;
                 reached
             }
         }
     };
-    let held = Holding { held, ctl };
+    let below = if read_below { below } else { Vec::new() };
+    let held = Holding { held, ctl, below };
     plan_and_fix(reached, text, &held, s, &log)
 }
 
@@ -82,6 +87,8 @@ pub fn run(s: &Settings) -> Result<u8> {
 struct Holding {
     held: Option<Held>,
     ctl: Option<Control>,
+    /// The held mounts' unique ids, where the plan's table was read below them.
+    below: Vec<u64>,
 }
 
 /// Takes over what the holder of the pre-resume run holds, if one runs. Without it the fix
@@ -224,11 +231,13 @@ fn release(
     log: &Log,
 ) -> Vec<Vec<u8>> {
     // Only superblocks the container's own namespace no longer has: catatonic is for good,
-    // and for every namespace that has the superblock.
+    // and for every namespace that has the superblock. Where the plan read below the held
+    // mounts, pre-resume found every autofs mount then: of those, the ones still mounted.
     let init = inside.init();
-    let live: Vec<Dev> = match inside.mount_table().and_then(|(t, _)| {
-        Ok(Table::from_mountinfo(&t, init.host_pid())?.autofs().iter().map(|a| a.mount.dev).collect())
-    }) {
+    let text = if held.below.is_empty() { inside.mount_table().map(|(t, _)| t) } else { inside.mounts_of(&held.below) };
+    let live: Vec<Dev> = match text
+        .and_then(|t| Ok(Table::from_mountinfo(&t, init.host_pid())?.autofs().iter().map(|a| a.mount.dev).collect()))
+    {
         Ok(live) => live,
         Err(e) => {
             log.say(format_args!("warning: the old autofs mounts stay as they were: {e}"));

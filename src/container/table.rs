@@ -28,6 +28,13 @@ pub enum TableRead {
     Whole(Option<Errno>),
 }
 
+impl TableRead {
+    /// Whether it was read below the mounts pre-resume held.
+    pub fn is_below(&self) -> bool {
+        matches!(self, TableRead::Below { .. })
+    }
+}
+
 impl std::fmt::Display for TableRead {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -133,6 +140,20 @@ impl Host {
 }
 
 impl Inside {
+    /// The mountinfo lines of those of the mounts `ids` (unique ids) that are still in the
+    /// container's namespace.
+    pub fn mounts_of(&self, ids: &[u64]) -> Result<Vec<u8>> {
+        let mut text = Vec::new();
+        for &id in ids {
+            match statmount(id) {
+                Ok(r) => text.extend(r.mountinfo_line()),
+                Err(Errno::NOENT) => {}
+                Err(e) => return Err(crate::error::Error::sys("reading a held autofs mount", e)),
+            }
+        }
+        Ok(text)
+    }
+
     /// The container's table (see the module), read where we are, with the kernel
     /// interfaces the run was entered with.
     pub fn mount_table(&self) -> Result<(Vec<u8>, TableRead)> {
