@@ -8,7 +8,7 @@ use std::os::fd::{AsFd, BorrowedFd};
 
 use rustix::io::Errno;
 
-use super::{Host, Inside, Reached};
+use super::{Host, Init, Inside, Reached};
 use crate::error::Result;
 use crate::layout;
 use crate::partial;
@@ -113,6 +113,23 @@ fn staging_at(root: BorrowedFd<'_>) -> bool {
         .is_ok_and(|r| r.mount_point() == layout::DIR.as_bytes())
 }
 
+/// The part `part` reads with the new API, else (the legacy API, or the kernel refused it) the
+/// init's whole mountinfo. An error of `part` itself (not of its system calls) ends the run.
+fn part_or_whole(
+    init: &Init,
+    api: Api,
+    part: impl FnOnce() -> Result<std::result::Result<(Vec<u8>, TableRead), Errno>>,
+) -> Result<(Vec<u8>, TableRead)> {
+    let why = match api {
+        Api::New => match part()? {
+            Ok(part) => return Ok(part),
+            Err(e) => Some(e),
+        },
+        Api::Legacy => None,
+    };
+    Ok((init.mountinfo()?, TableRead::Whole(why)))
+}
+
 impl Host {
     /// The container's table as after a pre-resume run whose holder held the autofs mounts
     /// `held` (unique ids): the part below them (see the module), unless there are too many,
@@ -128,14 +145,7 @@ impl Host {
 
     /// The container's table (see the module): the part visited in its namespace and root.
     pub fn mount_table(&self, api: Api) -> Result<(Vec<u8>, TableRead)> {
-        let why = match api {
-            Api::New => match self.visit(part_here)? {
-                Ok(part) => return Ok(part),
-                Err(e) => Some(e),
-            },
-            Api::Legacy => None,
-        };
-        Ok((self.init().mountinfo()?, TableRead::Whole(why)))
+        part_or_whole(self.init(), api, || self.visit(part_here))
     }
 }
 
@@ -157,14 +167,7 @@ impl Inside {
     /// The container's table (see the module), read where we are, with the kernel
     /// interfaces the run was entered with.
     pub fn mount_table(&self) -> Result<(Vec<u8>, TableRead)> {
-        let why = match self.asked() {
-            Api::New => match part_here() {
-                Ok(part) => return Ok(part),
-                Err(e) => Some(e),
-            },
-            Api::Legacy => None,
-        };
-        Ok((self.init().mountinfo()?, TableRead::Whole(why)))
+        part_or_whole(self.init(), self.asked(), || Ok(part_here()))
     }
 }
 
