@@ -88,7 +88,7 @@ pub fn restart(inside: &Inside, units: Vec<UnitPlan>, s: &Settings, log: &Log) -
         set_aside(&mut mounter, run, log);
     }
     restart_all(inside, &mut runs, s.timeout, log);
-    let after = mounts_after(inside, &runs, s.api, log);
+    let after = mounts_after(inside, &runs, log);
     check_and_put_back(inside, &mut mounter, &mut runs, after, log);
     let finished = mounter.finish().err();
     if s.probe {
@@ -168,10 +168,11 @@ fn restart_batch(inside: &Inside, names: &[String], timeout: Duration, log: &Log
 
 /// What phase 4 checks: the mounts at each unit's path, by statmount where the kernel has it
 /// and every restart succeeded (a failed one may have left a stale mount, which a walk must not
-/// cross), else the whole mountinfo. The first is only faster: where it fails for any reason
-/// (no statmount, a path that is no directory now), the second says what stands.
-fn mounts_after(inside: &Inside, runs: &[Run], api: Api, log: &Log) -> Result<Vec<u8>> {
-    if api == Api::New && runs.iter().all(|r| r.restart.is_none()) {
+/// cross), else the table as `Inside::mount_table` reads it, which walks no path. The first is
+/// only faster: where it fails for any reason (no statmount, a path that is no directory now),
+/// the second says what stands.
+fn mounts_after(inside: &Inside, runs: &[Run], log: &Log) -> Result<Vec<u8>> {
+    if inside.asked() == Api::New && runs.iter().all(|r| r.restart.is_none()) {
         let paths: Vec<&[u8]> = runs.iter().map(|r| r.out.unit.path.as_slice()).collect();
         if let Ok(text) = inside.stacks_at(&paths) {
             log.step(format_args!("checking the mounts at {} path(s), read by statmount", paths.len()));
