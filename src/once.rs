@@ -7,7 +7,7 @@
 //! always sets it): a run by hand, or by another CRIU process (another restore), still acts.
 //! Markers of CRIU processes that are gone are swept by the next run.
 
-use rustix::fs::{Mode, OFlags};
+use rustix::fs::{AtFlags, Mode, OFlags};
 use rustix::io::Errno;
 
 use crate::container::Init;
@@ -40,12 +40,13 @@ pub fn first(stage: &str, init: &Init, criu: Option<u32>) -> Result<bool> {
 /// Removes the markers of CRIU processes that are gone (a pid reused since has another start
 /// time).
 fn sweep() {
-    let Ok(entries) = std::fs::read_dir(DIR) else { return };
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let Ok(dir) = rustix::fs::open(DIR, flags, Mode::empty()) else { return };
+    let Ok(entries) = rustix::fs::Dir::read_from(&dir) else { return };
     for entry in entries.flatten() {
-        let name = entry.file_name();
-        let Some((pid, start)) = name.to_str().and_then(layout::marker_criu) else { continue };
+        let Some((pid, start)) = entry.file_name().to_str().ok().and_then(layout::marker_criu) else { continue };
         if start_time(pid) != Some(start) {
-            let _ = std::fs::remove_file(entry.path());
+            let _ = rustix::fs::unlinkat(&dir, entry.file_name(), AtFlags::empty());
         }
     }
 }

@@ -31,7 +31,8 @@ impl fmt::Display for Shown<'_> {
 
 /// A duration in seconds, for messages: "30", "2.5".
 pub fn seconds(d: Duration) -> String {
-    let ms = d.as_millis();
+    // In u64: u128's formatting would be a kilobyte of code for durations no setting reaches.
+    let ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
     match ms % 1000 {
         0 => format!("{}", ms / 1000),
         f => format!("{}.{}", ms / 1000, format!("{f:03}").trim_end_matches('0')),

@@ -203,7 +203,7 @@ fn host_cgroup_mounts(theirs: &[u8], ours: &[u8]) -> Result<Vec<u8>> {
         let names = ctrls.split(|&b| b == b',').map(|c| c.strip_prefix(b"name=").unwrap_or(c));
         paths.extend([ctrls].into_iter().chain(names).map(|c| [&b"/sys/fs/cgroup/"[..], c].concat()));
     }
-    paths.sort();
+    paths.sort_unstable();
     paths.dedup();
     let mut text = Vec::new();
     for path in &paths {
