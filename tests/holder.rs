@@ -24,11 +24,8 @@ fn held() -> (Container, String) {
 
 /// The host pid of the holder of this container, if one runs.
 fn holder_of(ctr: &Container) -> Option<String> {
-    let pin = std::fs::read_dir("/run/autofs-restart")
-        .ok()?
-        .flatten()
-        .find(|e| e.file_name().to_string_lossy().starts_with(&format!("hold.{}-", ctr.pid)))?;
-    let text = std::fs::read_to_string(pin.path()).ok()?;
+    let pin = ctr.host_entries("hold.").into_iter().next()?;
+    let text = std::fs::read_to_string(pin).ok()?;
     let pid = text.split_whitespace().next()?.to_string();
     std::path::Path::new(&format!("/proc/{pid}")).exists().then_some(pid)
 }

@@ -33,13 +33,6 @@ fn from_one_criu(action: &str, pid: &str, times: usize) -> Vec<(i32, String)> {
     runs
 }
 
-/// How many post-resume markers of the container's init the host holds (`layout::marker`).
-fn post_resume_markers(ctr: &Container) -> usize {
-    let mine = format!("post-resume.{}-", ctr.pid);
-    let names = std::fs::read_dir("/run/autofs-restart").unwrap();
-    names.filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with(&mine)).count()
-}
-
 /// What a pre-dump must not change: the whole mount table (autofs mounts, their pipes, the
 /// count), of the init and of the namespace of `others`.
 fn tables(ctr: &Container, others: &[&str]) -> Vec<String> {
@@ -158,11 +151,11 @@ fn a_second_run_of_a_stage_by_the_same_criu_does_nothing() {
     assert_eq!(restarts, 1, "{:?}", calls(&ctr));
     common::nothing_left(&ctr, "after two runs");
     assert_eq!(ctr.answers("/srv/idle", 10), Some(true));
-    assert_eq!(post_resume_markers(&ctr), 1, "one marker, of the CRIU process");
+    assert_eq!(ctr.host_entries("post-resume.").len(), 1, "one marker, of the CRIU process");
 
     // Another CRIU process (another restore) acts again, and so does a run by hand.
     let runs = from_one_criu("post-resume", &ctr.pid, 1);
-    assert_eq!(post_resume_markers(&ctr), 1, "the marker of the CRIU process that is gone is swept");
+    assert_eq!(ctr.host_entries("post-resume.").len(), 1, "the marker of the CRIU process that is gone is swept");
     // (The access above mounted /srv/idle's tmpfs: it is kept on top.)
     assert!(runs[0].1.contains("srv-idle.automount: restarted, tmpfs srv-idle kept on top\n"), "{}", runs[0].1);
     let out = run(&["restart", "--pid", &ctr.pid, "--unit", "srv-idle"]);

@@ -241,15 +241,23 @@ WRAPPER"
         ));
     }
 
-    /// The host path of the mount namespace a run pins for this container (named after the
-    /// init's pid and start time), if there is one.
-    pub fn pin(&self) -> Option<String> {
-        let prefix = format!("{}-", self.pid);
-        let pins = std::fs::read_dir("/run/autofs-restart").ok()?;
-        pins.filter_map(|e| e.ok())
+    /// The host paths of this container's entries in /run/autofs-restart of one `kind`: named
+    /// `kind`, then the init's pid and start time. Pins: "", the holder's: "hold.", a stage's
+    /// markers: "post-resume." and so on.
+    pub fn host_entries(&self, kind: &str) -> Vec<String> {
+        let prefix = format!("{kind}{}-", self.pid);
+        let Ok(names) = std::fs::read_dir("/run/autofs-restart") else { return Vec::new() };
+        names
+            .filter_map(|e| e.ok())
             .map(|e| e.file_name().to_string_lossy().into_owned())
-            .find(|name| name.starts_with(&prefix))
+            .filter(|name| name.starts_with(&prefix))
             .map(|name| format!("/run/autofs-restart/{name}"))
+            .collect()
+    }
+
+    /// The host path of the mount namespace a run pins for this container, if there is one.
+    pub fn pin(&self) -> Option<String> {
+        self.host_entries("").into_iter().next()
     }
 
     /// Puts the real systemctl back.
