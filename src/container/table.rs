@@ -9,7 +9,7 @@ use std::os::fd::{AsFd, BorrowedFd};
 use rustix::io::Errno;
 
 use super::{Host, Init, Inside, Reached};
-use crate::error::Result;
+use crate::error::{Result, errno_name};
 use crate::layout;
 use crate::partial;
 use crate::settings::Api;
@@ -44,7 +44,9 @@ impl std::fmt::Display for TableRead {
                 write!(f, "{read} mounts read by statmount, at and below the {held} autofs mount(s) pre-resume held")
             }
             TableRead::Whole(None) => f.write_str("its whole mountinfo read (legacy API)"),
-            TableRead::Whole(Some(e)) => write!(f, "its whole mountinfo read (listmount and statmount: {e})"),
+            TableRead::Whole(Some(e)) => {
+                write!(f, "its whole mountinfo read (listmount and statmount: {})", errno_name(*e))
+            }
         }
     }
 }

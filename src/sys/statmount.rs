@@ -28,10 +28,14 @@ const FS_SUBTYPE: u64 = 0x100;
 const SB_SOURCE: u64 = 0x200;
 /// What a mountinfo line needs. The kernel leaves out the bit of a string it has nothing for
 /// (a file system without options, a type without subtype), and of one it does not know yet
-/// (options came in 6.10, sources in 6.11); those of Linux 6.8 it always gives.
+/// (options came in 6.10, sources in 6.13: Debian 13's 6.12 gives none); those of Linux 6.8
+/// it always gives.
 const ASKED: u64 =
     SB_BASIC | MNT_BASIC | PROPAGATE_FROM | MNT_ROOT | MNT_POINT | FS_TYPE | MNT_OPTS | FS_SUBTYPE | SB_SOURCE;
-const NEEDED: u64 = SB_BASIC | MNT_BASIC | MNT_ROOT | MNT_POINT | FS_TYPE;
+/// Without these a record is not the mount's line. The source is among them: a kernel that
+/// gives it gives one for every mount made with a name (mount(2) always names one), and the
+/// lines it is missing from would name the wrong file system in every message.
+const NEEDED: u64 = SB_BASIC | MNT_BASIC | MNT_ROOT | MNT_POINT | FS_TYPE | SB_SOURCE;
 
 /// STATX_MNT_ID_UNIQUE (Linux 6.8): the id statmount takes.
 const STATX_MNT_ID_UNIQUE: u32 = 0x4000;
@@ -97,7 +101,9 @@ pub fn mount_id(fd: BorrowedFd<'_>) -> Result<u64, Errno> {
 /// statmount(2) of the mount with unique id `id` in our mount namespace, with what a
 /// mountinfo line needs. ENOSYS where the kernel (before 6.8) or the architecture lacks it,
 /// or where it lacks what we read of the record: an autofs mount always has options (`fd=`,
-/// `pgrp=`), so none means a kernel before 6.10. (Before 6.11 sources read `none`.)
+/// `pgrp=`), so none means a kernel before 6.10; no source, one before 6.13 (or a mount made
+/// by fsmount(2) without a name, which mountinfo shows as `none`). The caller then reads
+/// mountinfo, which has every field on every kernel.
 pub fn statmount(id: u64) -> Result<Record, Errno> {
     let Some(number) = SYS_STATMOUNT else { return Err(Errno::NOSYS) };
     let req = MntIdReq { size: size_of::<MntIdReq>() as u32, spare: 0, mnt_id: id, param: ASKED };
@@ -267,8 +273,7 @@ impl Record {
             line.extend(escape(subtype));
         }
         line.push(b' ');
-        let source = self.str_at(at::SB_SOURCE, SB_SOURCE);
-        line.extend(if source.is_empty() { b"none".to_vec() } else { escape(source) });
+        line.extend(escape(self.str_at(at::SB_SOURCE, SB_SOURCE)));
         line.push(b' ');
         line.extend(super_options(self.u32_at(at::SB_FLAGS)).as_bytes());
         let opts = self.str_at(at::MNT_OPTS, MNT_OPTS);
@@ -433,17 +438,26 @@ mod tests {
             Ok(ids) => ids,
             Err(e) => return assert_eq!(e, Errno::NOSYS),
         };
-        let mut compared = 0;
+        let (mut compared, mut records) = (0, true);
         for &id in &ids {
-            let (Ok(b), Ok(record)) = (basic(id), statmount(id)) else { continue };
-            assert_eq!((b.id, b.parent), (id, record.parent_id()));
+            let Ok(b) = basic(id) else { continue };
+            match statmount(id) {
+                Ok(record) => assert_eq!((b.id, b.parent), (id, record.parent_id())),
+                // A kernel before 6.13 gives no sources: no whole record to compare with.
+                Err(Errno::NOSYS) => records = false,
+                Err(_) => continue,
+            }
             compared += 1;
         }
         assert!(compared > 0 && compared + 2 >= ids.len(), "{compared} of {} mounts", ids.len());
-        // The topmost mount at / is the one statfs sees; in a chroot below that mount's root
-        // (as `make check-msrv` runs), a normal user may not see it (EPERM).
-        match basic(top_mount_id(rustix::fs::CWD, b"/").unwrap()) {
-            Ok(root) => assert_eq!(root.magic, rustix::fs::statfs("/").unwrap().f_type as u64),
+        if !records {
+            eprintln!("this kernel's statmount lacks a field of the line: parents not compared");
+        }
+        // The topmost mount at /proc is the one statfs sees (at / it may be 9p, whose statfs
+        // passes on the server's type); in a chroot below that mount's root (as `make
+        // check-msrv` runs), a normal user may not see it (EPERM).
+        match basic(top_mount_id(rustix::fs::CWD, b"/proc").unwrap()) {
+            Ok(proc) => assert_eq!(proc.magic, rustix::fs::statfs("/proc").unwrap().f_type as u64),
             Err(e) => assert_eq!(e, Errno::PERM),
         }
     }
@@ -475,7 +489,14 @@ mod tests {
                 // Hidden under another mount, or not reachable from here: not this mount's.
                 Err(_) => continue,
             };
-            let Ok(record) = statmount(id) else { continue };
+            let record = match statmount(id) {
+                Ok(record) => record,
+                Err(Errno::NOSYS) => {
+                    eprintln!("this kernel's statmount lacks a field of the line: nothing compared");
+                    return;
+                }
+                Err(_) => continue,
+            };
             let line = record.mountinfo_line();
             let Some(ours) = text.split(|&b| b == b'\n').find(|l| l.starts_with(format!("{} ", m.id).as_bytes()))
             else {
