@@ -197,7 +197,23 @@ impl ForChild {
 /// all of it is read.
 fn host_cgroup_mounts(theirs: &[u8], ours: &[u8]) -> Result<Vec<u8>> {
     use crate::sys::statmount::{statmount, top_mount_id};
+    let at = |path: &[u8]| match top_mount_id(rustix::fs::CWD, path).and_then(statmount) {
+        Ok(record) if record.mount_point() == path => Ok(Some(record.mountinfo_line())),
+        Ok(_) | Err(Errno::NOENT | Errno::NOTDIR) => Ok(None),
+        Err(e) => Err(e),
+    };
     let whole = || std::fs::read("/proc/self/mountinfo").context("reading /proc/self/mountinfo");
+    cgroup_mounts(theirs, ours, at, whole)
+}
+
+/// `host_cgroup_mounts` with the reads given: `at`, the line of the topmost mount at a path if
+/// one is mounted right there (an error: it cannot tell); `whole`, the whole table.
+fn cgroup_mounts(
+    theirs: &[u8],
+    ours: &[u8],
+    mut at: impl FnMut(&[u8]) -> std::result::Result<Option<Vec<u8>>, Errno>,
+    whole: impl FnOnce() -> Result<Vec<u8>>,
+) -> Result<Vec<u8>> {
     let mut paths = vec![b"/sys/fs/cgroup".to_vec(), b"/sys/fs/cgroup/unified".to_vec()];
     for (ctrls, _) in procfs::cgroups(theirs).filter(|(ctrls, _)| !ctrls.is_empty()) {
         let names = ctrls.split(|&b| b == b',').map(|c| c.strip_prefix(b"name=").unwrap_or(c));
@@ -207,10 +223,8 @@ fn host_cgroup_mounts(theirs: &[u8], ours: &[u8]) -> Result<Vec<u8>> {
     paths.dedup();
     let mut text = Vec::new();
     for path in &paths {
-        let top = top_mount_id(rustix::fs::CWD, path).and_then(statmount);
-        match top {
-            Ok(record) if record.mount_point() == path.as_slice() => text.extend(record.mountinfo_line()),
-            Ok(_) | Err(Errno::NOENT | Errno::NOTDIR) => {}
+        match at(path) {
+            Ok(line) => text.extend(line.unwrap_or_default()),
             Err(_) => return whole(),
         }
     }
@@ -320,16 +334,37 @@ mod tests {
         assert_eq!(cgroup_dirs(init, init, &host), [], "all ours: nothing to join");
     }
 
-    /// On this host, for every hierarchy we are in: the cgroup mounts found where they usually
-    /// are give the same directories as the whole mount table.
+    /// `at` of `cgroup_mounts` on a table: the line of the last mount (the topmost, in a
+    /// table without moves) at a path.
+    fn at_in(table: &[u8]) -> impl FnMut(&[u8]) -> std::result::Result<Option<Vec<u8>>, Errno> + '_ {
+        move |path| {
+            let mut lines = table.split_inclusive(|&b| b == b'\n');
+            Ok(lines.rfind(|l| parse(l).is_ok_and(|m| &*m[0].mount_point == path)).map(<[u8]>::to_vec))
+        }
+    }
+
+    /// A hybrid host (cgroup v1 controllers and cgroup2 under /sys/fs/cgroup): the mounts found
+    /// where they usually are give the same directories as the whole table, which is not read.
     #[test]
     fn cgroup_mounts_where_they_usually_are_give_what_the_table_gives() {
-        let ours = std::fs::read("/proc/self/cgroup").unwrap();
-        let full = std::fs::read("/proc/self/mountinfo").unwrap();
-        let found = host_cgroup_mounts(&ours, b"").unwrap();
-        let (full, found) = (Table::from_mountinfo(&full, 0).unwrap(), Table::from_mountinfo(&found, 0).unwrap());
-        assert_eq!(cgroup_dirs(&ours, b"", &found), cgroup_dirs(&ours, b"", &full));
-        assert!(found.mounts.len() < full.mounts.len() || full.mounts.len() < 3, "the table was read whole");
+        let init = b"12:cpu:/ctr\n11:memory:/ctr\n9:pids:/ctr\n1:name=systemd:/ctr\n0::/ctr/init.scope\n";
+        let ours = b"12:cpu:/\n11:memory:/\n9:pids:/\n1:name=systemd:/\n0::/\n";
+        let found = cgroup_mounts(init, ours, at_in(HOST), || panic!("the whole table was read")).unwrap();
+        let (found, full) = (Table::from_mountinfo(&found, 0).unwrap(), Table::from_mountinfo(HOST, 0).unwrap());
+        assert_eq!(found.mounts.len(), 6, "/sys/fs/cgroup, unified, cpu, memory, pids, systemd");
+        assert_eq!(cgroup_dirs(init, ours, &found), cgroup_dirs(init, ours, &full));
+        assert_eq!(cgroup_dirs(init, ours, &found).len(), 5);
+    }
+
+    /// A hierarchy mounted elsewhere, or a kernel that cannot tell: the whole table is read.
+    #[test]
+    fn cgroup_mounts_elsewhere_read_the_whole_table() {
+        let init = b"12:cpu:/ctr\n11:memory:/ctr\n0::/ctr\n";
+        let moved = String::from_utf8_lossy(HOST).replace(" /sys/fs/cgroup/memory ", " /mnt/memory ");
+        let whole = || Ok(b"whole".to_vec());
+        assert_eq!(cgroup_mounts(init, b"", at_in(moved.as_bytes()), whole).unwrap(), b"whole");
+        assert_eq!(cgroup_mounts(init, b"", |_| Err(Errno::NOSYS), whole).unwrap(), b"whole");
+        assert_ne!(cgroup_mounts(init, b"", at_in(HOST), whole).unwrap(), b"whole");
     }
 
     /// The child of a real spawn, dropped to `uid` with a narrow bounding set: what its
