@@ -52,7 +52,7 @@ DOCS := README.md NEWS LICENSE-MIT LICENSE-APACHE
 # `make test` (a build chroot), where cargo lists them as ignored.
 CONTAINER_TESTS ?= 1
 
-.PHONY: all install install-compat uninstall check test lint check-man check-install check-packaging \
+.PHONY: all install install-compat uninstall check test test-one lint check-man check-install check-packaging \
 	check-msrv bench fuzz demo dist clean
 .DELETE_ON_ERROR:
 all: $(BIN)
@@ -98,9 +98,19 @@ check: lint
 	$(CARGO) test $(CARGOFLAGS)
 
 # Everything: the above, the man page, the install tree, and the tests in throwaway
-# containers (root, the kernel's autofs; see README), which fail rather than skip.
+# containers (root, the kernel's autofs; see README), which fail rather than skip. Where this
+# machine's kernel has no autofs (or VM=1), those run in a VM on each kernel of KERNELS.
+SUITE = AUTOFS_RESTART_BIN=$(BIN) CARGO='$(CARGO)' CARGOFLAGS='$(CARGOFLAGS)' CONTAINER_TESTS=$(CONTAINER_TESTS) \
+	tests/harness/suite
 test: $(BIN) lint check-man check-install
-	AUTOFS_RESTART_BIN=$(BIN) $(CARGO) test $(CARGOFLAGS) $(if $(filter 0,$(CONTAINER_TESTS)),,-- --include-ignored)
+	$(SUITE)
+
+# The short loop: one test binary, or some of its tests, on one kernel (natively where this
+# machine's kernel has autofs and VM is not 1): make test-one TEST='systemd a_stack' KERNEL=bookworm
+KERNEL ?= trixie
+test-one: $(BIN)
+	@[ -n '$(TEST)' ] || { echo "test-one: say which: TEST='BINARY [FILTER...]'" >&2; exit 2; }
+	KERNELS='$(KERNEL)' $(SUITE) $(TEST)
 
 # The man page renders without a warning and names this version.
 check-man:
