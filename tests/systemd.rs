@@ -165,14 +165,16 @@ fn run_shell(line: &str) {
 }
 
 /// The staging namespace is copied from whichever of the host's and the container's has fewer
-/// mounts: the test containers have fewer than this host has once it has 100 more.
+/// mounts: the test containers have fewer than this host has once it has 100 more. Counting
+/// them takes listmount (6.8); before it, the host's is copied without counting.
 #[test]
 #[ignore = "needs root and the kernel's autofs: make test runs it"]
 fn on_a_host_with_more_mounts_the_staging_is_copied_from_the_container() {
     let _host = HostMounts::new(100);
     let said = fix_and_check(&[("AUTOFS_RESTART_VERBOSE", "1")]);
+    let from = if common::kernel_at_least(6, 8) { "container's" } else { "host's" };
     assert!(
-        said.contains("set tmpfs srv-data aside (new API, staged in a namespace copied from the container's)"),
+        said.contains(&format!("set tmpfs srv-data aside (new API, staged in a namespace copied from the {from})")),
         "{said}"
     );
 }
