@@ -478,7 +478,7 @@ mod tests {
         let text = std::fs::read("/proc/self/mountinfo").unwrap();
         let real = parse(&text).unwrap();
         let root = rustix::fs::CWD;
-        let mut compared = 0;
+        let (mut compared, mut lacking) = (0, 0);
         for m in &real {
             let id = match top_mount_id(root, &m.mount_point) {
                 Ok(id) => id,
@@ -491,9 +491,10 @@ mod tests {
             };
             let record = match statmount(id) {
                 Ok(record) => record,
+                // A kernel before 6.13 gives no sources (nor a newer one for a nameless mount).
                 Err(Errno::NOSYS) => {
-                    eprintln!("this kernel's statmount lacks a field of the line: nothing compared");
-                    return;
+                    lacking += 1;
+                    continue;
                 }
                 Err(_) => continue,
             };
@@ -507,6 +508,10 @@ mod tests {
             }
             assert_eq!(String::from_utf8_lossy(&line), format!("{}\n", String::from_utf8_lossy(ours)));
             compared += 1;
+        }
+        if compared == 0 && lacking > 0 {
+            eprintln!("this kernel's statmount lacks a field of the line: nothing compared");
+            return;
         }
         assert!(compared > 0, "no mount compared: {}", String::from_utf8_lossy(&text));
     }
