@@ -52,7 +52,7 @@ DOCS := README.md NEWS LICENSE-MIT LICENSE-APACHE
 # `make test` (a build chroot), where cargo lists them as ignored.
 CONTAINER_TESTS ?= 1
 
-.PHONY: all install install-compat uninstall check test test-one lint check-man check-install check-packaging \
+.PHONY: all install install-compat uninstall check test test-one test-newest lint check-man check-install check-packaging \
 	check-msrv bench fuzz demo dist clean
 .DELETE_ON_ERROR:
 all: $(BIN)
@@ -104,6 +104,11 @@ SUITE = AUTOFS_RESTART_BIN=$(BIN) CARGO='$(CARGO)' CARGOFLAGS='$(CARGOFLAGS)' CO
 	tests/harness/suite
 test: $(BIN) lint check-man check-install
 	$(SUITE)
+
+# Every test on the newest kernel Debian's unstable archive has (in a VM, also where this
+# machine's kernel has autofs).
+test-newest: $(BIN)
+	VM=1 KERNELS=sid $(SUITE)
 
 # The short loop: one test binary, or some of its tests, on one kernel (natively where this
 # machine's kernel has autofs and VM is not 1): make test-one TEST='systemd a_stack' KERNEL=bookworm
