@@ -54,6 +54,11 @@ impl std::fmt::Display for TableRead {
 /// The part of the table of the mount namespace and root we are in now.
 fn part_here() -> std::result::Result<(Vec<u8>, TableRead), Errno> {
     let ids = list_mounts()?;
+    // Records without a field of the line (sources, before 6.13) end in the whole mountinfo:
+    // told by the first, before every mount's basics are read for nothing.
+    if let Some(&first) = ids.first() {
+        statmount(first)?;
+    }
     let mut all = Vec::with_capacity(ids.len());
     for id in ids {
         match basic(id) {
