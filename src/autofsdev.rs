@@ -2,8 +2,9 @@
 //! ioctls on an autofs mount for a process that is not its master. OPENMOUNT finds the mount
 //! by its path and device number (also under mounts stacked on it) and returns a descriptor on
 //! it; CATATONIC, through that descriptor, makes its superblock catatonic: every process
-//! waiting on it wakes with ENOENT, and no request is sent any more. Neither needs a path walk
-//! into the mount once the descriptor is held.
+//! waiting on it wakes with ENOENT (on Linux 6.6 and later: see `tokens`), and no request is
+//! sent any more. None needs a path walk into the mount once the descriptor is held; nor
+//! does FAIL, an ioctl on that descriptor itself, which answers one wait by its token.
 //!
 //! The control device is opened on the host, before entering the container (whose /dev may
 //! have no such node): its ioctls take paths in the caller's current mount namespace and root.
@@ -11,6 +12,7 @@
 use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd};
 
 use rustix::fs::{Mode, OFlags};
+use rustix::io::Errno;
 use rustix::ioctl::{Ioctl, IoctlOutput, Opcode, opcode};
 
 use crate::error::{Context, Error, Result};
@@ -62,6 +64,25 @@ impl Control {
         use std::os::fd::AsRawFd;
         let mut param = param(mount.as_raw_fd(), 0, b"");
         call(self.0.as_fd(), CATATONIC, &mut param).context("making it catatonic")
+    }
+}
+
+/// AUTOFS_IOC_FAIL, `_IO(0x93, 0x61)`: the ioctl on an autofs mount's root directory.
+const FAIL: Opcode = opcode::none(0x93, 0x61);
+
+/// AUTOFS_IOC_FAIL through a descriptor on an autofs mount's root (from `open_mount`, or its
+/// master's own): answers its superblock's wait `token` with ENOENT, which wakes every
+/// process in it. Not through the control device, whose FAIL only the master's process group
+/// may use (EACCES); this one takes CAP_SYS_ADMIN. False where the superblock has no such
+/// wait (EINVAL: a token of another superblock, or one answered already).
+pub fn fail(mount: BorrowedFd<'_>, token: u32) -> Result<bool> {
+    // SAFETY: AUTOFS_IOC_FAIL takes its argument, the token, by value, and returns a status.
+    let ioctl = unsafe { rustix::ioctl::IntegerSetter::<FAIL>::new_usize(token as usize) };
+    // SAFETY: the opcode is autofs's FAIL, whose argument is the integer above.
+    match unsafe { rustix::ioctl::ioctl(mount, ioctl) } {
+        Ok(()) => Ok(true),
+        Err(Errno::INVAL) => Ok(false),
+        Err(e) => Err(Error::sys(format!("answering the autofs wait {token}"), e)),
     }
 }
 
@@ -131,6 +152,7 @@ mod tests {
         assert_eq!(&p[16..20], &7u32.to_ne_bytes());
         assert_eq!(&p[24..], b"/srv/idle\0");
         assert_eq!(param(5, 0, b"").len(), HEADER);
+        assert_eq!(FAIL, 0x9361);
     }
 
     #[test]

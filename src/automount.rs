@@ -15,7 +15,6 @@ use std::time::{Duration, Instant};
 use rustix::fs::{Mode, OFlags, openat};
 
 use crate::autofs::Table;
-use crate::autofsdev::Control;
 use crate::container::{Inside, Spec, pidfd};
 use crate::error::{Context, Error, Result};
 use crate::helper;
@@ -25,20 +24,24 @@ use crate::mounts;
 use crate::paths;
 use crate::plan::{DaemonPlan, Served, Supervisor};
 use crate::procfs;
+use crate::release::{Releaser, Waits};
 use crate::show::Shown;
+use crate::survey::Blocked;
 
 /// A daemon to restart, with what it takes to start it again where nobody else does.
 pub struct Daemon<'c> {
     pub plan: DaemonPlan,
     respawn: Option<Result<Respawn>>,
-    /// Its own descriptors on its mounts, taken over while it ran, and the control device to
-    /// make them catatonic with (see `release`).
+    /// Its own descriptors on its mounts, taken over while it ran, and what releases them
+    /// (see `release`).
     held: Vec<(Dev, Vec<u8>, OwnedFd)>,
-    ctl: Option<&'c Control>,
+    releaser: Option<&'c Releaser>,
     /// Whether it was killed: from then on a failure leaves its mounts without a daemon.
     killed: Cell<bool>,
-    /// The mount points made catatonic through `held`.
-    released: RefCell<Vec<Vec<u8>>>,
+    /// The processes blocked on its mounts before the fix: host pid, mount point.
+    waiting: Vec<(u32, Vec<u8>)>,
+    /// The mount points released through `held`, and how (see `release`).
+    released: RefCell<Vec<(Vec<u8>, Result<Waits>)>>,
 }
 
 impl<'c> Daemon<'c> {
@@ -46,10 +49,16 @@ impl<'c> Daemon<'c> {
     /// are the container's; before any restart, while it still runs. Gets a descriptor on
     /// each of its mounts: one the pre-resume run's holder held, else its own (it keeps one on
     /// each direct and offset mount, which a restore opens on the restored mount).
-    pub fn prepare(inside: &Inside, plan: DaemonPlan, ctl: Option<&'c Control>, holder: Option<&Held>) -> Daemon<'c> {
+    pub fn prepare(
+        inside: &Inside,
+        plan: DaemonPlan,
+        releaser: Option<&'c Releaser>,
+        holder: Option<&Held>,
+        waiting: &[Blocked],
+    ) -> Daemon<'c> {
         let respawn = (plan.supervisor == Supervisor::Init).then(|| Respawn::read(inside, plan.pid));
         let mut held = Vec::new();
-        if ctl.is_some() {
+        if releaser.is_some() {
             for m in &plan.mounts {
                 let from_holder = holder.and_then(|h| h.mounts.iter().find(|(dev, _, _)| *dev == m.dev));
                 if let Some(fd) = from_holder.and_then(|(_, _, fd)| fd.try_clone().ok()) {
@@ -62,25 +71,52 @@ impl<'c> Daemon<'c> {
                 }
             }
         }
-        Daemon { plan, respawn, held, ctl, killed: Cell::new(false), released: RefCell::new(Vec::new()) }
+        let ours = |b: &&Blocked| b.on.as_ref().is_some_and(|on| plan.mounts.iter().any(|m| m.path == *on));
+        let waiting = waiting.iter().filter(ours).filter_map(|b| Some((b.pid, b.on.clone()?))).collect();
+        Daemon { plan, respawn, held, releaser, waiting, killed: Cell::new(false), released: RefCell::new(Vec::new()) }
     }
 
     /// The mount points whose waiters were released (see `release`).
     pub fn released(&self) -> Vec<Vec<u8>> {
-        self.released.borrow().clone()
+        let released = self.released.borrow();
+        released
+            .iter()
+            .filter(|(_, w)| matches!(w, Ok(Waits::Woken | Waits::Answered(_))))
+            .map(|(p, _)| p.clone())
+            .collect()
     }
 
-    /// Once the old daemon is dead and before a new one starts: makes the superblocks it held
-    /// descriptors on catatonic. A process blocked on one of them wakes (ENOENT); else the new
-    /// daemon's own walk to re-attach to that mount would wait for it, and its start hang. The
-    /// new daemon makes each mount catatonic anyway, as the first step of re-attaching.
-    fn release(&self) {
-        let Some(ctl) = self.ctl else { return };
+    /// A warning for each of its mounts whose waiters could not be released.
+    pub fn unreleased(&self) -> Vec<String> {
+        let released = self.released.borrow();
+        let line = |path: &[u8], why: String| format!("{}: warning: {}{why}", self.who(), Shown(path));
+        released
+            .iter()
+            .filter_map(|(path, w)| match w {
+                Ok(w @ Waits::Unanswered(_)) => Some(line(path, format!(": made catatonic{}", w.note()))),
+                Err(e) => Some(line(path, format!(" stays as it was: {e}"))),
+                Ok(_) => None,
+            })
+            .collect()
+    }
+
+    /// Once the old daemon is dead and before a new one starts: releases the superblocks it
+    /// held descriptors on (`release`). A process blocked on one of them wakes (ENOENT); else
+    /// the new daemon's own walk to re-attach to that mount would wait for it, and its start
+    /// hang. The new daemon makes each mount catatonic anyway, as the first step of
+    /// re-attaching, which wakes nobody before Linux 6.6.
+    fn release(&self, inside: &Inside) {
+        let Some(releaser) = self.releaser else { return };
         for (_, path, fd) in &self.held {
-            if ctl.catatonic(fd.as_fd()).is_ok() {
-                self.released.borrow_mut().push(path.clone());
-            }
+            let waiting = || self.waiting.iter().any(|(pid, on)| on == path && inside.init().still_blocked(*pid));
+            self.released.borrow_mut().push((path.clone(), releaser.release(fd.as_fd(), waiting)));
         }
+    }
+
+    /// Whether a process blocked on `path` would hang this daemon's restart: a mount of its
+    /// that it holds no descriptor on, to release that process through.
+    pub fn cannot_release(&self, path: &[u8]) -> bool {
+        self.plan.mounts.iter().any(|m| m.path == path && !self.held.iter().any(|(dev, _, _)| *dev == m.dev))
     }
 
     /// Who it is, for its line.
@@ -101,14 +137,10 @@ impl<'c> Daemon<'c> {
         }
         // The new daemon's walk to re-attach to a mount would wait for that process, and its
         // start hang, unless we can release it first.
-        let stuck =
-            self.plan.mounts.iter().find(|m| {
-                blocked_on.contains(&m.path.as_slice()) && !self.held.iter().any(|(dev, _, _)| *dev == m.dev)
-            });
-        if let Some(m) = stuck {
+        if let Some(on) = blocked_on.iter().find(|on| self.cannot_release(on)) {
             return Err(Error::check(format!(
-                "left running: a process is blocked on {}, and a new automount would hang at its start until it is gone; end it (see its line), then run again",
-                Shown(&m.path)
+                "left running: a process is blocked on {}, and a new automount would hang at its start until it is gone; end it (see its line, or --blocked kill), then run again",
+                Shown(on)
             )));
         }
         let restarted = match &self.plan.supervisor {
@@ -148,7 +180,7 @@ impl<'c> Daemon<'c> {
         let old = self.plan.pid;
         wait_until(deadline, || Ok(!inside.init().exists(old)))
             .context(format!("waiting for automount (pid {old}) to die"))?;
-        self.release();
+        self.release(inside);
         self.reset()?;
         let left = deadline.saturating_duration_since(Instant::now());
         inside.run("systemctl", &[b"start", unit.as_bytes()], left)?.ok("systemctl start")?;
@@ -165,7 +197,7 @@ impl<'c> Daemon<'c> {
         self.killed.set(true);
         wait_until(deadline, || pidfd::exited(dying.as_fd()))
             .context(format!("waiting for automount (pid {old}) to die"))?;
-        self.release();
+        self.release(inside);
         self.reset()?;
         let left = deadline.saturating_duration_since(Instant::now());
         // In the init's namespaces, in the old daemon's cgroup, as its ids, in its working
@@ -194,7 +226,7 @@ impl<'c> Daemon<'c> {
         self.killed.set(true);
         // Its supervisor starts a new one at once: released as soon as it is dead.
         let _ = wait_until(Instant::now() + Duration::from_millis(200), || pidfd::exited(dying.as_fd()));
-        self.release();
+        self.release(inside);
         self.wait_reattached(inside, deadline)
     }
 

@@ -11,7 +11,7 @@ use crate::criu::{self, Stage};
 use crate::error::{Error, Result};
 use crate::helper::{CATATONIC_ARG, PROBE_ARG};
 use crate::holder::HOLD_ARG;
-use crate::settings::{Api, Policy, Settings};
+use crate::settings::{Api, OnBlocked, Policy, Settings};
 use crate::units;
 
 pub const HELP: &str = "\
@@ -19,8 +19,8 @@ autofs-restart: bring AutoFS mount points back to life after CRIU restores a con
 
 Usage:
   autofs-restart                          as a CRIU action script (CRTOOLS_* environment)
-  autofs-restart restart --pid PID [--unit UNIT]... [--nested POLICY] [--timeout SECS]
-                         [--dry-run] [--probe] [-v]
+  autofs-restart restart --pid PID [--unit UNIT]... [--nested POLICY] [--blocked WHAT]
+                         [--timeout SECS] [--dry-run] [--probe] [-v]
   autofs-restart status --pid PID
   autofs-restart recover --pid PID [--timeout SECS]
   autofs-restart --help | --version
@@ -40,6 +40,9 @@ Options:
   --nested POLICY  when a mount has a private copy in a nested mount namespace, which a
                    restart leaves catatonic: restart (default: restart, name the copies),
                    skip (leave that master alone), fail (change nothing, exit 1)
+  --blocked WHAT   a process blocked on a stale mount that nothing can release (no
+                   pre-resume run): name (default: name it) or kill (SIGKILL it, named,
+                   for its supervisor to start it again)
   --dry-run        say what would be done, change nothing
   --probe          trigger each restarted automount afterwards (mounts its file system)
   -v, --verbose    say each step
@@ -54,6 +57,7 @@ Environment (options win):
   AUTOFS_RESTART_PROBE    1 to probe, as --probe
   AUTOFS_RESTART_VERBOSE  1 to say each step, as -v
   AUTOFS_RESTART_NESTED   restart, skip or fail, as --nested
+  AUTOFS_RESTART_BLOCKED  name or kill, as --blocked
   AUTOFS_RESTART_KERNEL_API  new (default: open_tree/move_mount, clone3 into the cgroup,
                           listmount/statmount; each falls back by itself) or legacy
                           (bind and MS_MOVE, fork, mountinfo)
@@ -111,6 +115,7 @@ pub fn parse(args: Vec<OsString>, env: &dyn Fn(&str) -> Option<OsString>) -> Res
     let mut pid = None;
     let mut units = Vec::new();
     let mut nested = None;
+    let mut blocked = None;
     let mut timeout_given = false;
     while let Some(arg) = parser.next()? {
         match arg {
@@ -123,6 +128,7 @@ pub fn parse(args: Vec<OsString>, env: &dyn Fn(&str) -> Option<OsString>) -> Res
                 timeout_given = true;
             }
             Long("nested") => nested = Some(policy("--nested", &parser.value()?)?),
+            Long("blocked") => blocked = Some(on_blocked("--blocked", &parser.value()?)?),
             Long("dry-run") => settings.dry_run = true,
             Long("probe") => settings.probe = true,
             Short('v') | Long("verbose") => settings.verbose = true,
@@ -134,7 +140,7 @@ pub fn parse(args: Vec<OsString>, env: &dyn Fn(&str) -> Option<OsString>) -> Res
         return Err(Error::Usage("no command (see --help)".into()));
     };
     let pid = pid.ok_or_else(|| Error::Usage(format!("{} needs --pid PID", command.to_string_lossy())))?;
-    let restart_only = !units.is_empty() || settings.dry_run || settings.probe || nested.is_some();
+    let restart_only = !units.is_empty() || settings.dry_run || settings.probe || nested.is_some() || blocked.is_some();
     if command == "status" {
         if restart_only || timeout_given {
             return Err(Error::Usage("status takes only --pid".into()));
@@ -154,6 +160,9 @@ pub fn parse(args: Vec<OsString>, env: &dyn Fn(&str) -> Option<OsString>) -> Res
     }
     if let Some(nested) = nested {
         settings.nested = nested;
+    }
+    if let Some(blocked) = blocked {
+        settings.blocked = blocked;
     }
     Ok(Command::Restart(settings))
 }
@@ -217,6 +226,10 @@ fn settings_from_env(env: &dyn Fn(&str) -> Option<OsString>) -> Result<Settings>
             Some(v) if !v.is_empty() => policy("AUTOFS_RESTART_NESTED", &v)?,
             _ => Policy::Restart,
         },
+        blocked: match env("AUTOFS_RESTART_BLOCKED") {
+            Some(v) if !v.is_empty() => on_blocked("AUTOFS_RESTART_BLOCKED", &v)?,
+            _ => OnBlocked::Name,
+        },
         criu: None,
     })
 }
@@ -224,6 +237,11 @@ fn settings_from_env(env: &dyn Fn(&str) -> Option<OsString>) -> Result<Settings>
 fn policy(name: &str, v: &std::ffi::OsStr) -> Result<Policy> {
     Policy::parse(v.as_bytes())
         .ok_or_else(|| Error::Usage(format!("{name}='{}': not restart, skip or fail", v.to_string_lossy())))
+}
+
+fn on_blocked(name: &str, v: &std::ffi::OsStr) -> Result<OnBlocked> {
+    OnBlocked::parse(v.as_bytes())
+        .ok_or_else(|| Error::Usage(format!("{name}='{}': not name or kill", v.to_string_lossy())))
 }
 
 /// Seconds: a positive number, at most a day.
@@ -312,6 +330,14 @@ mod tests {
         let s = settings(parse_with(&["restart", "--pid", "7", "--nested=fail"], &[("AUTOFS_RESTART_NESTED", "skip")]));
         assert_eq!(s.nested, Policy::Fail, "the option wins");
         assert_eq!(settings(parse_with(&["restart", "--pid", "7"], &[])).nested, Policy::Restart);
+        let s = settings(parse_with(&["restart", "--pid", "7"], &[("AUTOFS_RESTART_BLOCKED", "kill")]));
+        assert_eq!(s.blocked, OnBlocked::Kill);
+        let s = settings(parse_with(
+            &["restart", "--pid", "7", "--blocked", "name"],
+            &[("AUTOFS_RESTART_BLOCKED", "kill")],
+        ));
+        assert_eq!(s.blocked, OnBlocked::Name, "the option wins");
+        assert_eq!(settings(parse_with(&["restart", "--pid", "7"], &[])).blocked, OnBlocked::Name);
         assert!(matches!(parse_with(&["status", "--pid", "7"], &[]), Ok(Command::Status { .. })));
         let c = parse_with(&["recover", "--pid", "7", "--timeout", "2"], &[]);
         assert!(matches!(c, Ok(Command::Recover { timeout, .. }) if timeout == Duration::from_secs(2)));
@@ -362,6 +388,8 @@ mod tests {
             (&["recover", "--pid", "1", "--dry-run"], "recover takes only --pid and --timeout"),
             (&["recover"], "recover needs --pid PID"),
             (&["restart", "--pid", "1", "--nested", "ask"], "--nested='ask': not restart, skip or fail"),
+            (&["restart", "--pid", "1", "--blocked", "stop"], "--blocked='stop': not name or kill"),
+            (&["status", "--pid", "1", "--blocked", "kill"], "status takes only --pid"),
             (&["restart", "status", "--pid", "1"], "unexpected argument \"status\""),
         ] {
             let e = parse_with(args, &[]).err().unwrap_or_else(|| panic!("{args:?} parsed"));

@@ -9,8 +9,10 @@
 //! it lives in no namespace of the container but its mount namespace, where it opens the
 //! mounts. It holds nothing else, never blocks, and ends when the init dies, when its
 //! descriptors are taken over (the post-resume run takes them with `pidfd_getfd`, then ends
-//! it), or after `BOUND`. Its pin on the host (`layout::hold`) says its pid and start time and
-//! what each descriptor is; the post-resume run trusts a pid only with that start time.
+//! it), or after `BOUND`. Its pin on the host (`layout::hold`) says its pid and start time,
+//! the first token a wait on the held superblocks can have where they are to be released by
+//! token (`tokens`), and what each descriptor is; the post-resume run trusts a pid only with
+//! that start time.
 
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd};
@@ -43,13 +45,14 @@ const OPEN_TIMEOUT: Duration = Duration::from_secs(2);
 const FDS: [i32; 4] = [3, 4, 5, 6];
 
 /// Starts the holder for the restored autofs mounts `mounts` (mount point, superblock) of the
-/// container of `host`, waits until it holds them (bounded), and pins it. Before entering.
-/// Returns how many it holds.
-pub fn start(host: &Host, mounts: &[(Vec<u8>, Dev)]) -> Result<usize> {
+/// container of `host`, waits until it holds them (bounded), and pins it, with `first`: the
+/// first token a wait on them can have, where their waits are to be released by token
+/// (`tokens`). Before entering. Returns how many it holds.
+pub fn start(host: &Host, mounts: &[(Vec<u8>, Dev)], first: Option<u32>) -> Result<usize> {
     let init = host.init();
     // Never a second one: it holds them already.
     if let Some(held) = live(init) {
-        return Ok(held);
+        return Ok(held.mounts);
     }
     let pin = layout::hold(init.key()?);
     let ctl = Control::open()?;
@@ -72,7 +75,8 @@ pub fn start(host: &Host, mounts: &[(Vec<u8>, Dev)]) -> Result<usize> {
     };
     let start = procfs::start_time_of(&init.proc_file(pid.as_raw_pid() as u32, "stat").unwrap_or_default())
         .ok_or_else(|| Error::check("the holder ended at once"))?;
-    let mut text = format!("{} {start}\n", pid.as_raw_pid()).into_bytes();
+    let first = first.map_or_else(String::new, |t| format!(" {t}"));
+    let mut text = format!("{} {start}{first}\n", pid.as_raw_pid()).into_bytes();
     text.extend_from_slice(&held);
     write_pin(&pin, &text)?;
     Ok(lines(&held).count())
@@ -225,9 +229,11 @@ pub fn hold_child(pin: &[u8]) -> Result<u8> {
 }
 
 /// What a post-resume run took over from the holder: a descriptor on each restored
-/// superblock (found by `fstat` of it), with its mount point.
+/// superblock (found by `fstat` of it), with its mount point; the first token a wait on them
+/// can have, where their waits are released by token.
 pub struct Held {
     pub mounts: Vec<(Dev, Vec<u8>, OwnedFd)>,
+    pub first_token: Option<u32>,
 }
 
 impl Held {
@@ -248,7 +254,7 @@ pub fn take(init: &Init) -> Result<Option<Held>> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e).context(format!("reading {pin}")),
     };
-    let Some(holder) = alive(&text) else {
+    let Some((holder, first_token)) = alive(&text) else {
         let _ = std::fs::remove_file(&pin);
         return Ok(None);
     };
@@ -265,27 +271,45 @@ pub fn take(init: &Init) -> Result<Option<Held>> {
         mounts.push((dev, path, taken));
     }
     let _ = pidfd_send_signal(&holder, Signal::KILL);
-    Ok(Some(Held { mounts }))
+    Ok(Some(Held { mounts, first_token }))
 }
 
-/// A pidfd on the holder a pin's first line names (`PID START`), if that process still runs
-/// with that start time.
-fn alive(text: &[u8]) -> Option<OwnedFd> {
-    let first = std::str::from_utf8(text.split(|&b| b == b'\n').next()?).ok()?;
-    let (pid, start) = first.split_once(' ')?;
-    let (pid, start): (i32, u64) = (pid.parse().ok()?, start.parse().ok()?);
+/// A pidfd on the holder a pin's first line names (`PID START [FIRST_TOKEN]`), if that
+/// process still runs with that start time; and the token.
+fn alive(text: &[u8]) -> Option<(OwnedFd, Option<u32>)> {
+    let (pid, start, first) = first_line(text)?;
     let fd = pidfd_open(Pid::from_raw(pid)?, PidfdFlags::empty()).ok()?;
     // Checked once the pidfd is held: the pid cannot be reused under it any more.
     let now = procfs::start_time_of(&std::fs::read(format!("/proc/{pid}/stat")).ok()?)?;
-    (now == start && !pidfd::exited(fd.as_fd()).unwrap_or(true)).then_some(fd)
+    (now == start && !pidfd::exited(fd.as_fd()).unwrap_or(true)).then_some((fd, first))
 }
 
-/// Whether the container of `init` has a live holder, and how many mounts it holds (for
-/// `status`). Before entering.
-pub fn live(init: &Init) -> Option<usize> {
+/// A pin's first line: `PID START [FIRST_TOKEN]`.
+fn first_line(text: &[u8]) -> Option<(i32, u64, Option<u32>)> {
+    let line = std::str::from_utf8(text.split(|&b| b == b'\n').next()?).ok()?;
+    let mut words = line.split(' ');
+    let (pid, start) = (words.next()?.parse().ok()?, words.next()?.parse().ok()?);
+    let first = match words.next() {
+        Some(t) => Some(t.parse().ok()?),
+        None => None,
+    };
+    words.next().is_none().then_some((pid, start, first))
+}
+
+/// What a live holder of the container of `init` holds (for `status`). Before entering.
+pub struct Live {
+    /// How many restored autofs mounts.
+    pub mounts: usize,
+    /// Whether their waits will be released by token (`tokens`).
+    pub by_token: bool,
+}
+
+/// Whether the container of `init` has a live holder, and what it holds. Before entering.
+pub fn live(init: &Init) -> Option<Live> {
     let text = std::fs::read(layout::hold(init.key().ok()?)).ok()?;
-    alive(&text)?;
-    Some(lines(text.splitn(2, |&b| b == b'\n').nth(1).unwrap_or_default()).count())
+    let (_, first) = alive(&text)?;
+    let mounts = lines(text.splitn(2, |&b| b == b'\n').nth(1).unwrap_or_default()).count();
+    Some(Live { mounts, by_token: first.is_some() })
 }
 
 #[cfg(test)]
@@ -299,5 +323,14 @@ mod tests {
         text.extend_from_slice(b"ready\n");
         let got: Vec<(&str, Vec<u8>)> = lines(&text).collect();
         assert_eq!(got, [("0:51", b"/srv/my data".to_vec()), ("7", b"/srv/a\nb".to_vec())]);
+    }
+
+    #[test]
+    fn first_lines_of_pins() {
+        assert_eq!(first_line(b"812 4711\n5 /srv\n"), Some((812, 4711, None)));
+        assert_eq!(first_line(b"812 4711 90210\n5 /srv\n"), Some((812, 4711, Some(90210))));
+        assert_eq!(first_line(b"812 4711 x\n"), None);
+        assert_eq!(first_line(b"812 4711 1 2\n"), None);
+        assert_eq!(first_line(b"812\n"), None);
     }
 }

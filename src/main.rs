@@ -27,9 +27,11 @@ mod mounts;
 mod once;
 mod partial;
 mod paths;
+mod release;
 mod staging;
 mod survey;
 mod sys;
+mod tokens;
 
 // The masters, and the commands and stages that drive them.
 mod automount;

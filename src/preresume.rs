@@ -14,6 +14,7 @@ use crate::log::Log;
 use crate::mountinfo::Dev;
 use crate::once;
 use crate::settings::Settings;
+use crate::tokens;
 
 /// Starts the holder, or warns about why not. Always 0: a restore must not fail for this.
 pub fn run(settings: Result<Settings>) -> u8 {
@@ -46,7 +47,27 @@ fn hold(s: &Settings, log: &Log) -> Result<()> {
     if mounts.is_empty() {
         return Ok(());
     }
-    let held = holder::start(&host, &mounts)?;
+    // Before any wait on them can exist: the tasks are frozen.
+    let first = if tokens::needed(s.api) { first_token(log) } else { None };
+    let held = holder::start(&host, &mounts, first)?;
     log.step(format_args!("pre-resume: holding {held} restored autofs mount(s) for post-resume"));
     Ok(())
+}
+
+/// The first token a wait on the restored mounts can have, for the post-resume run to release
+/// them by token; None, with a warning, where it cannot be read: catatonic mode alone then
+/// leaves blocked processes waiting on this kernel, and they are named.
+fn first_token(log: &Log) -> Option<u32> {
+    match tokens::next() {
+        Ok(first) => {
+            log.step(format_args!("pre-resume: this kernel wakes blocked processes by token only; the first: {first}"));
+            Some(first)
+        }
+        Err(e) => {
+            log.say(format_args!(
+                "warning: pre-resume: a process that blocks on a restored mount will stay blocked: {e}"
+            ));
+            None
+        }
+    }
 }

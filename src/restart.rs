@@ -9,15 +9,15 @@
 
 use std::time::Duration;
 
-use rustix::process::Pid;
+use rustix::process::{Pid, PidfdFlags, Signal, pidfd_open, pidfd_send_signal};
 
 use std::os::fd::AsFd;
 
 use crate::autofs::{self, Table};
 use crate::autofsdev::Control;
 use crate::automount::Daemon;
-use crate::container::{Host, Inside, Reached};
-use crate::error::Result;
+use crate::container::{Host, Inside, Reached, pidfd};
+use crate::error::{Context, Result};
 use crate::helper;
 use crate::holder::{self, Held};
 use crate::log::Log;
@@ -26,11 +26,13 @@ use crate::mounts;
 use crate::nested::{Namespace, Reach};
 use crate::once;
 use crate::plan::{self, Plan};
-use crate::settings::{Api, Policy, Settings};
+use crate::release::{Releaser, Waits};
+use crate::settings::{Api, OnBlocked, Policy, Settings};
 use crate::show::Shown;
 use crate::staging;
 use crate::survey::{self, Blocked, ProcFacts};
 use crate::systemd::{self, Outcome};
+use crate::tokens;
 
 /// Runs the fix. Returns the exit code: 0 when every unit checks out (or there was nothing to
 /// do), 1 when one did not; each unit's outcome has been said on stderr.
@@ -46,7 +48,8 @@ pub fn run(s: &Settings) -> Result<u8> {
     // What the pre-resume run's holder holds, if it ran: taken over before entering, as the
     // control device to use it with is opened (the container's /dev may have none).
     let held = if s.dry_run { None } else { take_held(&host, &log) };
-    let ctl = Control::open().ok();
+    let first = held.as_ref().and_then(|h| h.first_token);
+    let releaser = Control::open().ok().map(|ctl| Releaser::new(ctl, tokens::needed(s.api), first));
     // The pre-resume run chose the autofs mounts from every mount: read what is below them.
     let below: Vec<u64> = held.as_ref().map_or_else(Vec::new, Held::mount_ids);
     let table = |host: &Host| host.mount_table_below(s.api, &below, !s.units.is_empty());
@@ -78,15 +81,15 @@ pub fn run(s: &Settings) -> Result<u8> {
         }
     };
     let below = if read_below { below } else { Vec::new() };
-    let held = Holding { held, ctl, below };
+    let held = Holding { held, releaser, below };
     plan_and_fix(reached, text, &held, s, &log)
 }
 
-/// What makes old superblocks catatonic without a path walk: the control device, and the
-/// descriptors the pre-resume run's holder held.
+/// What releases old superblocks without a path walk: the descriptors the pre-resume run's
+/// holder held, and what releases through them.
 struct Holding {
     held: Option<Held>,
-    ctl: Option<Control>,
+    releaser: Option<Releaser>,
     /// The held mounts' unique ids, where the plan's table was read below them.
     below: Vec<u64>,
 }
@@ -144,7 +147,7 @@ fn plan_and_fix(reached: Reached, text: Vec<u8>, held: &Holding, s: &Settings, l
         survey.blocked.iter().map(|&pid| Blocked::of(&inside, pid, points.iter().map(Vec::as_slice))).collect();
     let found = Found { namespaces: &namespaces, private, waiting: &waiting };
     let (fixed, released) = fix(&inside, plan, &found, held, s, log);
-    blocked(&inside, &waiting, &released, log);
+    blocked(&inside, &waiting, &released, s.blocked, log);
     Ok(missing.max(fixed))
 }
 
@@ -157,8 +160,9 @@ struct Found<'a> {
 }
 
 /// Says, of each process that was blocked before the fix, whether it was released (its old
-/// superblock made catatonic through a held descriptor) or still waits.
-fn blocked(inside: &Inside, waiting: &[Blocked], released: &[Vec<u8>], log: &Log) {
+/// superblock released through a held descriptor) or still waits; kills those that still
+/// wait where `policy` says so.
+fn blocked(inside: &Inside, waiting: &[Blocked], released: &[Vec<u8>], policy: OnBlocked, log: &Log) {
     for b in waiting {
         let expected = b.on.as_ref().is_some_and(|on| released.contains(on));
         // A released process leaves its wait at once; it may take a moment to be scheduled.
@@ -168,12 +172,32 @@ fn blocked(inside: &Inside, waiting: &[Blocked], released: &[Vec<u8>], log: &Log
             std::thread::sleep(Duration::from_millis(10));
             still = inside.init().still_blocked(b.pid);
         }
-        if still {
+        if still && policy == OnBlocked::Kill {
+            match kill_blocked(inside, b.pid) {
+                Ok(true) => log.say(format_args!("{}", b.killed())),
+                Ok(false) => {}
+                Err(e) => log.say(format_args!("{}; {e}", b.warning())),
+            }
+        } else if still {
             log.say(format_args!("{}", b.warning()));
         } else if expected {
             log.say(format_args!("{}", b.released()));
         }
     }
+}
+
+/// SIGKILLs host pid `pid` if it is still blocked in autofs: checked once it is held by a
+/// pidfd, so a pid reused meanwhile is never hit. Whether it was.
+fn kill_blocked(inside: &Inside, pid: u32) -> Result<bool> {
+    let held = i32::try_from(pid).ok().and_then(Pid::from_raw).map(|p| pidfd_open(p, PidfdFlags::empty()));
+    let Some(Ok(pidfd)) = held else { return Ok(false) };
+    if !inside.init().still_blocked(pid) {
+        return Ok(false);
+    }
+    pidfd_send_signal(&pidfd, Signal::KILL).context(format!("killing pid {pid}"))?;
+    // Until it is gone it keeps its lookup pending, which a new master's walk would wait for.
+    let _ = pidfd::exited_within(pidfd.as_fd(), Duration::from_secs(2));
+    Ok(true)
 }
 
 /// Phase 3 (inside): restarts the units, makes their old superblocks catatonic where held or
@@ -182,8 +206,11 @@ fn blocked(inside: &Inside, waiting: &[Blocked], released: &[Vec<u8>], log: &Log
 fn fix(inside: &Inside, plan: Plan, found: &Found<'_>, held: &Holding, s: &Settings, log: &Log) -> (u8, Vec<Vec<u8>>) {
     let mut failed = false;
     // Read while the daemons still run, before anything restarts.
-    let daemons: Vec<Daemon> =
-        plan.daemons.into_iter().map(|d| Daemon::prepare(inside, d, held.ctl.as_ref(), held.held.as_ref())).collect();
+    let daemons: Vec<Daemon> = plan
+        .daemons
+        .into_iter()
+        .map(|d| Daemon::prepare(inside, d, held.releaser.as_ref(), held.held.as_ref(), found.waiting))
+        .collect();
     let outcomes = if plan.units.is_empty() {
         Vec::new()
     } else {
@@ -195,7 +222,7 @@ fn fix(inside: &Inside, plan: Plan, found: &Found<'_>, held: &Holding, s: &Setti
         outcomes
     };
     let mut released = if found.private > 0 || held.held.is_some() {
-        release(inside, found.namespaces, &outcomes, held, s.timeout, log)
+        release(inside, found, &outcomes, held, s.timeout, log)
     } else {
         Vec::new()
     };
@@ -203,7 +230,23 @@ fn fix(inside: &Inside, plan: Plan, found: &Found<'_>, held: &Holding, s: &Setti
         log.say(format_args!("{}", o.line()));
         failed |= o.result.is_err();
     }
-    let blocked_on: Vec<&[u8]> = found.waiting.iter().filter_map(|b| b.on.as_deref()).collect();
+    let mut blocked_on: Vec<&[u8]> = found.waiting.iter().filter_map(|b| b.on.as_deref()).collect();
+    if s.blocked == OnBlocked::Kill {
+        // What would hang a daemon's start and nothing can release goes first.
+        for b in found.waiting {
+            let Some(on) = b.on.as_deref() else { continue };
+            if daemons.iter().any(|d| d.cannot_release(on)) {
+                match kill_blocked(inside, b.pid) {
+                    Ok(true) => {
+                        log.say(format_args!("{}", b.killed()));
+                        blocked_on.retain(|p| *p != on);
+                    }
+                    Ok(false) => blocked_on.retain(|p| *p != on),
+                    Err(e) => log.say(format_args!("{}; {e}", b.warning())),
+                }
+            }
+        }
+    }
     for d in &daemons {
         match d.fix(inside, s.timeout, s.probe, &blocked_on) {
             Ok(line) => log.say(format_args!("{line}")),
@@ -212,6 +255,7 @@ fn fix(inside: &Inside, plan: Plan, found: &Found<'_>, held: &Holding, s: &Setti
                 log.say(format_args!("{}: failed: {e}", d.who()));
             }
         }
+        d.unreleased().iter().for_each(|l| log.say(format_args!("{l}")));
         released.extend(d.released());
     }
     (u8::from(failed), released)
@@ -224,7 +268,7 @@ fn fix(inside: &Inside, plan: Plan, found: &Found<'_>, held: &Holding, s: &Setti
 /// mount points released through a held descriptor.
 fn release(
     inside: &Inside,
-    namespaces: &[Namespace],
+    found: &Found<'_>,
     outcomes: &[Outcome],
     held: &Holding,
     timeout: Duration,
@@ -254,14 +298,19 @@ fn release(
             continue;
         }
         // Held: one descriptor on the superblock serves the container's namespace and every copy.
-        let by_held = match (&held.held, &held.ctl) {
-            (Some(held), Some(ctl)) => held.mounts.iter().find(|(dev, _, _)| *dev == u.dev).map(|(_, _, fd)| (ctl, fd)),
+        let by_held = match (&held.held, &held.releaser) {
+            (Some(held), Some(r)) => held.mounts.iter().find(|(dev, _, _)| *dev == u.dev).map(|(_, _, fd)| (r, fd)),
             _ => None,
         };
-        if let Some((ctl, fd)) = by_held {
-            match ctl.catatonic(fd.as_fd()) {
-                Ok(()) => {
-                    log.step(format_args!("{}: made its old autofs mount {} catatonic", u.name, u.dev));
+        if let Some((releaser, fd)) = by_held {
+            let waiting = || found.waiting.iter().any(|b| b.on.as_ref() == Some(&u.path) && init.still_blocked(b.pid));
+            match releaser.release(fd.as_fd(), waiting) {
+                Ok(waits) => {
+                    let line = format!("{}: made its old autofs mount {} catatonic{}", u.name, u.dev, waits.note());
+                    match waits {
+                        Waits::Unanswered(_) => log.say(format_args!("warning: {line}")),
+                        _ => log.step(format_args!("{line}")),
+                    }
                     released.push(u.path.clone());
                     continue;
                 }
@@ -270,7 +319,7 @@ fn release(
                 }
             }
         }
-        for ns in namespaces {
+        for ns in found.namespaces {
             // A copy with mounts on top is left as it is: no path reaches it, and the top answers.
             for c in ns.copies.iter().filter(|c| c.reach == Reach::Private && c.on_top == 0 && c.dev == u.dev) {
                 let done = match &ns.place {

@@ -18,6 +18,8 @@ pub struct Settings {
     pub api: Api,
     /// What to do with masters whose mounts have private copies in nested namespaces.
     pub nested: Policy,
+    /// What to do with processes blocked on a stale mount that nothing can release.
+    pub blocked: OnBlocked,
     /// The CRIU process that runs us as an action script (from `CRTOOLS_IMAGE_DIR`): a
     /// second run of the same stage by it does nothing (`once`).
     pub criu: Option<u32>,
@@ -69,6 +71,26 @@ impl Policy {
     }
 }
 
+/// What to do with a process blocked on a stale autofs mount that nothing can release (no
+/// pre-resume holder, or a kernel where its release failed): only SIGKILL ends it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnBlocked {
+    /// Name it, for the operator to act on.
+    Name,
+    /// SIGKILL it, and name it: its supervisor starts it again.
+    Kill,
+}
+
+impl OnBlocked {
+    pub fn parse(v: &[u8]) -> Option<Self> {
+        match v {
+            b"name" => Some(OnBlocked::Name),
+            b"kill" => Some(OnBlocked::Kill),
+            _ => None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -79,5 +101,8 @@ mod tests {
             assert_eq!(Policy::parse(p.as_str().as_bytes()), Some(p));
         }
         assert_eq!(Policy::parse(b"Skip"), None);
+        assert_eq!(OnBlocked::parse(b"name"), Some(OnBlocked::Name));
+        assert_eq!(OnBlocked::parse(b"kill"), Some(OnBlocked::Kill));
+        assert_eq!(OnBlocked::parse(b"KILL"), None);
     }
 }

@@ -34,10 +34,12 @@ pub fn run(pid_name: &'static str, pid: Pid, api: Api) -> Result<u8> {
         )
         .context("writing the status")?;
     }
-    if let Some(n) = crate::holder::live(init) {
+    let holder = crate::holder::live(init);
+    if let Some(h) = &holder {
         writeln!(
             out,
-            "\nA pre-resume holder keeps {n} restored autofs mount(s) of this container open for its post-resume run."
+            "\nA pre-resume holder keeps {} restored autofs mount(s) of this container open for its post-resume run.",
+            h.mounts
         )
         .context("writing the status")?;
     }
@@ -60,8 +62,25 @@ pub fn run(pid_name: &'static str, pid: Pid, api: Api) -> Result<u8> {
         }
         writeln!(out).context("writing the status")?;
         print(&mut out, &rows)?;
+        writeln!(out, "{}", release_note(holder.as_ref(), crate::tokens::needed(api))).context("writing the status")?;
     }
     Ok(0)
+}
+
+/// Whether the blocked processes can be released, on this kernel (`by_token`: one before 6.6,
+/// where only a reply by token wakes them), with or without a pre-resume holder.
+fn release_note(holder: Option<&crate::holder::Live>, by_token: bool) -> &'static str {
+    match holder {
+        Some(h) if h.by_token || !by_token => {
+            "Those blocked on a mount the holder keeps are released by the post-resume run (their call fails with ENOENT, a retry reaches the new mount); only SIGKILL ends the others (restart --blocked kill)."
+        }
+        Some(_) => {
+            "The pre-resume run could not read the wait counter that this kernel (before 6.6) needs: the post-resume run looks for their waits among the last 65536 only; SIGKILL ends those it misses (restart --blocked kill)."
+        }
+        None => {
+            "Without a pre-resume run, only those on a mount whose automount daemon keeps a descriptor on it are released; only SIGKILL ends the others (restart --blocked kill)."
+        }
+    }
 }
 
 /// A row per autofs mount: where, its type, its master, what is on top.
@@ -133,4 +152,21 @@ fn print(out: &mut impl Write, rows: &[Row]) -> Result<()> {
         writeln!(out, "{:w0$}  {:w1$}  {:w2$}  {}", r[0], r[1], r[2], r[3]).context("writing the status")?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::holder::Live;
+
+    #[test]
+    fn what_releases_blocked_processes() {
+        let held = |by_token| Live { mounts: 3, by_token };
+        let released = "Those blocked on a mount the holder keeps are released by the post-resume run";
+        assert!(release_note(Some(&held(false)), false).starts_with(released), "6.6 and later");
+        assert!(release_note(Some(&held(true)), true).starts_with(released), "before 6.6, the counter read");
+        assert!(release_note(Some(&held(false)), true).contains("could not read the wait counter"));
+        assert!(release_note(None, false).starts_with("Without a pre-resume run"));
+        assert!(release_note(None, true).starts_with("Without a pre-resume run"));
+    }
 }

@@ -118,6 +118,15 @@ impl Blocked {
         )
     }
 
+    /// The line for a process killed as `--blocked kill` asks.
+    pub fn killed(&self) -> String {
+        format!(
+            "{} was blocked {}: nothing could release it, killed (--blocked kill)",
+            who(self.pid, self.ctr_pid, &self.comm),
+            self.on_what()
+        )
+    }
+
     /// "pid N (M in the container, CMD) waits on /mount (looking up /path)"
     pub fn waiting(&self) -> String {
         format!("{} waits {}", who(self.pid, self.ctr_pid, &self.comm), self.on_what())

@@ -417,12 +417,22 @@ fn what_blocked_on_a_daemons_mount_is_released_or_the_daemon_left_running() {
     assert!(
         said.contains(
             "): failed: left running: a process is blocked on /srv/direct-idle, and a new automount would hang at its \
-         start until it is gone; end it (see its line), then run again\n"
+         start until it is gone; end it (see its line, or --blocked kill), then run again\n"
         ),
         "{said}"
     );
     assert!(said.contains("(looking up /srv/direct-idle): it waits on the old superblock"), "{said}");
     assert_eq!(daemons(&ctr), old, "the same daemon runs");
+    // Asked to, it kills that process, named, and then restarts the daemon.
+    let out = run(&["restart", "--pid", &ctr.pid, "--blocked", "kill"]);
+    let said = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{said}");
+    let killed = "(looking up /srv/direct-idle): nothing could release it, killed (--blocked kill)\n";
+    assert!(said.contains(killed), "{said}");
+    assert!(said.contains(": restarted (now pid "), "{said}");
+    ctr.wait_for("test -s /run/stat");
+    assert_eq!(ctr.ok("cat /run/stat"), "137\n", "SIGKILL ended it");
+    assert_eq!(ctr.answers("/srv/direct-idle", 10), Some(true), "a retry is served");
     drop(ctr);
 
     // With the pre-resume run, as CRIU runs it before the tasks resume.

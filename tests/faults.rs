@@ -288,6 +288,8 @@ fn a_process_blocked_before_the_fix_is_named_and_everyone_else_is_served() {
         .find(|l| l.contains(&format!(" = {blocked} inside (stat)")))
         .unwrap_or_else(|| panic!("{status}"));
     assert_eq!(row.split_whitespace().rev().take(2).collect::<Vec<_>>(), [BINFMT, BINFMT], "{status}");
+    // No pre-resume run held its mount: status says what can end it.
+    assert!(status.contains("only SIGKILL ends") && status.contains("(restart --blocked kill)"), "{status}");
 
     let out = run_as_criu("post-resume", &ctr.pid, &[("AUTOFS_RESTART_TIMEOUT", "5")]);
     let said = stderr(&out);
@@ -302,4 +304,30 @@ fn a_process_blocked_before_the_fix_is_named_and_everyone_else_is_served() {
     // Killable, as the line says.
     ctr.ok(&format!("kill -KILL {blocked}"));
     ctr.wait_for(&format!("! kill -0 {blocked} 2>/dev/null"));
+}
+
+#[test]
+#[ignore = "needs root and the kernel's autofs: make test runs it"]
+fn with_blocked_kill_what_nothing_can_release_is_killed_and_named() {
+    require_containers();
+    let ctr = restored();
+    let kept = kept(&ctr);
+    ctr.ok("(setsid sh -c 'stat /proc/sys/fs/binfmt_misc/.; echo $? > /run/stat' </dev/null >/dev/null 2>&1 &)");
+    ctr.wait_for("grep -qx autofs_wait /proc/$(pgrep -x stat)/wchan");
+    let blocked = ctr.ok("pgrep -x stat").trim().to_string();
+
+    let out = run_as_criu("post-resume", &ctr.pid, &[("AUTOFS_RESTART_BLOCKED", "kill")]);
+    let said = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{said}");
+    let named = format!(
+        "({blocked} in the container, stat) was blocked on {BINFMT} (looking up {BINFMT}): nothing could release it, \
+         killed (--blocked kill)\n"
+    );
+    assert!(said.contains(&named), "{said}");
+    assert!(!said.contains("still blocked"), "{said}");
+    // Its shell saw it die of SIGKILL.
+    ctr.wait_for("test -s /run/stat");
+    assert_eq!(ctr.ok("cat /run/stat"), "137\n");
+    kept.check(&ctr, "after the kill");
+    assert_eq!(ctr.answers(BINFMT, 10), Some(true), "new accesses are served");
 }
