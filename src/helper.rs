@@ -5,6 +5,7 @@
 //! - `--internal-catatonic PATH DEV`: makes the autofs mount at PATH catatonic, in a nested
 //!   namespace whose private copy of a restarted unit's mount lost its master.
 
+use std::os::fd::AsFd;
 use std::time::Duration;
 
 use rustix::fs::{CWD, Mode, OFlags};
@@ -63,9 +64,6 @@ pub fn catatonic_child(path: &[u8], dev: &[u8]) -> Result<u8> {
     // "." opens the directory the fd already is: no lookup, so again no automount.
     let dir = rustix::fs::openat(&fd, ".", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
         .context(format!("opening {shown}"))?;
-    // SAFETY: AUTOFS_IOC_CATATONIC = _IO(0x93, 0x62) takes no argument; `dir` is the root of
-    // the autofs mount checked above.
-    unsafe { rustix::ioctl::ioctl(&dir, rustix::ioctl::NoArg::<{ rustix::ioctl::opcode::none(0x93, 0x62) }>::new()) }
-        .context(format!("AUTOFS_IOC_CATATONIC on {shown}"))?;
+    crate::sys::autofs::root_catatonic(dir.as_fd()).context(format!("AUTOFS_IOC_CATATONIC on {shown}"))?;
     Ok(0)
 }

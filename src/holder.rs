@@ -15,7 +15,7 @@
 //! that start time.
 
 use std::io::{Read, Write};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use rustix::event::{PollFd, PollFlags, poll};
@@ -63,7 +63,7 @@ pub fn start(host: &Host, mounts: &[(Vec<u8>, Dev)], first: Option<u32>) -> Resu
     let dir = rustix::fs::open(DIR, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
         .context(format!("opening {DIR}"))?;
     let name = pin.rsplit('/').next().unwrap_or_default().to_string();
-    let given = [init.pidfd().as_raw_fd(), host.root().as_raw_fd(), ctl.as_fd().as_raw_fd(), dir.as_raw_fd()];
+    let given = [init.pidfd(), host.root(), ctl.as_fd(), dir.as_fd()];
     let (pid, pidfd, stdin, stdout) = spawn(&name, given).context("starting the holder")?;
     let held = match talk(stdin, &stdout, mounts) {
         Ok(held) => held,
@@ -85,16 +85,15 @@ pub fn start(host: &Host, mounts: &[(Vec<u8>, Dev)], first: Option<u32>) -> Resu
 /// Starts this very binary as the holder (`HOLD_ARG NAME`), in a session of its own, with an
 /// empty environment, the `given` descriptors at `FDS`, pipes as stdin and stdout. Its pid and
 /// pidfd, and our ends of the pipes.
-fn spawn(name: &str, given: [i32; 4]) -> rustix::io::Result<(Pid, OwnedFd, OwnedFd, OwnedFd)> {
+fn spawn(name: &str, given: [BorrowedFd<'_>; 4]) -> rustix::io::Result<(Pid, OwnedFd, OwnedFd, OwnedFd)> {
     use crate::sys::fork::{self, Exec, Forked};
     let argv: [&[u8]; 3] = [b"/proc/self/exe", HOLD_ARG.as_bytes(), name.as_bytes()];
     let exec = Exec::new(argv[0], &argv, &[]).ok_or(Errno::INVAL)?;
     let (child_in, to_child) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
     let (from_child, child_out) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
     let null = rustix::fs::open("/dev/null", OFlags::RDWR | OFlags::CLOEXEC, Mode::empty())?;
-    // SAFETY: we never start a thread, and the child makes only system calls until it execs
-    // or exits (`hold_steps`, `fork::exit`).
-    match unsafe { fork::fork() }? {
+    // The child makes only system calls until it execs or exits (`hold_steps`, `fork::exit`).
+    match fork::fork()? {
         Forked::Parent(pid, pidfd) => Ok((pid, pidfd, to_child, from_child)),
         Forked::Child => {
             let _ = hold_steps([&child_in, &child_out, &null], given).map(|()| exec.exec());
@@ -107,21 +106,16 @@ fn spawn(name: &str, given: [i32; 4]) -> rustix::io::Result<(Pid, OwnedFd, Owned
 
 /// In the holder's child before exec: its stdio, the given descriptors at `FDS` (left open
 /// across exec), its own session, default signals.
-fn hold_steps(stdio: [&OwnedFd; 3], given: [i32; 4]) -> rustix::io::Result<()> {
+fn hold_steps(stdio: [&OwnedFd; 3], given: [BorrowedFd<'_>; 4]) -> rustix::io::Result<()> {
     rustix::stdio::dup2_stdin(stdio[0])?;
     rustix::stdio::dup2_stdout(stdio[1])?;
     rustix::stdio::dup2_stderr(stdio[2])?;
     // Out of the way first: a descriptor may already sit at one of `FDS`, where dup2 onto
     // itself would keep close-on-exec, or onto another would overwrite it.
-    let mut high = [-1; 4];
-    for (from, to) in given.iter().zip(high.iter_mut()) {
-        // SAFETY: the caller keeps `given` open until the fork returns, in both processes.
-        *to = rustix::io::fcntl_dupfd_cloexec(unsafe { BorrowedFd::borrow_raw(*from) }, 100)?.into_raw_fd();
-    }
+    let [a, b, c, d] = given.map(|from| rustix::io::fcntl_dupfd_cloexec(from, 100));
+    let high = [a?, b?, c?, d?];
     for (from, to) in high.iter().zip(FDS) {
-        dup2(*from, to)?;
-        // SAFETY: `from` is the copy just made above, owned by nothing else.
-        drop(unsafe { OwnedFd::from_raw_fd(*from) });
+        crate::sys::fds::dup2_onto(from.as_fd(), to)?;
     }
     rustix::process::setsid()?;
     crate::sys::fork::default_signals()
@@ -185,24 +179,13 @@ fn write_pin(pin: &str, text: &[u8]) -> Result<()> {
     rustix::fs::rename(tmp.as_str(), pin).context(format!("renaming {tmp}"))
 }
 
-/// dup2(2) of raw descriptors, for the child before exec (rustix's takes owned ones); the copy
-/// is left open across exec.
-fn dup2(from: i32, to: i32) -> rustix::io::Result<()> {
-    // SAFETY: `from` is open in this process for as long as this call; `to` is one of `FDS`,
-    // which nothing else of the child owns, and which is forgotten, not closed, afterwards.
-    let (from, mut target) = unsafe { (BorrowedFd::borrow_raw(from), OwnedFd::from_raw_fd(to)) };
-    let done = rustix::io::dup2(from, &mut target);
-    std::mem::forget(target);
-    done
-}
-
 /// The holder itself, in the child: opens the mounts it is given in the init's mount
 /// namespace and root, says what it holds and `ready`, then waits for the init's death, or
 /// `BOUND`. Removes its pin `pin` when it ends by itself (a post-resume run ends it with
 /// SIGKILL, after it removed the pin).
 pub fn hold_child(pin: &[u8]) -> Result<u8> {
-    // SAFETY: the descriptors the pre-resume run gave us at `FDS`, owned by nothing else.
-    let [init, root, ctl, dir] = FDS.map(|fd| unsafe { OwnedFd::from_raw_fd(fd) });
+    // The descriptors the pre-resume run gave us at `FDS`, owned by nothing else yet.
+    let [init, root, ctl, dir] = crate::sys::fds::inherited(FDS);
     rustix::thread::move_into_thread_name_spaces(init.as_fd(), rustix::thread::ThreadNameSpaceType::MOUNT)
         .context("entering the container's mount namespace")?;
     rustix::process::fchdir(&root).and_then(|()| rustix::process::chroot(".")).context("entering its root")?;

@@ -2,6 +2,8 @@
 //! See README.md for what it does and DESIGN.md for why it does it this way.
 
 #![deny(clippy::undocumented_unsafe_blocks)]
+// Every `unsafe` lives in `sys`.
+#![deny(unsafe_code)]
 
 // Pure: what the tables and /proc texts say, and what to do about it.
 mod autofs;
@@ -30,6 +32,7 @@ mod paths;
 mod release;
 mod staging;
 mod survey;
+#[allow(unsafe_code)]
 mod sys;
 mod tokens;
 
@@ -63,7 +66,7 @@ fn main() -> ExitCode {
     if let Ok(Command::Ignore) = command {
         return ExitCode::SUCCESS;
     }
-    if ensure_std_fds().is_err() || cloexec_inherited().is_err() {
+    if ensure_std_fds().is_err() || sys::fds::cloexec_inherited().is_err() {
         return ExitCode::from(1);
     }
     let result = command.and_then(|command| match command {
@@ -106,29 +109,6 @@ fn ensure_std_fds() -> rustix::io::Result<()> {
         }
         let _kept_open = fd.into_raw_fd();
     }
-}
-
-/// Whatever else the caller left open (CRIU's fds, a shell's) must not reach the programs we
-/// start in the container: every fd above 2 becomes close-on-exec. Ours are opened so anyway.
-fn cloexec_inherited() -> rustix::io::Result<()> {
-    let dir = rustix::fs::open("/proc/self/fd", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())?;
-    let mut fds = Vec::new();
-    let mut entries = rustix::fs::Dir::read_from(&dir)?;
-    while let Some(entry) = entries.read() {
-        if let Some(fd) = entry?.file_name().to_str().ok().and_then(|n| n.parse::<i32>().ok()) {
-            fds.push(fd);
-        }
-    }
-    for fd in fds.into_iter().filter(|&fd| fd > 2) {
-        // SAFETY: the number was just listed as open, and this single-threaded program closes
-        // nothing meanwhile; the listing's own fd, closed since, merely fails with EBADF.
-        let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
-        match rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::CLOEXEC) {
-            Ok(()) | Err(rustix::io::Errno::BADF) => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
 }
 
 fn version() -> String {

@@ -136,8 +136,7 @@ impl Staging {
 /// becomes a staging tmpfs with its journal (the old root is stacked on the new one, then
 /// detached: no directory needed for it).
 fn own_namespace(inside: &Inside) -> Result<(OwnedFd, OwnedFd, File)> {
-    // SAFETY: CLONE_NEWNS alone; this process has no other thread to share it with.
-    unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNS) }.context("unshare(CLONE_NEWNS)")?;
+    crate::sys::unshare_mount_namespace().context("unshare(CLONE_NEWNS)")?;
     mount_change("/", MountPropagationFlags::PRIVATE | MountPropagationFlags::REC)
         .context("making the staging namespace private")?;
     mount(TMPFS_SOURCE, "/run", "tmpfs", TMPFS_FLAGS, TMPFS_OPTIONS).context("mounting the staging tmpfs")?;

@@ -108,8 +108,8 @@ fn own_mount(pipe: &OwnedFd) -> Result<OwnedFd> {
 /// master) and looks up a name below `mnt`, which waits for our answer.
 fn trigger(mnt: &OwnedFd) -> rustix::io::Result<(rustix::process::Pid, OwnedFd)> {
     use crate::sys::fork::{self, Forked};
-    // SAFETY: we never start a thread, and the child makes only system calls until it exits.
-    match unsafe { fork::fork() }? {
+    // The child makes only system calls until it exits.
+    match fork::fork()? {
         Forked::Parent(pid, pidfd) => Ok((pid, pidfd)),
         Forked::Child => {
             let left = rustix::process::setpgid(None, None);

@@ -5,7 +5,7 @@
 //! `Confine::read` reads it all from the host before we enter the container; `ForChild`
 //! applies it in the forked child, before exec (see `spawn`). `cgroup_dirs` is pure.
 
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use rustix::fs::{Mode, OFlags, openat};
 use rustix::io::Errno;
@@ -45,13 +45,13 @@ pub struct Confine {
     cgroup2_root: Option<OwnedFd>,
 }
 
-/// What the child needs of a `Confine`, as plain values: a pre-exec closure must own them.
+/// What the child needs of a `Confine`, borrowed from it while the child is being made.
 #[derive(Clone)]
-pub struct ForChild {
+pub struct ForChild<'a> {
     ns: ThreadNameSpaceType,
     user: bool,
-    cgroup2: Option<RawFd>,
-    cgroups_v1: Vec<RawFd>,
+    cgroup2: Option<BorrowedFd<'a>>,
+    cgroups_v1: Vec<BorrowedFd<'a>>,
     bounding: u64,
 }
 
@@ -99,28 +99,28 @@ impl Confine {
         self.cgroup2_root.as_ref().map(|fd| fd.as_fd())
     }
 
-    pub fn for_child(&self) -> ForChild {
+    pub fn for_child(&self) -> ForChild<'_> {
         ForChild {
             ns: self.ns,
             user: self.user,
-            cgroup2: self.cgroup2.as_ref().map(|fd| fd.as_raw_fd()),
-            cgroups_v1: self.cgroups_v1.iter().map(|fd| fd.as_raw_fd()).collect(),
+            cgroup2: self.cgroup2.as_ref().map(|fd| fd.as_fd()),
+            cgroups_v1: self.cgroups_v1.iter().map(|fd| fd.as_fd()).collect(),
             bounding: self.bounding,
         }
     }
 }
 
-impl ForChild {
+impl<'a> ForChild<'a> {
     /// The same, but joining this cgroup2 directory instead of the init's (the v1 hierarchies
     /// stay the init's).
-    pub fn in_cgroup2(mut self, dir: RawFd) -> Self {
+    pub fn in_cgroup2(mut self, dir: BorrowedFd<'a>) -> Self {
         self.cgroup2 = Some(dir);
         self
     }
 
     /// The cgroup2 directory to join, taken out of what `join_cgroups` writes to: for a child
     /// started straight into it (`clone3` with CLONE_INTO_CGROUP).
-    pub fn take_cgroup2(&mut self) -> Option<RawFd> {
+    pub fn take_cgroup2(&mut self) -> Option<BorrowedFd<'a>> {
         self.cgroup2.take()
     }
 
@@ -128,8 +128,6 @@ impl ForChild {
     /// thing: the move needs our host privileges.
     pub fn join_cgroups(&self) -> rustix::io::Result<()> {
         for &dir in self.cgroup2.iter().chain(&self.cgroups_v1) {
-            // SAFETY: `Confine` keeps these fds open for as long as the child is being made.
-            let dir = unsafe { BorrowedFd::borrow_raw(dir) };
             let procs = openat(dir, "cgroup.procs", OFlags::WRONLY | OFlags::CLOEXEC, Mode::empty())?;
             rustix::io::write(&procs, b"0")?;
         }
@@ -370,7 +368,8 @@ mod tests {
     /// The child of a real spawn, dropped to `uid` with a narrow bounding set: what its
     /// /proc/self/status says. Needs root: ignored by a plain `cargo test`, run by `make test`.
     fn dropped_to(uid: u32, no_new_privs: bool) -> String {
-        use std::os::unix::process::CommandExt;
+        use crate::sys::fork::{self, Exec, Forked};
+        use std::io::Read;
         assert!(rustix::process::geteuid().is_root(), "this test needs root");
         // CAP_CHOWN (0), CAP_SETUID (7), CAP_NET_BIND_SERVICE (10) only.
         let child = ForChild {
@@ -380,15 +379,23 @@ mod tests {
             cgroups_v1: Vec::new(),
             bounding: (1 << 0) | (1 << 7) | (1 << 10),
         };
-        let mut cmd = std::process::Command::new("/bin/cat");
-        cmd.arg("/proc/self/status");
-        // SAFETY: in the forked child before exec; only system calls.
-        unsafe {
-            cmd.pre_exec(move || Ok(child.drop_privileges(Trust::Container { no_new_privs }, uid, uid)?));
-        }
-        let out = cmd.output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8(out.stdout).unwrap()
+        let exec = Exec::new(b"/bin/cat", &[b"/bin/cat", b"/proc/self/status"], &[]).unwrap();
+        let (from_child, to_us) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).unwrap();
+        let pid = match fork::fork().unwrap() {
+            Forked::Parent(pid, _) => pid,
+            Forked::Child => {
+                let dropped = rustix::stdio::dup2_stdout(&to_us)
+                    .and_then(|()| child.drop_privileges(Trust::Container { no_new_privs }, uid, uid));
+                let _ = dropped.map(|()| exec.exec());
+                fork::exit(127)
+            }
+        };
+        drop(to_us);
+        let mut out = String::new();
+        std::fs::File::from(from_child).read_to_string(&mut out).unwrap();
+        let status = rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty()).unwrap().unwrap();
+        assert_eq!(status.1.exit_status(), Some(0), "{out}");
+        out
     }
 
     fn field<'a>(status: &'a str, name: &str) -> &'a str {

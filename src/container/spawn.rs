@@ -5,7 +5,7 @@
 
 use std::cell::Cell;
 use std::convert::Infallible;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::process::ExitStatusExt;
 use std::process::ExitStatus;
 use std::time::{Duration, Instant};
@@ -159,7 +159,7 @@ pub(super) fn run(
     let (report, child_report) = pipe_with(PipeFlags::CLOEXEC).context(&*started)?;
     let mut confined = confine.for_child();
     if let Some(dir) = spec.cgroup2 {
-        confined = confined.in_cgroup2(dir.as_raw_fd());
+        confined = confined.in_cgroup2(dir);
     }
     let child = Child {
         exec,
@@ -198,7 +198,7 @@ struct Child<'a> {
     trust: Trust,
     ids: (u32, u32),
     daemon: bool,
-    confined: ForChild,
+    confined: ForChild<'a>,
 }
 
 /// What the child did not get past, as it reports it through a pipe before it exits.
@@ -219,15 +219,13 @@ impl Child<'_> {
             (Api::New, Some(dir)) => {
                 // A seccomp filter may refuse clone3 with EPERM rather than ENOSYS: fork then
                 // meets the real refusal, if there is one, at the write.
-                // SAFETY: we never start a thread, and the child makes only system calls
-                // until it execs or exits (`steps`, `fork::exit`). The fd is `confine`'s,
-                // open while it is borrowed.
-                match unsafe { fork::clone_into_cgroup(BorrowedFd::borrow_raw(dir)) } {
+                // The child makes only system calls until it execs or exits (`steps`,
+                // `fork::exit`).
+                match fork::clone_into_cgroup(dir) {
                     Err(Errno::NOSYS | Errno::INVAL | Errno::TOOBIG | Errno::PERM) => {
                         api.set(Api::Legacy);
                         self.confined = self.confined.in_cgroup2(dir);
-                        // SAFETY: as above.
-                        unsafe { fork::fork() }
+                        fork::fork()
                     }
                     forked => forked,
                 }
@@ -236,8 +234,7 @@ impl Child<'_> {
                 if let Some(dir) = dir {
                     self.confined = self.confined.in_cgroup2(dir);
                 }
-                // SAFETY: as above.
-                unsafe { fork::fork() }
+                fork::fork()
             }
         }?;
         match forked {

@@ -5,9 +5,10 @@
 //! rest of a run on a small table). clone3 with CLONE_INTO_CGROUP (Linux 5.7) places the
 //! child at its birth, for what a fork costs.
 //!
-//! Between the fork and the exec, the child of our single-threaded process makes system calls
-//! only (no allocation, no lock): `Exec` is made before forking; `exec`, `exit` and
-//! `default_signals` are for the child.
+//! Forking is safe here because the program never starts a thread (clippy.toml forbids std's
+//! ways to): no other thread can hold a lock that the child would then wait on forever. The
+//! child still makes system calls only until it execs or exits (no allocation): `Exec` is made
+//! before forking; `exec`, `exit` and `default_signals` are for the child.
 
 use std::ffi::{CString, c_char, c_int, c_long};
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
@@ -60,11 +61,7 @@ pub enum Forked {
 /// cgroup2 directory `cgroup` and the parent gets its pidfd. ENOSYS where the kernel (before
 /// 5.3), its seccomp filter or this architecture lacks clone3; E2BIG or EINVAL where the kernel
 /// lacks CLONE_INTO_CGROUP (before 5.7).
-///
-/// # Safety
-/// As fork(2): the process is single-threaded, and the child makes only system calls until it
-/// calls `exec` or `exit`.
-pub unsafe fn clone_into_cgroup(cgroup: BorrowedFd<'_>) -> Result<Forked, Errno> {
+pub fn clone_into_cgroup(cgroup: BorrowedFd<'_>) -> Result<Forked, Errno> {
     let Some(number) = SYS_CLONE3 else { return Err(Errno::NOSYS) };
     let mut pidfd: c_int = -1;
     let args = CloneArgs {
@@ -76,7 +73,7 @@ pub unsafe fn clone_into_cgroup(cgroup: BorrowedFd<'_>) -> Result<Forked, Errno>
     };
     // SAFETY: `args` is a clone_args of the size passed, alive during the call, with no stack
     // (the child runs on a copy of ours, as after fork) and a pidfd field pointing at `pidfd`.
-    // The rest is the caller's promise.
+    // The process has one thread (see the module's doc).
     let ret = unsafe { c::syscall(number, &raw const args, size_of::<CloneArgs>()) };
     match Pid::from_raw(ret as i32) {
         _ if ret < 0 => Err(errno()),
@@ -87,11 +84,8 @@ pub unsafe fn clone_into_cgroup(cgroup: BorrowedFd<'_>) -> Result<Forked, Errno>
 }
 
 /// fork(2), then pidfd_open(2) of the child in the parent.
-///
-/// # Safety
-/// As `clone_into_cgroup`.
-pub unsafe fn fork() -> Result<Forked, Errno> {
-    // SAFETY: the caller's promise.
+pub fn fork() -> Result<Forked, Errno> {
+    // SAFETY: the process has one thread (see the module's doc).
     let ret = unsafe { c::fork() };
     let pid = match Pid::from_raw(ret) {
         _ if ret < 0 => return Err(errno()),

@@ -1,10 +1,15 @@
-//! The system calls rustix lacks, each behind a small typed front whose doc names the call:
-//! `fork` (clone3 into a cgroup, fork, execve), `statmount` (one mount's record).
+//! Every `unsafe` of the program: the system calls rustix lacks, each behind a small typed
+//! front whose doc names the call (`fork`: clone3 into a cgroup, fork, execve; `statmount`:
+//! one mount's record), the ioctls rustix has no front for (`autofs`, `nsfs`), and the few
+//! places where a descriptor is known by its number (`fds`).
 //! They come from the C library we link anyway (std needs it): no crate more, no assembly.
 //! Where the kernel, its seccomp filter or the architecture lacks one, it fails with ENOSYS
 //! (or EINVAL for a flag the kernel does not know) and the caller takes the older way.
 
+pub mod autofs;
+pub mod fds;
 pub mod fork;
+pub mod nsfs;
 pub mod statmount;
 
 use std::ffi::c_long;
@@ -25,6 +30,13 @@ const fn shared_number(number: c_long) -> Option<c_long> {
         target_arch = "loongarch64"
     ));
     if shared { Some(number) } else { None }
+}
+
+/// unshare(CLONE_NEWNS): a mount namespace of this process's own, a copy of the one it was in.
+pub fn unshare_mount_namespace() -> rustix::io::Result<()> {
+    // SAFETY: CLONE_NEWNS alone, which shares nothing between threads that another could be
+    // using (rustix's concern is CLONE_FILES).
+    unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNS) }
 }
 
 /// The C library's wrappers, for the calls rustix does not offer.
