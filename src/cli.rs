@@ -80,6 +80,7 @@ pub enum Command {
         pid_name: &'static str,
         pid: Pid,
         timeout: Duration,
+        api: Api,
     },
     Restart(Settings),
     /// CRIU's pre-dump stage: its settings, or why they could not be read (a warning there:
@@ -151,7 +152,7 @@ pub fn parse(args: Vec<OsString>, env: &dyn Fn(&str) -> Option<OsString>) -> Res
         if restart_only {
             return Err(Error::Usage("recover takes only --pid and --timeout".into()));
         }
-        return Ok(Command::Recover { pid_name: "--pid", pid, timeout: settings.timeout });
+        return Ok(Command::Recover { pid_name: "--pid", pid, timeout: settings.timeout, api: settings.api });
     }
     settings.pid = pid;
     settings.pid_name = "--pid";

@@ -80,7 +80,7 @@ fn main() -> ExitCode {
             Ok(0)
         }
         Command::Status { pid_name, pid, api } => status::run(pid_name, pid, api),
-        Command::Recover { pid_name, pid, timeout } => restart::recover(pid_name, pid, timeout),
+        Command::Recover { pid_name, pid, timeout, api } => restart::recover(pid_name, pid, timeout, api),
         Command::Restart(settings) => restart::run(&settings),
         Command::PreDump(settings) => Ok(predump::run(settings)),
         Command::PreResume(settings) => Ok(preresume::run(settings)),

@@ -361,6 +361,8 @@ fn root_id(at: BorrowedFd<'_>, name: &[u8]) -> rustix::io::Result<(u32, u32, u64
 /// Carries out a recovery plan (inside). Returns a line per step, and whether every tree is
 /// back; the staging goes once it holds no tree.
 pub fn recover(inside: &Inside, left: Left, steps: &[Step]) -> (Vec<String>, bool) {
+    // The new API whatever was asked: a tree staged in a namespace of its own comes back
+    // only through move_mount; where the kernel lacks it, nothing was staged that way.
     let mut m = match Mounter::new(inside, Api::New) {
         Ok(m) => m,
         Err(e) => return (vec![e.to_string()], false),

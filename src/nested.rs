@@ -10,7 +10,6 @@
 use std::collections::HashMap;
 
 use crate::autofs::Table;
-use crate::container::Place;
 use crate::error::Result;
 use crate::mountinfo::{AutofsOptions, Dev, Mount, Propagation};
 use crate::show::who;
@@ -23,9 +22,6 @@ pub struct Namespace {
     pub ctr_pid: Option<u32>,
     pub comm: Vec<u8>,
     pub copies: Vec<Copy>,
-    /// Its mount namespace and root, held open where it has private copies: they stay even if
-    /// its processes end before the copies are made catatonic.
-    pub place: Option<Place>,
 }
 
 impl Namespace {

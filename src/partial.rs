@@ -9,7 +9,15 @@
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 
-use crate::sys::statmount::Basic;
+/// What a plan's choice reads of every mount (statmount(2) without strings).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Basic {
+    pub id: u64,
+    /// Its parent's unique id (its own for the root of the namespace).
+    pub parent: u64,
+    /// The file system's magic number (statfs(2)'s f_type).
+    pub magic: u64,
+}
 
 /// statfs(2)'s f_type of autofs (linux/magic.h).
 pub const AUTOFS_SUPER_MAGIC: u64 = 0x0187;

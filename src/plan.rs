@@ -49,15 +49,15 @@ pub trait Facts {
     fn comm(&mut self, pid: u32) -> Option<Vec<u8>>;
 }
 
-/// The container: its init's host pid, and whether that is systemd.
+/// The container as a plan knows it: its init's host pid, and whether that is systemd.
 #[derive(Debug, Clone, Copy)]
-pub struct Init {
+pub struct Container {
     pub pid: u32,
     pub systemd: bool,
 }
 
 /// Who serves the autofs mount `a`.
-pub fn master_of(a: &Autofs<'_, '_>, init: Init, facts: &mut dyn Facts) -> Result<Master> {
+pub fn master_of(a: &Autofs<'_, '_>, init: Container, facts: &mut dyn Facts) -> Result<Master> {
     let Some(pgrp) = a.options.pgrp else { return Ok(Master::None) };
     if pgrp == init.pid && init.systemd {
         return Ok(Master::Unit(units::unit_for_path(&a.mount.mount_point)));
@@ -79,7 +79,7 @@ pub fn master_of(a: &Autofs<'_, '_>, init: Init, facts: &mut dyn Facts) -> Resul
 
 /// How a daemon is kept running: by a service of the container's systemd, by nobody (its
 /// parent is the init), or by another process.
-fn supervisor_of(pid: u32, init: Init, facts: &mut dyn Facts) -> Supervisor {
+fn supervisor_of(pid: u32, init: Container, facts: &mut dyn Facts) -> Supervisor {
     if let Some(unit) = init.systemd.then(|| facts.service(pid)).flatten() {
         return Supervisor::Systemd(unit);
     }
@@ -179,7 +179,7 @@ pub fn layers(a: &Autofs<'_, '_>) -> Vec<Layer> {
 impl Plan {
     /// Plans the fix of the container's autofs mounts in `table`. With `wanted` units, only
     /// those, and nothing of any other master.
-    pub fn make(table: &Table<'_>, init: Init, wanted: &[String], facts: &mut dyn Facts) -> Result<Plan> {
+    pub fn make(table: &Table<'_>, init: Container, wanted: &[String], facts: &mut dyn Facts) -> Result<Plan> {
         let mut plan = Plan::default();
         for a in table.autofs() {
             let unit =
@@ -414,7 +414,7 @@ mod tests {
     }
 
     const RESTORED: &[u8] = include_bytes!("../tests/fixtures/mountinfo/systemd-container-restored.txt");
-    const SYSTEMD: Init = Init { pid: 10632, systemd: true };
+    const SYSTEMD: Container = Container { pid: 10632, systemd: true };
 
     /// The restored container's table, with an automount daemon (pid 300, supervised by 299,
     /// in 299's group) serving a direct and an indirect map, and a mount of another master.
@@ -493,7 +493,7 @@ mod tests {
         let mut facts = known();
         facts.procs[1].service = Some("autofs.service");
         assert_eq!(supervisor_of(300, SYSTEMD, &mut facts), Supervisor::Systemd("autofs.service".into()));
-        let not_systemd = Init { pid: 10632, systemd: false };
+        let not_systemd = Container { pid: 10632, systemd: false };
         assert_eq!(supervisor_of(300, not_systemd, &mut facts), Supervisor::Other(299));
         facts.procs[1].parent = 10632;
         assert_eq!(supervisor_of(300, not_systemd, &mut facts), Supervisor::Init);
@@ -519,7 +519,7 @@ mod tests {
     fn an_init_that_is_not_systemd_serves_no_unit() {
         let table = Table::new(parse(RESTORED).unwrap());
         let mut facts = Known::default();
-        let plan = Plan::make(&table, Init { pid: 10632, systemd: false }, &[], &mut facts).unwrap();
+        let plan = Plan::make(&table, Container { pid: 10632, systemd: false }, &[], &mut facts).unwrap();
         assert!(plan.is_empty());
         assert_eq!(plan.alone.len(), 3);
     }
@@ -534,11 +534,11 @@ mod tests {
             (fixture("nested-restored-main"), fixture("nested-restored-private"), fixture("nested-restored-slave"));
         let main = Table::new(parse(&main).unwrap());
         let init = main.autofs()[0].options.pgrp.unwrap();
-        let mut plan = Plan::make(&main, Init { pid: init, systemd: true }, &[], &mut Known::default()).unwrap();
+        let mut plan = Plan::make(&main, Container { pid: init, systemd: true }, &[], &mut Known::default()).unwrap();
         let judged = crate::nested::judge(&main, &[(7001, private), (7002, slave)]).unwrap();
         let namespaces: Vec<Namespace> = judged
             .into_iter()
-            .map(|(pid, copies)| Namespace { pid, ctr_pid: Some(278), comm: b"sleep".to_vec(), copies, place: None })
+            .map(|(pid, copies)| Namespace { pid, ctr_pid: Some(278), comm: b"sleep".to_vec(), copies })
             .collect();
         let (lines, private) = plan.nested(&namespaces, policy);
         (plan, lines, private)

@@ -11,7 +11,7 @@ use crate::error::Result;
 use crate::log::Log;
 use crate::nested::Namespace;
 use crate::once;
-use crate::plan::{self, DaemonPlan, Master, Plan};
+use crate::plan::{DaemonPlan, Master, Plan};
 use crate::settings::{Policy, Settings};
 use crate::show::Shown;
 use crate::survey::{self, Blocked, ProcFacts};
@@ -41,7 +41,7 @@ fn check(s: &Settings, log: &Log) -> Result<u8> {
         return Ok(0);
     }
     let table = Table::from_mountinfo(&text, init.host_pid())?;
-    let who = plan::Init { pid: init.host_pid(), systemd: init.is_systemd() };
+    let who = init.as_planned();
     let plan = Plan::make(&table, who, &[], &mut ProcFacts::new(init))?;
     for (path, master) in &plan.alone {
         if let Master::Other { pid, comm } = master {

@@ -25,12 +25,12 @@ use crate::mountinfo::Dev;
 use crate::mounts;
 use crate::nested::{Namespace, Reach};
 use crate::once;
-use crate::plan::{self, Plan};
+use crate::plan::Plan;
 use crate::release::{Releaser, Waits};
 use crate::settings::{Api, OnBlocked, Policy, Settings};
 use crate::show::Shown;
 use crate::staging;
-use crate::survey::{self, Blocked, ProcFacts};
+use crate::survey::{self, Blocked, Places, ProcFacts};
 use crate::systemd::{self, Outcome};
 use crate::tokens;
 
@@ -115,7 +115,7 @@ fn plan_and_fix(reached: Reached, text: Vec<u8>, held: &Holding, s: &Settings, l
             ));
         }
     }
-    let who = plan::Init { pid: init.host_pid(), systemd: init.is_systemd() };
+    let who = init.as_planned();
     let mut plan = Plan::make(&table, who, &s.units, &mut ProcFacts::new(init))?;
     plan.notes().iter().for_each(|l| log.say(format_args!("{l}")));
     let missing = u8::from(!plan.missing.is_empty());
@@ -127,6 +127,7 @@ fn plan_and_fix(reached: Reached, text: Vec<u8>, held: &Holding, s: &Settings, l
     // takes the same ones over, so every copy of them stays served as it was.
     let survey = init.survey()?;
     let namespaces = if plan.units.is_empty() { Vec::new() } else { survey::namespaces(init, &table, &survey.nested)? };
+    let places = Places::open(init, &namespaces);
     let (lines, private) = plan.nested(&namespaces, s.nested);
     lines.iter().for_each(|l| log.say(format_args!("{l}")));
     if private > 0 && s.nested == Policy::Fail {
@@ -145,7 +146,7 @@ fn plan_and_fix(reached: Reached, text: Vec<u8>, held: &Holding, s: &Settings, l
     // What the blocked processes wait for, read while they still wait.
     let waiting: Vec<Blocked> =
         survey.blocked.iter().map(|&pid| Blocked::of(&inside, pid, points.iter().map(Vec::as_slice))).collect();
-    let found = Found { namespaces: &namespaces, private, waiting: &waiting };
+    let found = Found { namespaces: &namespaces, places: &places, private, waiting: &waiting };
     let (fixed, released) = fix(&inside, plan, &found, held, s, log);
     blocked(&inside, &waiting, &released, s.blocked, log);
     Ok(missing.max(fixed))
@@ -155,6 +156,8 @@ fn plan_and_fix(reached: Reached, text: Vec<u8>, held: &Holding, s: &Settings, l
 /// of those are private, and the processes blocked before the fix.
 struct Found<'a> {
     namespaces: &'a [Namespace],
+    /// Those of them with private copies, held open.
+    places: &'a Places,
     private: usize,
     waiting: &'a [Blocked],
 }
@@ -322,7 +325,7 @@ fn release(
         for ns in found.namespaces {
             // A copy with mounts on top is left as it is: no path reaches it, and the top answers.
             for c in ns.copies.iter().filter(|c| c.reach == Reach::Private && c.on_top == 0 && c.dev == u.dev) {
-                let done = match &ns.place {
+                let done = match found.places.of(ns.pid) {
                     Some(place) => helper::catatonic(inside, Some(place), &c.path, c.dev, timeout),
                     None => Err(crate::error::Error::check(format!("{} went away", ns.describe()))),
                 };
@@ -365,14 +368,14 @@ fn recover_staged(host: Host, text: &[u8], api: Api, log: &Log) -> Result<(Reach
 
 /// `autofs-restart recover`: puts back what an interrupted run left set aside, and nothing
 /// else. Returns the exit code.
-pub fn recover(pid_name: &'static str, pid: Pid, timeout: Duration) -> Result<u8> {
+pub fn recover(pid_name: &'static str, pid: Pid, timeout: Duration, api: Api) -> Result<u8> {
     let log = Log { verbose: false };
     let host = Host::open(pid_name, pid)?;
     if staging::anything_left(host.init(), &host.init().mountinfo()?) {
         let (_lock, _) = host.lock(timeout)?;
         // Read again under the lock: a run that held it may have finished meanwhile.
         let text = host.init().mountinfo()?;
-        if let (_, Some(all)) = recover_staged(host, &text, Api::New, &log)? {
+        if let (_, Some(all)) = recover_staged(host, &text, api, &log)? {
             return Ok(u8::from(!all));
         }
     }

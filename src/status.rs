@@ -53,7 +53,7 @@ pub fn run(pid_name: &'static str, pid: Pid, api: Api) -> Result<u8> {
     // look up reads as the container's paths only from inside.
     if !survey.blocked.is_empty() {
         let points = table.autofs_points();
-        let inside = host.enter(Api::New)?;
+        let inside = host.enter(api)?;
         let mut rows = vec![["BLOCKED PROCESS".to_string(), "ON".into(), "LOOKING UP".into(), String::new()]];
         for &p in &survey.blocked {
             let b = Blocked::of(&inside, p, points.iter().copied());
@@ -85,7 +85,7 @@ fn release_note(holder: Option<&crate::holder::Live>, by_token: bool) -> &'stati
 
 /// A row per autofs mount: where, its type, its master, what is on top.
 fn mounts(init: &Init, table: &Table<'_>) -> Result<Vec<Row>> {
-    let who = plan::Init { pid: init.host_pid(), systemd: init.is_systemd() };
+    let who = init.as_planned();
     let mut facts = ProcFacts::new(init);
     let mut rows = vec![["WHERE".to_string(), "TYPE".into(), "MASTER".into(), "ON TOP".into()]];
     for a in table.autofs() {

@@ -4,7 +4,7 @@
 
 use crate::autofs::Table;
 use crate::blocked;
-use crate::container::{Init, Inside};
+use crate::container::{Init, Inside, Place};
 use crate::error::Result;
 use crate::nested::{self, Namespace, Reach};
 use crate::plan::Facts;
@@ -58,9 +58,7 @@ impl Facts for ProcFacts<'_> {
 }
 
 /// The container's nested mount namespaces that hold autofs mounts, from one process of each
-/// (`Init::survey`): one mountinfo read per namespace. Those with private copies are held
-/// open, so that the copies can be made catatonic after the restart even if their processes
-/// end meanwhile.
+/// (`Init::survey`): one mountinfo read per namespace.
 pub fn namespaces(init: &Init, main: &Table<'_>, pids: &[u32]) -> Result<Vec<Namespace>> {
     // A process that exits meanwhile takes its namespace's view with it; fine.
     let found: Vec<(u32, Vec<u8>)> =
@@ -68,17 +66,30 @@ pub fn namespaces(init: &Init, main: &Table<'_>, pids: &[u32]) -> Result<Vec<Nam
     let judged = nested::judge(main, &found)?;
     Ok(judged
         .into_iter()
-        .map(|(pid, copies)| {
-            let private = copies.iter().any(|c| c.reach == Reach::Private);
-            Namespace {
-                pid,
-                ctr_pid: init.ctr_pid(pid),
-                comm: init.comm(pid).unwrap_or_else(|| b"gone".to_vec()),
-                place: if private { init.open_place(pid).ok() } else { None },
-                copies,
-            }
+        .map(|(pid, copies)| Namespace {
+            pid,
+            ctr_pid: init.ctr_pid(pid),
+            comm: init.comm(pid).unwrap_or_else(|| b"gone".to_vec()),
+            copies,
         })
         .collect())
+}
+
+/// The mount namespace and root of each of `namespaces` with private copies, held open by the
+/// pid that names it: they stay even if its processes end before the copies are made
+/// catatonic.
+pub struct Places(Vec<(u32, Place)>);
+
+impl Places {
+    pub fn open(init: &Init, namespaces: &[Namespace]) -> Places {
+        let private = namespaces.iter().filter(|ns| ns.copies.iter().any(|c| c.reach == Reach::Private));
+        Places(private.filter_map(|ns| Some((ns.pid, init.open_place(ns.pid).ok()?))).collect())
+    }
+
+    /// That of the namespace named by `pid`, if it was held.
+    pub fn of(&self, pid: u32) -> Option<&Place> {
+        self.0.iter().find(|(p, _)| *p == pid).map(|(_, place)| place)
+    }
 }
 
 /// A process blocked on an autofs mount: who, on which mount point, looking up which path.

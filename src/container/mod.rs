@@ -74,6 +74,11 @@ impl Reached {
 }
 
 impl Init {
+    /// The container as a plan knows it.
+    pub fn as_planned(&self) -> crate::plan::Container {
+        crate::plan::Container { pid: self.host_pid(), systemd: self.is_systemd() }
+    }
+
     /// `pidfd_open(2)` the init first, then open its /proc entries and check that the pidfd's
     /// process still runs: then the pid was not reused in between, and the entries are its.
     /// `name` says where the pid came from, for errors.

@@ -62,7 +62,7 @@ fn part_here() -> std::result::Result<(Vec<u8>, TableRead), Errno> {
     let mut all = Vec::with_capacity(ids.len());
     for id in ids {
         match basic(id) {
-            Ok(b) => all.push(b),
+            Ok(b) => all.push(partial::Basic { id: b.id, parent: b.parent, magic: b.magic }),
             // Unmounted since it was listed, as it could have been before.
             Err(Errno::NOENT) => {}
             Err(e) => return Err(e),
