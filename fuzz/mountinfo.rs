@@ -9,22 +9,26 @@
 
 #![allow(dead_code, unused_imports)]
 
-#[path = "../src/autofs.rs"]
+#[path = "../src/model/autofs.rs"]
 mod autofs;
+#[path = "../src/model/journal.rs"]
+mod journal;
+#[path = "../src/model/layout.rs"]
+mod layout;
+#[path = "../src/model/mountinfo.rs"]
+mod mountinfo;
+#[path = "../src/model/recovery.rs"]
+mod recovery;
+#[path = "../src/model/xorshift.rs"]
+mod xorshift;
+// Where the program has them.
+mod model {
+    pub(crate) use super::{autofs, journal, layout, mountinfo, recovery, xorshift};
+}
 #[path = "../src/error.rs"]
 mod error;
-#[path = "../src/journal.rs"]
-mod journal;
-#[path = "../src/layout.rs"]
-mod layout;
-#[path = "../src/mountinfo.rs"]
-mod mountinfo;
-#[path = "../src/recovery.rs"]
-mod recovery;
 #[path = "../src/show.rs"]
 mod show;
-#[path = "../src/xorshift.rs"]
-mod xorshift;
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};

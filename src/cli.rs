@@ -9,10 +9,10 @@ use rustix::process::Pid;
 
 use crate::criu::{self, Stage};
 use crate::error::{Error, Result};
-use crate::helper::{CATATONIC_ARG, PROBE_ARG};
-use crate::holder::HOLD_ARG;
+use crate::model::units;
 use crate::settings::{Api, OnBlocked, Policy, Settings};
-use crate::units;
+use crate::work::helper::{CATATONIC_ARG, PROBE_ARG};
+use crate::work::holder::HOLD_ARG;
 
 pub const HELP: &str = "\
 autofs-restart: bring AutoFS mount points back to life after CRIU restores a container

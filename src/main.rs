@@ -5,46 +5,22 @@
 // Every `unsafe` lives in `sys`.
 #![deny(unsafe_code)]
 
-// Pure: what the tables and /proc texts say, and what to do about it.
-mod autofs;
-mod blocked;
-mod journal;
-mod layout;
-mod mountinfo;
-mod multimount;
-mod nested;
-mod plan;
-mod procfs;
-mod recovery;
-mod units;
-#[cfg(test)]
-mod xorshift;
-
-// Reaching the container, and the mount work in it.
-mod autofsdev;
-mod container;
-mod helper;
-mod holder;
-mod mounts;
-mod once;
-mod partial;
-mod paths;
-mod release;
-mod staging;
-mod survey;
+// The layers, lowest first; each uses only those below it (DESIGN.md, Architecture).
+// 1. The pure model: tables, /proc texts, plans.
+mod model;
+// 2. The system calls rustix lacks, and every `unsafe`.
 #[allow(unsafe_code)]
 mod sys;
-mod tokens;
+// 3. Reaching the container: before and after entering, its programs, its paths.
+mod container;
+// 4. The work on its mounts: setting aside, holding, releasing, surveying.
+mod work;
+// 5. The masters, one module each with its fix.
+mod masters;
+// 6. The commands and CRIU stages.
+mod stages;
 
-// The masters, and the commands and stages that drive them.
-mod automount;
-mod predump;
-mod preresume;
-mod restart;
-mod status;
-mod systemd;
-
-// The command line, CRIU's protocol, and what every module shares.
+// The command line, CRIU's protocol, and what every layer shares.
 mod cli;
 mod criu;
 mod error;
@@ -59,6 +35,8 @@ use std::process::ExitCode;
 use rustix::fs::{Mode, OFlags};
 
 use cli::Command;
+use stages::{predump, preresume, restart, status};
+use work::{helper, holder};
 
 fn main() -> ExitCode {
     let args = std::env::args_os().skip(1).collect();

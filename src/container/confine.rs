@@ -12,9 +12,9 @@ use rustix::io::Errno;
 use rustix::thread::{CapabilitySet, CapabilitySets, ThreadNameSpaceType};
 
 use super::{Init, ns};
-use crate::autofs::Table;
 use crate::error::{Context, Error, Result};
-use crate::procfs;
+use crate::model::autofs::Table;
+use crate::model::procfs;
 use crate::show::Shown;
 
 /// Whose program it is.
@@ -237,7 +237,7 @@ fn cgroup_mounts(
 
 /// The host's mount of the cgroup hierarchy of `ctrls` (a /proc/PID/cgroup line's second
 /// field: empty for cgroup2), if the host has mounted it.
-fn hierarchy_mount<'t, 'a>(ctrls: &[u8], host: &'t Table<'a>) -> Option<&'t crate::mountinfo::Mount<'a>> {
+fn hierarchy_mount<'t, 'a>(ctrls: &[u8], host: &'t Table<'a>) -> Option<&'t crate::model::mountinfo::Mount<'a>> {
     host.mounts.iter().find(|m| {
         if ctrls.is_empty() {
             &*m.fs_type == b"cgroup2"
@@ -290,7 +290,7 @@ fn open_dir(path: &[u8]) -> rustix::io::Result<OwnedFd> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mountinfo::parse;
+    use crate::model::mountinfo::parse;
 
     const HOST: &[u8] = include_bytes!("../../tests/fixtures/mountinfo/host-hybrid-cgroups.txt");
 

@@ -12,7 +12,7 @@ use rustix::thread::{ThreadNameSpaceType, move_into_thread_name_spaces};
 use super::confine::Confine;
 use super::{Init, Inside, dir_flags, move_into};
 use crate::error::{Context, Error, Result};
-use crate::procfs;
+use crate::model::procfs;
 use crate::settings::Api;
 use crate::show::seconds;
 
@@ -52,7 +52,7 @@ impl Host {
         let mut init = Init::open(name, pid)?;
         let root = init.open_own("root", dir_flags())?;
         // sd_booted(3), in the init's root: walked without following a symlink.
-        let booted = crate::paths::open_dir(root.as_fd(), b"/run/systemd/system").is_ok();
+        let booted = crate::container::paths::open_dir(root.as_fd(), b"/run/systemd/system").is_ok();
         init.systemd = procfs::is_systemd(&init.comm(init.host_pid()).unwrap_or_default(), booted);
         let mnt = init.open_own("ns/mnt", OFlags::RDONLY | OFlags::CLOEXEC)?;
         let host_mnt = openat(&init.proc, "thread-self/ns/mnt", OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())

@@ -79,7 +79,7 @@ impl Inside {
     /// or the directory fd it passed. None when the call is not one we know or the memory
     /// cannot be read.
     pub fn blocked_path(&self, pid: u32) -> Option<Vec<u8>> {
-        let call = crate::blocked::path_arg(&self.init.proc_file(pid, "syscall")?)?;
+        let call = crate::model::blocked::path_arg(&self.init.proc_file(pid, "syscall")?)?;
         let mem =
             openat(&self.init.proc, format!("{pid}/mem"), OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).ok()?;
         let mut buf = vec![0u8; 4096];
@@ -90,7 +90,7 @@ impl Inside {
             None => self.link_of(pid, "cwd")?,
             Some(fd) => self.link_of(pid, &format!("fd/{fd}"))?,
         };
-        Some(crate::blocked::join(&base, &path))
+        Some(crate::model::blocked::join(&base, &path))
     }
 
     /// Runs `op` in mount namespace `ns`, then goes back into the container's namespace and
@@ -115,7 +115,7 @@ impl Inside {
         use crate::sys::statmount::{statmount, top_mount_id};
         let mut text = Vec::new();
         for &path in paths {
-            let (dir, last) = crate::paths::parent(self.root.as_fd(), path)?;
+            let (dir, last) = crate::container::paths::parent(self.root.as_fd(), path)?;
             let doing = || format!("reading the mounts at {}", crate::show::Shown(path));
             let mut id = top_mount_id(dir.as_fd(), &last).context(doing())?;
             let mut lines = Vec::new();

@@ -12,6 +12,7 @@ mod confine;
 mod host;
 mod inside;
 pub mod ns;
+pub mod paths;
 pub mod pidfd;
 mod spawn;
 mod table;
@@ -34,7 +35,7 @@ pub use ns::{NsId, Place};
 pub use spawn::Spec;
 
 use crate::error::{Context, Error, Result};
-use crate::procfs;
+use crate::model::procfs;
 use crate::settings::Api;
 
 /// The container's init, held by a pidfd, and the host's /proc, read by file descriptors.
@@ -75,8 +76,8 @@ impl Reached {
 
 impl Init {
     /// The container as a plan knows it.
-    pub fn as_planned(&self) -> crate::plan::Container {
-        crate::plan::Container { pid: self.host_pid(), systemd: self.is_systemd() }
+    pub fn as_planned(&self) -> crate::model::plan::Container {
+        crate::model::plan::Container { pid: self.host_pid(), systemd: self.is_systemd() }
     }
 
     /// `pidfd_open(2)` the init first, then open its /proc entries and check that the pidfd's
@@ -281,8 +282,8 @@ impl Init {
     }
 
     /// The superblocks (device numbers) of the files host pid `pid` holds open.
-    pub fn fd_devs(&self, pid: u32) -> Vec<crate::mountinfo::Dev> {
-        let mut devs: Vec<crate::mountinfo::Dev> = self.fds(pid).into_iter().map(|(_, dev)| dev).collect();
+    pub fn fd_devs(&self, pid: u32) -> Vec<crate::model::mountinfo::Dev> {
+        let mut devs: Vec<crate::model::mountinfo::Dev> = self.fds(pid).into_iter().map(|(_, dev)| dev).collect();
         devs.sort_unstable();
         devs.dedup();
         devs
@@ -291,7 +292,7 @@ impl Init {
     /// Each descriptor host pid `pid` holds open, with the superblock of its file, found
     /// through the fd links themselves: no path walk, so nothing is triggered. Empty once it
     /// is gone.
-    pub fn fds(&self, pid: u32) -> Vec<(i32, crate::mountinfo::Dev)> {
+    pub fn fds(&self, pid: u32) -> Vec<(i32, crate::model::mountinfo::Dev)> {
         let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
         let Ok(fds) = openat(&self.proc, format!("{pid}/fd"), flags, Mode::empty()) else { return Vec::new() };
         let Ok(mut dir) = Dir::read_from(&fds) else { return Vec::new() };
@@ -301,7 +302,10 @@ impl Init {
             if let Ok(st) = rustix::fs::statat(&fds, entry.file_name(), rustix::fs::AtFlags::empty()) {
                 found.push((
                     n,
-                    crate::mountinfo::Dev { major: rustix::fs::major(st.st_dev), minor: rustix::fs::minor(st.st_dev) },
+                    crate::model::mountinfo::Dev {
+                        major: rustix::fs::major(st.st_dev),
+                        minor: rustix::fs::minor(st.st_dev),
+                    },
                 ));
             }
         }
@@ -344,7 +348,7 @@ impl Init {
         }
         let stat = self.proc_file(self.host_pid(), "stat");
         match stat.as_deref().and_then(procfs::start_time_of) {
-            Some(t) => Ok(self.key.get_or_init(|| crate::layout::key(self.host_pid(), t))),
+            Some(t) => Ok(self.key.get_or_init(|| crate::model::layout::key(self.host_pid(), t))),
             None => Err(Error::check(format!("reading /proc/{}/stat: no start time", self.pid))),
         }
     }

@@ -10,8 +10,8 @@ use rustix::io::Errno;
 
 use super::{Host, Init, Inside, Reached};
 use crate::error::{Result, errno_name};
-use crate::layout;
-use crate::partial;
+use crate::model::layout;
+use crate::model::partial;
 use crate::settings::Api;
 use crate::sys::statmount::{Lister, basic, list_mounts, statmount, top_mount_id};
 
@@ -115,7 +115,7 @@ fn part_below(autofs: &[u64], root: BorrowedFd<'_>) -> std::result::Result<(Vec<
 /// Whether a mount is at the staging directory: statx of it, no automount triggered.
 fn staging_at(root: BorrowedFd<'_>) -> bool {
     let Some((dir, name)) = layout::DIR.rsplit_once('/') else { return false };
-    let Ok(dir) = crate::paths::open_dir(root, dir.as_bytes()) else { return false };
+    let Ok(dir) = crate::container::paths::open_dir(root, dir.as_bytes()) else { return false };
     top_mount_id(dir.as_fd(), name.as_bytes())
         .and_then(statmount)
         .is_ok_and(|r| r.mount_point() == layout::DIR.as_bytes())

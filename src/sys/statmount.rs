@@ -11,7 +11,7 @@ use rustix::fs::{AtFlags, StatxFlags, statx};
 use rustix::io::Errno;
 
 use super::{c, shared_number};
-use crate::mountinfo::escape;
+use crate::model::mountinfo::escape;
 
 /// statmount's and listmount's numbers (elsewhere mountinfo is read).
 const SYS_STATMOUNT: Option<c_long> = shared_number(457);
@@ -351,7 +351,7 @@ fn super_options(flags: u32) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mountinfo::parse;
+    use crate::model::mountinfo::parse;
 
     /// The offsets, against a struct laid out as linux/mount.h declares it.
     #[test]

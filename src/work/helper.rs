@@ -12,7 +12,7 @@ use rustix::fs::{CWD, Mode, OFlags};
 
 use crate::container::{Inside, Place};
 use crate::error::{Context, Error, Result};
-use crate::mountinfo::Dev;
+use crate::model::mountinfo::Dev;
 use crate::show::Shown;
 
 /// The hidden arguments that make this program a helper.

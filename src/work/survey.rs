@@ -2,13 +2,13 @@
 //! (the planner's `Facts`), its nested mount namespaces and their copies of its autofs mounts
 //! (judged by `nested`), and its processes blocked on autofs mounts.
 
-use crate::autofs::Table;
-use crate::blocked;
 use crate::container::{Init, Inside, Place};
 use crate::error::Result;
-use crate::nested::{self, Namespace, Reach};
-use crate::plan::Facts;
-use crate::procfs;
+use crate::model::autofs::Table;
+use crate::model::blocked;
+use crate::model::nested::{self, Namespace, Reach};
+use crate::model::plan::Facts;
+use crate::model::procfs;
 use crate::show::{Shown, who};
 
 /// The planner's facts, read from the host's /proc.

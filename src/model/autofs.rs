@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use crate::error::{Error, Result};
-use crate::mountinfo::{self, AutofsOptions, Mount};
+use crate::model::mountinfo::{self, AutofsOptions, Mount};
 
 /// Whether a mountinfo text has an autofs mount, found without parsing it: paths are escaped,
 /// so " - autofs " is always the type field.
@@ -138,7 +138,7 @@ impl<'a> Table<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mountinfo::{AutofsKind, parse};
+    use crate::model::mountinfo::{AutofsKind, parse};
 
     const TABLE: &[u8] = b"\
 67 42 0:41 / / rw,relatime shared:1 - overlay ctr rw
@@ -186,8 +186,8 @@ mod tests {
         assert!(table.autofs_at(b"/x").is_none());
     }
 
-    const RESTORED: &[u8] = include_bytes!("../tests/fixtures/mountinfo/systemd-container-restored.txt");
-    const FIXED: &[u8] = include_bytes!("../tests/fixtures/mountinfo/systemd-container-fixed.txt");
+    const RESTORED: &[u8] = include_bytes!("../../tests/fixtures/mountinfo/systemd-container-restored.txt");
+    const FIXED: &[u8] = include_bytes!("../../tests/fixtures/mountinfo/systemd-container-fixed.txt");
 
     #[test]
     fn a_restored_systemd_container_and_the_same_after_the_fix() {

@@ -14,19 +14,19 @@ use std::time::{Duration, Instant};
 
 use rustix::fs::{Mode, OFlags, openat};
 
-use crate::autofs::Table;
+use crate::container::paths;
 use crate::container::{Inside, Spec, pidfd};
 use crate::error::{Context, Error, Result};
-use crate::helper;
-use crate::holder::Held;
-use crate::mountinfo::{AutofsOptions, Dev};
-use crate::mounts;
-use crate::paths;
-use crate::plan::{DaemonPlan, Served, Supervisor};
-use crate::procfs;
-use crate::release::{Releaser, Waits};
+use crate::model::autofs::Table;
+use crate::model::mountinfo::{AutofsOptions, Dev};
+use crate::model::plan::{DaemonPlan, Served, Supervisor};
+use crate::model::procfs;
 use crate::show::Shown;
-use crate::survey::Blocked;
+use crate::work::helper;
+use crate::work::holder::Held;
+use crate::work::mounts;
+use crate::work::release::{Releaser, Waits};
+use crate::work::survey::Blocked;
 
 /// A daemon to restart, with what it takes to start it again where nobody else does.
 pub struct Daemon<'c> {
@@ -202,8 +202,8 @@ impl<'c> Daemon<'c> {
         let left = deadline.saturating_duration_since(Instant::now());
         // In the init's namespaces, in the old daemon's cgroup, as its ids, in its working
         // directory reached without following a symlink (else /).
-        let root = crate::paths::root()?;
-        let cwd = crate::paths::open_dir(root.as_fd(), &respawn.cwd).unwrap_or(root);
+        let root = crate::container::paths::root()?;
+        let cwd = crate::container::paths::open_dir(root.as_fd(), &respawn.cwd).unwrap_or(root);
         let spec = Spec::daemon(&respawn.exe, &respawn.argv, &respawn.env)
             .with_ids(respawn.uid, respawn.gid)
             .in_cgroup2(respawn.cgroup.as_fd())

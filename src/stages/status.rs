@@ -6,15 +6,15 @@ use std::io::Write;
 
 use rustix::process::Pid;
 
-use crate::autofs::Table;
 use crate::container::{Host, Init};
 use crate::error::{Context, Result};
-use crate::nested::{Namespace, Reach};
-use crate::plan::{self, Master};
+use crate::model::autofs::Table;
+use crate::model::nested::{Namespace, Reach};
+use crate::model::plan::{self, Master};
 use crate::settings::Api;
 use crate::show::{Shown, column, who_short};
-use crate::staging;
-use crate::survey::{self, Blocked, ProcFacts};
+use crate::work::staging;
+use crate::work::survey::{self, Blocked, ProcFacts};
 
 type Row = [String; 4];
 
@@ -34,7 +34,7 @@ pub fn run(pid_name: &'static str, pid: Pid, api: Api) -> Result<u8> {
         )
         .context("writing the status")?;
     }
-    let holder = crate::holder::live(init);
+    let holder = crate::work::holder::live(init);
     if let Some(h) = &holder {
         writeln!(
             out,
@@ -62,14 +62,15 @@ pub fn run(pid_name: &'static str, pid: Pid, api: Api) -> Result<u8> {
         }
         writeln!(out).context("writing the status")?;
         print(&mut out, &rows)?;
-        writeln!(out, "{}", release_note(holder.as_ref(), crate::tokens::needed(api))).context("writing the status")?;
+        writeln!(out, "{}", release_note(holder.as_ref(), crate::work::tokens::needed(api)))
+            .context("writing the status")?;
     }
     Ok(0)
 }
 
 /// Whether the blocked processes can be released, on this kernel (`by_token`: one before 6.6,
 /// where only a reply by token wakes them), with or without a pre-resume holder.
-fn release_note(holder: Option<&crate::holder::Live>, by_token: bool) -> &'static str {
+fn release_note(holder: Option<&crate::work::holder::Live>, by_token: bool) -> &'static str {
     match holder {
         Some(h) if h.by_token || !by_token => {
             "Those blocked on a mount the holder keeps are released by the post-resume run (their call fails with ENOENT, a retry reaches the new mount); only SIGKILL ends the others (restart --blocked kill)."
@@ -157,7 +158,7 @@ fn print(out: &mut impl Write, rows: &[Row]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::holder::Live;
+    use crate::work::holder::Live;
 
     #[test]
     fn what_releases_blocked_processes() {

@@ -19,12 +19,12 @@ use rustix::mount::{
     unmount,
 };
 
-use crate::autofs::Table;
+use crate::container::paths;
 use crate::container::{Init, Inside};
 use crate::error::{Context, Error, Result};
-use crate::layout::{self, DIR, JOURNAL, TMPFS_FLAGS, TMPFS_OPTIONS, TMPFS_SOURCE};
-use crate::paths;
-use crate::recovery::{Step, plan_recovery};
+use crate::model::autofs::Table;
+use crate::model::layout::{self, DIR, JOURNAL, TMPFS_FLAGS, TMPFS_OPTIONS, TMPFS_SOURCE};
+use crate::model::recovery::{Step, plan_recovery};
 use crate::sys::statmount::Lister;
 
 /// Where the trees set aside are held.
@@ -267,6 +267,6 @@ pub fn left_behind(init: &Init, table: &Table<'_>) -> Result<Option<Left>> {
 /// Whether a pin of this container is on the host, or a staging mount in its table (`text`):
 /// a quick look, before any parsing.
 pub fn anything_left(init: &Init, text: &[u8]) -> bool {
-    crate::mountinfo::contains(text, layout::STAGING_LINE)
+    crate::model::mountinfo::contains(text, layout::STAGING_LINE)
         || init.key().is_ok_and(|key| rustix::fs::stat(layout::pin(key).as_str()).is_ok())
 }

@@ -12,15 +12,15 @@
 use std::os::unix::process::ExitStatusExt;
 use std::time::Duration;
 
-use crate::autofs::Table;
 use crate::container::Inside;
 use crate::error::{Error, Result};
-use crate::helper;
 use crate::log::Log;
-use crate::mounts::{Mounter, Saved};
-use crate::plan::{Layer, UnitPlan};
+use crate::model::autofs::Table;
+use crate::model::plan::{Layer, UnitPlan};
 use crate::settings::{Api, Settings};
 use crate::show::Shown;
+use crate::work::helper;
+use crate::work::mounts::{Mounter, Saved};
 
 /// How a unit's fix ended.
 pub struct Outcome {

@@ -82,6 +82,6 @@ mod tests {
         assert_eq!(marker_criu("4242-3175"), None, "a pin is no marker");
         assert_eq!(marker_criu("journal"), None);
         let line = format!("90 82 0:80 / {DIR} rw - tmpfs {TMPFS_SOURCE} rw\n");
-        assert!(crate::mountinfo::contains(line.as_bytes(), STAGING_LINE));
+        assert!(crate::model::mountinfo::contains(line.as_bytes(), STAGING_LINE));
     }
 }

@@ -12,8 +12,8 @@ use rustix::io::Errno;
 
 use crate::container::Init;
 use crate::error::{Context, Error, Result};
-use crate::layout::{self, DIR};
-use crate::procfs;
+use crate::model::layout::{self, DIR};
+use crate::model::procfs;
 
 /// Whether this is the first run of `stage` on the container of `init` by the CRIU process
 /// `criu`; leaves the marker that makes any later one not the first. Without a CRIU process,

@@ -5,16 +5,16 @@
 //! no program of the container and changes nothing. Its own faults are one warning and exit 0:
 //! only the `fail` policy ever aborts a dump.
 
-use crate::autofs::{self, Table};
 use crate::container::{Host, Init};
 use crate::error::Result;
 use crate::log::Log;
-use crate::nested::Namespace;
-use crate::once;
-use crate::plan::{DaemonPlan, Master, Plan};
+use crate::model::autofs::{self, Table};
+use crate::model::nested::Namespace;
+use crate::model::plan::{DaemonPlan, Master, Plan};
 use crate::settings::{Policy, Settings};
 use crate::show::Shown;
-use crate::survey::{self, Blocked, ProcFacts};
+use crate::work::once;
+use crate::work::survey::{self, Blocked, ProcFacts};
 
 /// Runs the pre-dump checks on `settings`, or warns about why they could not be read. Returns
 /// the exit code: 1 only to refuse the dump.

@@ -11,8 +11,8 @@
 
 use std::fmt;
 
-use crate::autofs::{Autofs, Table};
-use crate::mountinfo::{AutofsKind, AutofsOptions, Mount};
+use crate::model::autofs::{Autofs, Table};
+use crate::model::mountinfo::{AutofsKind, AutofsOptions, Mount};
 use crate::show::Shown;
 
 /// An idle triggered direct multi-mount: what is unmounted, the deepest first, then its base.
@@ -70,7 +70,7 @@ pub fn of(table: &Table<'_>, a: &Autofs<'_, '_>) -> Option<Result<Reset, InUse>>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mountinfo::parse;
+    use crate::model::mountinfo::parse;
 
     const OPTS: &str = "rw,fd=6,pgrp=96,timeout=300,minproto=5,maxproto=5";
 

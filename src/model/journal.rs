@@ -5,7 +5,7 @@
 
 use std::borrow::Cow;
 
-use crate::mountinfo::{escape, unescape};
+use crate::model::mountinfo::{escape, unescape};
 
 /// The line for tree `n`, which belongs on `path`.
 pub fn line(n: u32, path: &[u8]) -> Vec<u8> {

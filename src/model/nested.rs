@@ -9,9 +9,9 @@
 
 use std::collections::HashMap;
 
-use crate::autofs::Table;
 use crate::error::Result;
-use crate::mountinfo::{AutofsOptions, Dev, Mount, Propagation};
+use crate::model::autofs::Table;
+use crate::model::mountinfo::{AutofsOptions, Dev, Mount, Propagation};
 use crate::show::who;
 
 /// A mount namespace of the container other than its init's, seen through one of its
@@ -172,7 +172,7 @@ pub fn judge(main: &Table<'_>, nested: &[(u32, Vec<u8>)]) -> Result<Vec<(u32, Ve
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mountinfo::parse;
+    use crate::model::mountinfo::parse;
 
     fn fixture(name: &str) -> Vec<u8> {
         std::fs::read(format!("{}/tests/fixtures/mountinfo/{name}.txt", env!("CARGO_MANIFEST_DIR"))).unwrap()

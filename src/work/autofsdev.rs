@@ -15,7 +15,7 @@ use rustix::fs::{Mode, OFlags};
 use rustix::io::Errno;
 
 use crate::error::{Context, Error, Result};
-use crate::mountinfo::Dev;
+use crate::model::mountinfo::Dev;
 use crate::show::Shown;
 use crate::sys::autofs;
 

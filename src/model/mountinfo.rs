@@ -383,7 +383,7 @@ fn signed(v: &[u8]) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::xorshift::Rng;
+    use crate::model::xorshift::Rng;
 
     #[test]
     fn contains_finds_a_mark_anywhere() {
@@ -582,8 +582,8 @@ mod tests {
         assert_eq!((hidden.pgrp, hidden.kind), (None, Some(AutofsKind::Offset)));
     }
 
-    const HOST: &[u8] = include_bytes!("../tests/fixtures/mountinfo/host-hybrid-cgroups.txt");
-    const MESSY: &[u8] = include_bytes!("../tests/fixtures/mountinfo/messy-escapes-and-propagation.txt");
+    const HOST: &[u8] = include_bytes!("../../tests/fixtures/mountinfo/host-hybrid-cgroups.txt");
+    const MESSY: &[u8] = include_bytes!("../../tests/fixtures/mountinfo/messy-escapes-and-propagation.txt");
 
     #[test]
     fn a_real_host_table() {

@@ -34,15 +34,15 @@ use rustix::mount::{
 };
 
 use crate::container::Inside;
+use crate::container::paths;
 use crate::error::{Context, Error, Result};
-use crate::journal;
-use crate::layout;
-use crate::mountinfo::Dev;
-use crate::paths;
-use crate::recovery::Step;
+use crate::model::journal;
+use crate::model::layout;
+use crate::model::mountinfo::Dev;
+use crate::model::recovery::Step;
 use crate::settings::Api;
 use crate::show::Shown;
-use crate::staging::{Left, Staging};
+use crate::work::staging::{Left, Staging};
 
 /// A copy of a whole tree, held by an fd, reached without following a symlink or triggering an
 /// automount at the last component.

@@ -13,26 +13,26 @@ use rustix::process::{Pid, PidfdFlags, Signal, pidfd_open, pidfd_send_signal};
 
 use std::os::fd::AsFd;
 
-use crate::autofs::{self, Table};
-use crate::autofsdev::Control;
-use crate::automount::Daemon;
 use crate::container::{Host, Inside, Reached, pidfd};
 use crate::error::{Context, Result};
-use crate::helper;
-use crate::holder::{self, Held};
 use crate::log::Log;
-use crate::mountinfo::Dev;
-use crate::mounts;
-use crate::nested::{Namespace, Reach};
-use crate::once;
-use crate::plan::Plan;
-use crate::release::{Releaser, Waits};
+use crate::masters::automount::Daemon;
+use crate::masters::systemd::{self, Outcome};
+use crate::model::autofs::{self, Table};
+use crate::model::mountinfo::Dev;
+use crate::model::nested::{Namespace, Reach};
+use crate::model::plan::Plan;
 use crate::settings::{Api, OnBlocked, Policy, Settings};
 use crate::show::Shown;
-use crate::staging;
-use crate::survey::{self, Blocked, Places, ProcFacts};
-use crate::systemd::{self, Outcome};
-use crate::tokens;
+use crate::work::autofsdev::Control;
+use crate::work::helper;
+use crate::work::holder::{self, Held};
+use crate::work::mounts;
+use crate::work::once;
+use crate::work::release::{Releaser, Waits};
+use crate::work::staging;
+use crate::work::survey::{self, Blocked, Places, ProcFacts};
+use crate::work::tokens;
 
 /// Runs the fix. Returns the exit code: 0 when every unit checks out (or there was nothing to
 /// do), 1 when one did not; each unit's outcome has been said on stderr.

@@ -2,9 +2,9 @@
 //! `mounts::recover` carries the plan out). The container can write the journal, so a line is
 //! followed only onto an autofs mount.
 
-use crate::autofs::Table;
-use crate::journal;
-use crate::mountinfo::Dev;
+use crate::model::autofs::Table;
+use crate::model::journal;
+use crate::model::mountinfo::Dev;
 use crate::show::Shown;
 
 /// One step of a recovery. `n` is the tree's number in the staging mount.
@@ -54,8 +54,8 @@ pub fn plan_recovery(table: &Table<'_>, staged: &Table<'_>, prefix: &[u8], journ
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::layout::DIR as STAGING;
-    use crate::mountinfo::parse;
+    use crate::model::layout::DIR as STAGING;
+    use crate::model::mountinfo::parse;
 
     /// The restored container's table: autofs at /srv/data with tmpfs T1 (0:60), then T2
     /// (0:70) on top of it, and the staging mount.

@@ -6,15 +6,15 @@
 //! master's restart, whatever blocked on it meanwhile.
 //! It runs no program of the container, and never fails the restore: its faults are a warning.
 
-use crate::autofs::{self, Table};
 use crate::container::Host;
 use crate::error::Result;
-use crate::holder;
 use crate::log::Log;
-use crate::mountinfo::Dev;
-use crate::once;
+use crate::model::autofs::{self, Table};
+use crate::model::mountinfo::Dev;
 use crate::settings::Settings;
-use crate::tokens;
+use crate::work::holder;
+use crate::work::once;
+use crate::work::tokens;
 
 /// Starts the holder, or warns about why not. Always 0: a restore must not fail for this.
 pub fn run(settings: Result<Settings>) -> u8 {

@@ -100,8 +100,8 @@ fn wanted(all: &[Basic], known: &HashSet<u64>, children: &HashMap<u64, Vec<u64>>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::autofs::Table;
-    use crate::mountinfo::parse;
+    use crate::model::autofs::Table;
+    use crate::model::mountinfo::parse;
 
     /// A table as listmount and statmount would give it: unique ids in the table's order (old
     /// ids need not be), parents and types from the parsed lines, each line fetched as it is.
@@ -172,8 +172,9 @@ mod tests {
                 .zip(1..)
                 .map(|(name, pid)| (pid, fixture(name)))
                 .collect();
-        let judged =
-            |text: &[u8]| format!("{:?}", crate::nested::judge(&Table::new(parse(text).unwrap()), &nested).unwrap());
+        let judged = |text: &[u8]| {
+            format!("{:?}", crate::model::nested::judge(&Table::new(parse(text).unwrap()), &nested).unwrap())
+        };
         assert_eq!(judged(&part), judged(&main));
     }
 

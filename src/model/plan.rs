@@ -5,14 +5,14 @@
 //! A kind of master is a variant of `Master`; the fix has one module per kind (`systemd`,
 //! `automount`) and one match arm for it in `restart`.
 
-use crate::autofs::{Autofs, Table};
 use crate::error::Result;
-use crate::mountinfo::{AutofsKind, Dev};
-use crate::multimount::{self, InUse, Reset};
-use crate::nested::{Namespace, Reach};
+use crate::model::autofs::{Autofs, Table};
+use crate::model::mountinfo::{AutofsKind, Dev};
+use crate::model::multimount::{self, InUse, Reset};
+use crate::model::nested::{Namespace, Reach};
+use crate::model::units;
 use crate::settings::Policy;
 use crate::show::Shown;
-use crate::units;
 
 /// Who serves an autofs mount.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -172,7 +172,7 @@ impl Served {
 
 /// The layers on an autofs mount, lowest first.
 pub fn layers(a: &Autofs<'_, '_>) -> Vec<Layer> {
-    let what = |m: &crate::mountinfo::Mount<'_>| format!("{} {}", Shown(&m.fs_type), Shown(&m.source()));
+    let what = |m: &crate::model::mountinfo::Mount<'_>| format!("{} {}", Shown(&m.fs_type), Shown(&m.source()));
     a.stack.iter().map(|m| Layer { dev: m.dev, root: m.root().to_vec(), what: what(m) }).collect()
 }
 
@@ -368,7 +368,7 @@ impl DaemonPlan {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mountinfo::parse;
+    use crate::model::mountinfo::parse;
 
     /// A process the fake /proc knows.
     struct Proc {
@@ -413,7 +413,7 @@ mod tests {
         }
     }
 
-    const RESTORED: &[u8] = include_bytes!("../tests/fixtures/mountinfo/systemd-container-restored.txt");
+    const RESTORED: &[u8] = include_bytes!("../../tests/fixtures/mountinfo/systemd-container-restored.txt");
     const SYSTEMD: Container = Container { pid: 10632, systemd: true };
 
     /// The restored container's table, with an automount daemon (pid 300, supervised by 299,
@@ -535,7 +535,7 @@ mod tests {
         let main = Table::new(parse(&main).unwrap());
         let init = main.autofs()[0].options.pgrp.unwrap();
         let mut plan = Plan::make(&main, Container { pid: init, systemd: true }, &[], &mut Known::default()).unwrap();
-        let judged = crate::nested::judge(&main, &[(7001, private), (7002, slave)]).unwrap();
+        let judged = crate::model::nested::judge(&main, &[(7001, private), (7002, slave)]).unwrap();
         let namespaces: Vec<Namespace> = judged
             .into_iter()
             .map(|(pid, copies)| Namespace { pid, ctr_pid: Some(278), comm: b"sleep".to_vec(), copies })

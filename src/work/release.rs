@@ -6,9 +6,9 @@
 
 use std::os::fd::BorrowedFd;
 
-use crate::autofsdev::{self, Control};
 use crate::error::{Error, Result};
-use crate::tokens;
+use crate::work::autofsdev::{self, Control};
+use crate::work::tokens;
 
 /// What releases: the control device; where this kernel needs waits answered by token, the
 /// first token a wait on a held superblock can have, if the pre-resume run read it.

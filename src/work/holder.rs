@@ -23,13 +23,13 @@ use rustix::fs::{AtFlags, Mode, OFlags};
 use rustix::io::Errno;
 use rustix::process::{Pid, PidfdFlags, PidfdGetfdFlags, Signal, pidfd_getfd, pidfd_open, pidfd_send_signal};
 
-use crate::autofsdev::Control;
 use crate::container::{Host, Init, pidfd};
 use crate::error::{Context, Error, Result};
-use crate::layout::{self, DIR};
-use crate::mountinfo::{Dev, escape, unescape};
-use crate::procfs;
+use crate::model::layout::{self, DIR};
+use crate::model::mountinfo::{Dev, escape, unescape};
+use crate::model::procfs;
 use crate::show::Shown;
+use crate::work::autofsdev::Control;
 
 /// The hidden argument that makes this program the holder.
 pub const HOLD_ARG: &str = "--internal-hold";

@@ -21,10 +21,10 @@ use rustix::fs::{AtFlags, Mode, OFlags};
 use rustix::io::Errno;
 use rustix::mount::{FsMountFlags, FsOpenFlags, MountAttrFlags};
 
-use crate::autofsdev;
 use crate::container::pidfd;
 use crate::error::{Context, Error, Result};
 use crate::settings::Api;
+use crate::work::autofsdev;
 
 /// The first kernel whose catatonic mode wakes killable waiters.
 const WAKES_FROM: (u32, u32) = (6, 6);

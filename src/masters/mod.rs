@@ -1,0 +1,5 @@
+//! The masters of autofs mounts, one module each with its fix: the container's systemd
+//! (automount units) and the autofs package's `automount` daemon.
+
+pub mod automount;
+pub mod systemd;

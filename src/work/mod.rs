@@ -1,0 +1,14 @@
+//! The work on the container's autofs mounts, once it can be reached (`container`): setting
+//! trees aside and putting them back, holding the restored mounts from pre-resume on,
+//! releasing old superblocks, our helpers inside the container, and what /proc tells of its
+//! processes.
+
+pub mod autofsdev;
+pub mod helper;
+pub mod holder;
+pub mod mounts;
+pub mod once;
+pub mod release;
+pub mod staging;
+pub mod survey;
+pub mod tokens;
