@@ -11,8 +11,9 @@ use crate::criu::{self, Stage};
 use crate::error::{Error, Result};
 use crate::model::units;
 use crate::settings::{Api, OnBlocked, Policy, Settings};
-use crate::work::helper::{CATATONIC_ARG, PROBE_ARG};
 use crate::work::holder::HOLD_ARG;
+use crate::work::probe::PROBE_ARG;
+use crate::work::release::CATATONIC_ARG;
 
 pub const HELP: &str = "\
 autofs-restart: bring AutoFS mount points back to life after CRIU restores a container

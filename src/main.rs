@@ -36,7 +36,7 @@ use rustix::fs::{Mode, OFlags};
 
 use cli::Command;
 use stages::{predump, preresume, restart, status};
-use work::{helper, holder};
+use work::{holder, probe, release};
 
 fn main() -> ExitCode {
     let args = std::env::args_os().skip(1).collect();
@@ -63,8 +63,8 @@ fn main() -> ExitCode {
         Command::PreDump(settings) => Ok(predump::run(settings)),
         Command::PreResume(settings) => Ok(preresume::run(settings)),
         Command::Hold(pin) => holder::hold_child(pin.as_bytes()),
-        Command::Probe(path) => helper::probe_child(path.as_bytes()),
-        Command::Catatonic(path, dev) => helper::catatonic_child(path.as_bytes(), dev.as_bytes()),
+        Command::Probe(path) => probe::child(path.as_bytes()),
+        Command::Catatonic(path, dev) => release::catatonic_child(path.as_bytes(), dev.as_bytes()),
     });
     match result {
         Ok(code) => ExitCode::from(code),

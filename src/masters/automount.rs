@@ -22,10 +22,10 @@ use crate::model::mountinfo::{AutofsOptions, Dev};
 use crate::model::plan::{DaemonPlan, Served, Supervisor};
 use crate::model::procfs;
 use crate::show::Shown;
-use crate::work::helper;
 use crate::work::holder::Held;
 use crate::work::mounts;
-use crate::work::release::{Releaser, Waits};
+use crate::work::probe;
+use crate::work::release::{self, Releaser, Waits};
 use crate::work::survey::Blocked;
 
 /// A daemon to restart, with what it takes to start it again where nobody else does.
@@ -160,7 +160,7 @@ impl<'c> Daemon<'c> {
         };
         if probe {
             for m in self.plan.mounts.iter().filter(|m| m.probe_me()) {
-                helper::probe(inside, &m.path, timeout).context("probing")?;
+                probe::trigger(inside, &m.path, timeout).context("probing")?;
             }
         }
         Ok(format!("{}: restarted (now pid {new}), serving {}", self.who(), self.plan.served()))
@@ -282,7 +282,7 @@ impl<'c> Daemon<'c> {
                 covered.push(Shown(path).to_string());
                 continue;
             }
-            match helper::catatonic(inside, None, path, a.mount.dev, timeout) {
+            match release::by_path(inside, None, path, a.mount.dev, timeout) {
                 Ok(()) => made.push(Shown(path).to_string()),
                 Err(e) => state.push(format!("{} stays as it was: {e}", Shown(path))),
             }

@@ -19,8 +19,8 @@ use crate::model::autofs::Table;
 use crate::model::plan::{Layer, UnitPlan};
 use crate::settings::{Api, Settings};
 use crate::show::Shown;
-use crate::work::helper;
 use crate::work::mounts::{Mounter, Saved};
+use crate::work::probe;
 
 /// How a unit's fix ended.
 pub struct Outcome {
@@ -93,7 +93,7 @@ pub fn restart(inside: &Inside, units: Vec<UnitPlan>, s: &Settings, log: &Log) -
     let finished = mounter.finish().err();
     if s.probe {
         for run in runs.iter_mut().filter(|r| r.out.result.is_ok()) {
-            if let Err(e) = helper::probe(inside, &run.out.unit.path, s.timeout) {
+            if let Err(e) = probe::trigger(inside, &run.out.unit.path, s.timeout) {
                 run.out.fail("probing", e);
             }
         }

@@ -25,11 +25,10 @@ use crate::model::plan::Plan;
 use crate::settings::{Api, OnBlocked, Policy, Settings};
 use crate::show::Shown;
 use crate::work::autofsdev::Control;
-use crate::work::helper;
 use crate::work::holder::{self, Held};
 use crate::work::mounts;
 use crate::work::once;
-use crate::work::release::{Releaser, Waits};
+use crate::work::release::{self, Releaser, Waits};
 use crate::work::staging;
 use crate::work::survey::{self, Blocked, Places, ProcFacts};
 use crate::work::tokens;
@@ -266,7 +265,7 @@ fn fix(inside: &Inside, plan: Plan, found: &Found<'_>, held: &Holding, s: &Setti
 
 /// Makes the restarted units' old superblocks catatonic: through the descriptor the
 /// pre-resume run held, which wakes every waiter in every namespace with no path walk, else
-/// each private copy in a nested namespace through our helper (`helper::catatonic`). A copy
+/// each private copy in a nested namespace by its path (`release::by_path`). A copy
 /// that stays as it was is worth a warning, not a failure: the unit is fixed. Returns the
 /// mount points released through a held descriptor.
 fn release(
@@ -326,7 +325,7 @@ fn release(
             // A copy with mounts on top is left as it is: no path reaches it, and the top answers.
             for c in ns.copies.iter().filter(|c| c.reach == Reach::Private && c.on_top == 0 && c.dev == u.dev) {
                 let done = match found.places.of(ns.pid) {
-                    Some(place) => helper::catatonic(inside, Some(place), &c.path, c.dev, timeout),
+                    Some(place) => release::by_path(inside, Some(place), &c.path, c.dev, timeout),
                     None => Err(crate::error::Error::check(format!("{} went away", ns.describe()))),
                 };
                 let (path, ns) = (Shown(&c.path), ns.describe());

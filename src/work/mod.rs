@@ -4,10 +4,10 @@
 //! processes.
 
 pub mod autofsdev;
-pub mod helper;
 pub mod holder;
 pub mod mounts;
 pub mod once;
+pub mod probe;
 pub mod release;
 pub mod staging;
 pub mod survey;

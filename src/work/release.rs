@@ -1,12 +1,21 @@
-//! Releasing an old autofs superblock through a descriptor held on it, for every kind of
-//! master: every process waiting on it wakes (its call fails with ENOENT), in every namespace
-//! that has a copy of it, and no request is sent any more; with no path walk, which would
-//! wait. Catatonic mode does it on Linux 6.6 and later; before, its waits are first answered
-//! one by one, by token (`tokens`).
+//! Releasing an old autofs superblock, for every kind of master, from here only: every
+//! process waiting on it wakes (its call fails with ENOENT), and no request is sent any more.
+//! - Through a descriptor held on it (`Releaser`): in every namespace that has a copy of it,
+//!   with no path walk, which would wait. Catatonic mode does it on Linux 6.6 and later;
+//!   before, its waits are first answered one by one, by token (`tokens`).
+//! - By its path, where nothing holds it (`by_path`): this very binary, run as a child in the
+//!   namespace that has it (a nested one, or the container's), as the hidden command
+//!   `--internal-catatonic PATH DEV`, makes it catatonic.
 
-use std::os::fd::BorrowedFd;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::time::Duration;
 
-use crate::error::{Error, Result};
+use rustix::fs::{CWD, Mode, OFlags};
+
+use crate::container::{Inside, Place};
+use crate::error::{Context, Error, Result};
+use crate::model::mountinfo::Dev;
+use crate::show::Shown;
 use crate::work::autofsdev::{self, Control};
 use crate::work::tokens;
 
@@ -95,4 +104,41 @@ fn settled(waiting: &impl Fn() -> bool) -> bool {
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
     false
+}
+
+/// The hidden argument that makes this program the catatonic helper.
+pub const CATATONIC_ARG: &str = "--internal-catatonic";
+
+/// How long the catatonic helper may take: milliseconds unless it is blocked, and then
+/// waiting longer does not help (see `by_path`).
+const CATATONIC_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Makes the autofs mount at `path` catatonic, if it is still superblock `dev`: its waiters
+/// wake, and every later access returns at once. In `place`, a nested namespace, else in the
+/// container's own. The child's walk to the mount point waits while some process is blocked
+/// in that mount's automount right now, and waiting longer does not help: such a process
+/// waits for good. So it gets at most two seconds.
+pub fn by_path(inside: &Inside, place: Option<&Place>, path: &[u8], dev: Dev, timeout: Duration) -> Result<()> {
+    let dev = dev.to_string();
+    let args: [&[u8]; 3] = [CATATONIC_ARG.as_bytes(), path, dev.as_bytes()];
+    let out = inside.run_helper(place, &args, timeout.min(CATATONIC_TIMEOUT))?;
+    out.ok("making it catatonic").map(drop)
+}
+
+/// The catatonic helper, in the child, inside the namespace.
+pub fn catatonic_child(path: &[u8], dev: &[u8]) -> Result<u8> {
+    let shown = Shown(path);
+    // O_PATH without O_DIRECTORY: reaching the mount's root triggers no automount.
+    let fd = rustix::fs::openat(CWD, path, OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())
+        .context(format!("opening {shown}"))?;
+    let st = rustix::fs::fstat(&fd).context(format!("stat {shown}"))?;
+    let found = format!("{}:{}", rustix::fs::major(st.st_dev), rustix::fs::minor(st.st_dev));
+    if found.as_bytes() != dev || st.st_mode & 0o170000 != 0o040000 {
+        return Err(Error::check(format!("{shown} is no longer the autofs mount {}", Shown(dev))));
+    }
+    // "." opens the directory the fd already is: no lookup, so again no automount.
+    let dir = rustix::fs::openat(&fd, ".", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+        .context(format!("opening {shown}"))?;
+    crate::sys::autofs::root_catatonic(dir.as_fd()).context(format!("AUTOFS_IOC_CATATONIC on {shown}"))?;
+    Ok(0)
 }
