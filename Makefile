@@ -46,6 +46,9 @@ LIBEXECDIR ?= $(PREFIX)/libexec
 MANDIR ?= $(PREFIX)/share/man
 DOCDIR ?= $(PREFIX)/share/doc/autofs-restart
 SCRIPTDIR = $(LIBEXECDIR)/criu/scripts
+# Where set-ups name CRIU's old script, for install-compat: Debian's criu package has it in
+# /usr/lib/criu/scripts, Fedora's in /usr/libexec/criu/scripts.
+COMPATDIR ?= $(SCRIPTDIR)
 DOCS := README.md NEWS LICENSE-MIT LICENSE-APACHE
 
 # The container tests need root and the kernel's autofs; CONTAINER_TESTS=0 leaves them out of
@@ -78,12 +81,18 @@ install: $(BIN)
 	sed 's|@SCRIPTDIR@|$(SCRIPTDIR)|' build/criu.conf.example >$(DESTDIR)$(DOCDIR)/criu.conf.example
 	chmod 0644 $(DESTDIR)$(DOCDIR)/criu.conf.example
 
-# For set-ups that name CRIU's old script: the same binary under that name.
+# For set-ups that name CRIU's old script: the same binary under that name, in COMPATDIR. The
+# distribution's script found there is kept beside it, as .orig, and uninstall puts it back.
+COMPAT = $(DESTDIR)$(COMPATDIR)/systemd-autofs-restart.sh
 install-compat: install
-	ln -sfn autofs-restart $(DESTDIR)$(SCRIPTDIR)/systemd-autofs-restart.sh
+	install -d -m 0755 $(DESTDIR)$(COMPATDIR)
+	if [ -f $(COMPAT) ] && [ ! -L $(COMPAT) ] && [ ! -e $(COMPAT).orig ]; then mv $(COMPAT) $(COMPAT).orig; fi
+	ln -sfn $(if $(filter $(COMPATDIR),$(SCRIPTDIR)),autofs-restart,$(SCRIPTDIR)/autofs-restart) $(COMPAT)
 
 uninstall:
-	rm -f $(DESTDIR)$(SCRIPTDIR)/autofs-restart $(DESTDIR)$(SCRIPTDIR)/systemd-autofs-restart.sh
+	rm -f $(DESTDIR)$(SCRIPTDIR)/autofs-restart
+	if [ -L $(COMPAT) ]; then rm -f $(COMPAT); fi
+	if [ -e $(COMPAT).orig ] && [ ! -e $(COMPAT) ]; then mv $(COMPAT).orig $(COMPAT); fi
 	rm -f $(DESTDIR)$(MANDIR)/man8/autofs-restart.8
 	rm -f $(addprefix $(DESTDIR)$(DOCDIR)/,$(DOCS) criu.conf.example)
 	-rmdir $(DESTDIR)$(DOCDIR) $(DESTDIR)$(SCRIPTDIR) 2>/dev/null

@@ -161,3 +161,100 @@ fn without_root_one_line_says_what_is_needed() {
         assert_eq!((other.status.code(), other.stderr.len()), (Some(0), 0));
     }
 }
+
+/// A process in a mount namespace of its own without any autofs mount, ended on drop.
+struct NoAutofs(std::process::Child);
+
+impl NoAutofs {
+    fn start() -> NoAutofs {
+        let script = "findmnt -rn -t autofs -o TARGET | sort -r | while read -r m; do umount -l \"$m\"; done
+                      echo ready; exec sleep 600";
+        let mut child = std::process::Command::new("unshare")
+            .args(["-m", "--propagation", "private", "sh", "-c", script])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut ready = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut ready).unwrap();
+        assert_eq!(ready, "ready\n");
+        NoAutofs(child)
+    }
+
+    fn pid(&self) -> String {
+        self.0.id().to_string()
+    }
+}
+
+impl Drop for NoAutofs {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Nothing to do is said where asked (status, a dry run, -v), never a silent success; a unit
+/// asked for that is not there is a failure.
+#[test]
+#[ignore = "needs root: make test runs it"]
+fn a_container_without_autofs_mounts_is_said_to_need_nothing() {
+    assert!(rustix::process::geteuid().is_root(), "this test needs root");
+    let ns = NoAutofs::start();
+    let pid = ns.pid();
+    let none = format!("no autofs mount in the mount namespace of pid {pid}");
+
+    let out = run(&["status", "--pid", &pid]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stdout(&out), format!("No autofs mount in the mount namespace of pid {pid}: nothing to restart.\n"));
+
+    let out = run(&["restart", "--pid", &pid, "--dry-run"]);
+    assert_eq!((out.status.code(), stderr(&out)), (Some(0), format!("autofs-restart: nothing to do: {none}\n")));
+    // As CRIU runs it: silent, but for -v.
+    let out = run_as_criu("post-resume", &pid, &[]);
+    assert_eq!((out.status.code(), stderr(&out).as_str()), (Some(0), ""));
+    let out = run_as_criu("post-resume", &pid, &[("AUTOFS_RESTART_VERBOSE", "1")]);
+    assert!(stderr(&out).ends_with(&format!("autofs-restart: nothing to do: {none}\n")), "{}", stderr(&out));
+
+    let out = run(&["restart", "--pid", &pid, "--unit", "srv-nothing"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(
+        stderr(&out),
+        "autofs-restart: srv-nothing.automount: failed: no autofs mount of the container's systemd belongs to this unit\n"
+    );
+}
+
+/// A pid in this host's own mount namespace is in no container, and the line says so.
+#[test]
+#[ignore = "needs root: make test runs it"]
+fn a_pid_of_the_host_is_said_to_be_in_no_container() {
+    assert!(rustix::process::geteuid().is_root(), "this test needs root");
+    let mut sleeper = std::process::Command::new("sleep").arg("600").spawn().unwrap();
+    let pid = sleeper.id().to_string();
+    let has_autofs = std::fs::read_to_string("/proc/self/mountinfo").unwrap().contains(" - autofs ");
+    let out = run(&["restart", "--pid", &pid, "--dry-run"]);
+    let _ = sleeper.kill();
+    let _ = sleeper.wait();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    if !has_autofs {
+        let own = format!(
+            "autofs-restart: nothing to do: no autofs mount in the mount namespace of pid {pid}, this host's own: pid {pid} \
+             is in no container\n"
+        );
+        assert_eq!(stderr(&out), own);
+    }
+}
+
+/// Root in a user namespace of its own may not reach the host's processes: the line says
+/// what it takes.
+#[test]
+#[ignore = "needs root: make test runs it"]
+fn root_that_cannot_trace_the_init_is_told_what_it_takes() {
+    assert!(rustix::process::geteuid().is_root(), "this test needs root");
+    let out =
+        std::process::Command::new("unshare").arg("-Ur").arg(bin()).args(["status", "--pid", "1"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(
+        stderr(&out),
+        "autofs-restart: opening /proc/1/root (run autofs-restart as root in the host's namespaces, where no security \
+         module keeps it from tracing pid 1): EACCES\n"
+    );
+}

@@ -64,6 +64,12 @@ impl Host {
         &self.init
     }
 
+    /// Whether the init is in our own mount namespace: then it is in no container.
+    pub fn shares_our_mount_namespace(&self) -> bool {
+        let id = |fd: &OwnedFd| rustix::fs::fstat(fd).map(|st| (st.st_dev, st.st_ino)).ok();
+        id(&self.mnt).is_some() && id(&self.mnt) == id(&self.host_mnt)
+    }
+
     /// The init's root directory.
     pub fn root(&self) -> BorrowedFd<'_> {
         self.root.as_fd()

@@ -120,7 +120,21 @@ impl Init {
 
     /// Opens `path` below the init's /proc directory.
     fn open_own(&self, path: &str, flags: OFlags) -> Result<OwnedFd> {
-        openat(&self.dir, path, flags, Mode::empty()).context(format!("opening /proc/{}/{path}", self.pid))
+        openat(&self.dir, path, flags, Mode::empty()).map_err(|e| {
+            let pid = self.pid;
+            match e {
+                // Root lacks the ptrace access these links take: it is not in the host's user
+                // namespace, or a security module (Yama, SELinux, AppArmor) refuses it.
+                Errno::ACCESS | Errno::PERM => Error::sys(
+                    format!(
+                        "opening /proc/{pid}/{path} (run autofs-restart as root in the host's namespaces, where no \
+                         security module keeps it from tracing pid {pid})"
+                    ),
+                    e,
+                ),
+                e => Error::sys(format!("opening /proc/{pid}/{path}"), e),
+            }
+        })
     }
 
     /// Whether the init exits within `wait` (or has exited since `open`): then the container

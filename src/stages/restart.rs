@@ -41,7 +41,10 @@ pub fn run(s: &Settings) -> Result<u8> {
     // A second run by the same CRIU process (the script named twice in its configuration).
     match once::first("post-resume", host.init(), s.criu) {
         Ok(true) => {}
-        Ok(false) => return Ok(0),
+        Ok(false) => {
+            log.step(format_args!("nothing to do: this CRIU process ran post-resume on this container already"));
+            return Ok(0);
+        }
         Err(e) => log.say(format_args!("warning: {e}")),
     }
     // What the pre-resume run's holder holds, if it ran: taken over before entering, as the
@@ -57,7 +60,7 @@ pub fn run(s: &Settings) -> Result<u8> {
     let mut read_below = read.is_below();
     // No autofs mount and nothing left by an interrupted run: nothing to lock either.
     if !autofs::any(&text) && !staging::anything_left(host.init(), &text) {
-        return Ok(0);
+        return Ok(no_autofs(&host, s, &log));
     }
     let (_lock, waited) = host.lock(s.timeout)?;
     if waited {
@@ -82,6 +85,33 @@ pub fn run(s: &Settings) -> Result<u8> {
     let below = if read_below { below } else { Vec::new() };
     let held = Holding { held, releaser, below };
     plan_and_fix(reached, text, &held, s, &log)
+}
+
+/// The end of a run on a container without autofs mounts: a unit asked for is not there (a
+/// failure each, exit 1); else nothing to do, said where asked (a dry run, `-v`).
+fn no_autofs(host: &Host, s: &Settings, log: &Log) -> u8 {
+    for u in &s.units {
+        log.say(format_args!("{u}: failed: no autofs mount of the container's systemd belongs to this unit"));
+    }
+    if s.units.is_empty() {
+        let init = host.init().host_pid();
+        let own = match host.shares_our_mount_namespace() {
+            true => format!(", this host's own: pid {init} is in no container"),
+            false => String::new(),
+        };
+        say_nothing_to_do(&format!("nothing to do: no autofs mount in the mount namespace of pid {init}{own}"), s, log);
+    }
+    u8::from(!s.units.is_empty())
+}
+
+/// A "nothing to do" line: said on a dry run, a step otherwise (silent without `-v`, as CRIU's
+/// log wants it).
+fn say_nothing_to_do(line: &str, s: &Settings, log: &Log) {
+    if s.dry_run {
+        log.say(format_args!("{line}"));
+    } else {
+        log.step(format_args!("{line}"));
+    }
 }
 
 /// What releases old superblocks without a path walk: the descriptors the pre-resume run's
@@ -119,6 +149,11 @@ fn plan_and_fix(reached: Reached, text: Vec<u8>, held: &Holding, s: &Settings, l
     plan.notes().iter().for_each(|l| log.say(format_args!("{l}")));
     let missing = u8::from(!plan.missing.is_empty());
     if plan.is_empty() {
+        if plan.missing.is_empty() {
+            let line =
+                "nothing to do: no autofs mount of the container is served by its systemd or an automount daemon";
+            say_nothing_to_do(line, s, log);
+        }
         return Ok(missing);
     }
     // Copies in nested mount namespaces that the restart does not reach: named, then the

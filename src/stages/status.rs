@@ -24,7 +24,14 @@ pub fn run(pid_name: &'static str, pid: Pid, api: Api) -> Result<u8> {
     let (text, _) = host.mount_table(api)?;
     let table = Table::from_mountinfo(&text, init.host_pid())?;
     let mut out = std::io::stdout().lock();
-    print(&mut out, &mounts(init, &table)?)?;
+    let rows = mounts(init, &table)?;
+    if rows.len() > 1 {
+        print(&mut out, &rows)?;
+    } else {
+        let own = if host.shares_our_mount_namespace() { ", this host's own: it is in no container" } else { "" };
+        writeln!(out, "No autofs mount in the mount namespace of pid {}{own}: nothing to restart.", init.host_pid())
+            .context("writing the status")?;
+    }
     // Before entering: the pins are on the host.
     if let Some(left) = staging::left_behind(init, &table)? {
         writeln!(
