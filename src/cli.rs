@@ -22,7 +22,7 @@ Usage:
   autofs-restart                          as a CRIU action script (CRTOOLS_* environment)
   autofs-restart restart --pid PID [--unit UNIT]... [--nested POLICY] [--blocked WHAT]
                          [--timeout SECS] [--dry-run] [--probe] [-v]
-  autofs-restart status --pid PID
+  autofs-restart status [--pid PID] [--json]
   autofs-restart recover --pid PID [--timeout SECS]
   autofs-restart --help | --version
 
@@ -30,7 +30,9 @@ Commands:
   restart      restart the masters of the container's autofs mounts, keeping what is
                mounted on top of them
   status       list the container's autofs mounts: where, type, master, what is on top;
-               their copies in nested mount namespaces; processes blocked on them
+               their copies in nested mount namespaces; processes blocked on them.
+               Without --pid: every container with autofs mounts, a line each, and what
+               needs a look (--json: one JSON object a container, a line each)
   recover      put back what an interrupted run left set aside (every run does this first)
 
 Options:
@@ -77,6 +79,11 @@ pub enum Command {
         pid: Pid,
         api: Api,
     },
+    /// `status` without `--pid`: every container.
+    Overview {
+        api: Api,
+        json: bool,
+    },
     Recover {
         pid_name: &'static str,
         pid: Pid,
@@ -118,6 +125,7 @@ pub fn parse(args: Vec<OsString>, env: &dyn Fn(&str) -> Option<OsString>) -> Res
     let mut units = Vec::new();
     let mut nested = None;
     let mut blocked = None;
+    let mut json = false;
     let mut timeout_given = false;
     while let Some(arg) = parser.next()? {
         match arg {
@@ -132,6 +140,7 @@ pub fn parse(args: Vec<OsString>, env: &dyn Fn(&str) -> Option<OsString>) -> Res
             Long("nested") => nested = Some(policy("--nested", &parser.value()?)?),
             Long("blocked") => blocked = Some(on_blocked("--blocked", &parser.value()?)?),
             Long("dry-run") => settings.dry_run = true,
+            Long("json") => json = true,
             Long("probe") => settings.probe = true,
             Short('v') | Long("verbose") => settings.verbose = true,
             Value(v) if command.is_none() && (v == "restart" || v == "status" || v == "recover") => command = Some(v),
@@ -141,14 +150,21 @@ pub fn parse(args: Vec<OsString>, env: &dyn Fn(&str) -> Option<OsString>) -> Res
     let Some(command) = command else {
         return Err(Error::Usage("no command (see --help)".into()));
     };
-    let pid = pid.ok_or_else(|| Error::Usage(format!("{} needs --pid PID", command.to_string_lossy())))?;
     let restart_only = !units.is_empty() || settings.dry_run || settings.probe || nested.is_some() || blocked.is_some();
     if command == "status" {
         if restart_only || timeout_given {
-            return Err(Error::Usage("status takes only --pid".into()));
+            return Err(Error::Usage("status takes only --pid or --json".into()));
         }
-        return Ok(Command::Status { pid_name: "--pid", pid, api: settings.api });
+        return match (pid, json) {
+            (None, json) => Ok(Command::Overview { api: settings.api, json }),
+            (Some(pid), false) => Ok(Command::Status { pid_name: "--pid", pid, api: settings.api }),
+            (Some(_), true) => Err(Error::Usage("--json is for status without --pid: every container".into())),
+        };
     }
+    if json {
+        return Err(Error::Usage("--json is for status without --pid".into()));
+    }
+    let pid = pid.ok_or_else(|| Error::Usage(format!("{} needs --pid PID", command.to_string_lossy())))?;
     if command == "recover" {
         if restart_only {
             return Err(Error::Usage("recover takes only --pid and --timeout".into()));
@@ -341,6 +357,8 @@ mod tests {
         assert_eq!(s.blocked, OnBlocked::Name, "the option wins");
         assert_eq!(settings(parse_with(&["restart", "--pid", "7"], &[])).blocked, OnBlocked::Name);
         assert!(matches!(parse_with(&["status", "--pid", "7"], &[]), Ok(Command::Status { .. })));
+        assert!(matches!(parse_with(&["status"], &[]), Ok(Command::Overview { json: false, .. })));
+        assert!(matches!(parse_with(&["status", "--json"], &[]), Ok(Command::Overview { json: true, .. })));
         let c = parse_with(&["recover", "--pid", "7", "--timeout", "2"], &[]);
         assert!(matches!(c, Ok(Command::Recover { timeout, .. }) if timeout == Duration::from_secs(2)));
         assert!(matches!(parse_with(&["--help"], &[]), Ok(Command::Help)));
@@ -384,14 +402,16 @@ mod tests {
                 "--timeout='1e3': not a number of seconds above 0, at most 86400",
             ),
             (&["restart", "--pid", "1", "--unit", "x.mount"], "'x.mount' is not an automount unit"),
-            (&["status", "--pid", "1", "--dry-run"], "status takes only --pid"),
-            (&["status", "--pid", "1", "--nested", "skip"], "status takes only --pid"),
-            (&["status", "--pid", "1", "--timeout", "3"], "status takes only --pid"),
+            (&["status", "--pid", "1", "--dry-run"], "status takes only --pid or --json"),
+            (&["status", "--pid", "1", "--nested", "skip"], "status takes only --pid or --json"),
+            (&["status", "--pid", "1", "--timeout", "3"], "status takes only --pid or --json"),
             (&["recover", "--pid", "1", "--dry-run"], "recover takes only --pid and --timeout"),
             (&["recover"], "recover needs --pid PID"),
             (&["restart", "--pid", "1", "--nested", "ask"], "--nested='ask': not restart, skip or fail"),
             (&["restart", "--pid", "1", "--blocked", "stop"], "--blocked='stop': not name or kill"),
-            (&["status", "--pid", "1", "--blocked", "kill"], "status takes only --pid"),
+            (&["status", "--pid", "1", "--blocked", "kill"], "status takes only --pid or --json"),
+            (&["status", "--pid", "1", "--json"], "--json is for status without --pid: every container"),
+            (&["restart", "--pid", "1", "--json"], "--json is for status without --pid"),
             (&["restart", "status", "--pid", "1"], "unexpected argument \"status\""),
         ] {
             let e = parse_with(args, &[]).err().unwrap_or_else(|| panic!("{args:?} parsed"));

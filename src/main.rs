@@ -35,7 +35,7 @@ use std::process::ExitCode;
 use rustix::fs::{Mode, OFlags};
 
 use cli::Command;
-use stages::{predump, preresume, restart, status};
+use stages::{overview, predump, preresume, restart, status};
 use work::{holder, probe, release};
 
 fn main() -> ExitCode {
@@ -58,6 +58,7 @@ fn main() -> ExitCode {
             Ok(0)
         }
         Command::Status { pid_name, pid, api } => status::run(pid_name, pid, api),
+        Command::Overview { api, json } => overview::run(api, json),
         Command::Recover { pid_name, pid, timeout, api } => restart::recover(pid_name, pid, timeout, api),
         Command::Restart(settings) => restart::run(&settings),
         Command::PreDump(settings) => Ok(predump::run(settings)),

@@ -178,3 +178,46 @@ fn a_holder_ends_with_its_container_and_is_started_once() {
         .unwrap_or_default();
     assert!(!left.iter().any(|n| n.starts_with(&format!("hold.{pid}-"))), "a pin left: {left:?}");
 }
+
+/// `status` without `--pid`: this container among the host's, in a line, then what needs a
+/// look (a process blocked, the holder); the same in JSON, a line a container.
+#[test]
+#[ignore = "needs root and the kernel's autofs: make test runs it"]
+fn the_overview_of_every_container_names_what_needs_a_look() {
+    require_containers();
+    let (ctr, _) = held();
+    let ours = |text: &str| -> Vec<String> {
+        let mut lines = text.lines().skip_while(|l| !l.starts_with(&format!("pid {} (", ctr.pid)));
+        let first = lines.next().map(String::from).into_iter();
+        first.chain(lines.take_while(|l| l.starts_with("  ")).map(String::from)).collect()
+    };
+    let out = run(&["status"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let holder = "  a pre-resume holder keeps 3 restored mount(s) for its post-resume run";
+    let head = format!("pid {} (systemd): autofs mounts served by systemd (3)", ctr.pid);
+    assert_eq!(ours(&stdout(&out)), [head.clone(), holder.to_string()], "{}", stdout(&out));
+
+    let waiting = blocked_stat(&ctr, "1", "/srv/idle", 3);
+    let out = run(&["status"]);
+    let blocked =
+        format!("  blocked in autofs: {waiting} (stat); `autofs-restart status --pid {}` says on what", ctr.pid);
+    assert_eq!(ours(&stdout(&out)), [head, blocked, holder.to_string()], "{}", stdout(&out));
+
+    let out = run(&["status", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let json = stdout(&out);
+    let line =
+        json.lines().find(|l| l.starts_with(&format!("{{\"pid\":{},", ctr.pid))).unwrap_or_else(|| panic!("{json}"));
+    assert!(
+        line.starts_with(&format!("{{\"pid\":{},\"comm\":\"systemd\",\"mounts\":[{{\"where\":", ctr.pid)),
+        "{line}"
+    );
+    assert!(line.contains("{\"where\":\"/srv/idle\",\"type\":\"direct\",\"master\":\"systemd srv-idle.automount\",\"catatonic\":false}"), "{line}");
+    assert!(
+        line.ends_with(&format!(
+            "\"blocked\":[{{\"pid\":{waiting},\"comm\":\"stat\"}}],\"held\":3,\"interrupted\":false}}"
+        )),
+        "{line}"
+    );
+    assert_eq!(json.lines().filter(|l| !l.starts_with("{\"pid\":")).count(), 0, "one object a line: {json}");
+}
