@@ -8,7 +8,7 @@ use std::os::fd::{AsFd, BorrowedFd};
 
 use rustix::io::Errno;
 
-use super::{Host, Init, Inside, Reached};
+use super::{Host, Init, Inside};
 use crate::error::{Result, errno_name};
 use crate::model::layout;
 use crate::model::partial;
@@ -176,15 +176,5 @@ impl Inside {
     /// interfaces the run was entered with.
     pub fn mount_table(&self) -> Result<(Vec<u8>, TableRead)> {
         part_or_whole(self.init(), self.asked(), || Ok(part_here()))
-    }
-}
-
-impl Reached {
-    /// `api` as the run was asked: an `Inside` was entered with it.
-    pub fn mount_table(&self, api: Api) -> Result<(Vec<u8>, TableRead)> {
-        match self {
-            Reached::Outside(host) => host.mount_table(api),
-            Reached::In(inside) => inside.mount_table(),
-        }
     }
 }

@@ -73,12 +73,12 @@ pub fn run(s: &Settings) -> Result<u8> {
     } else {
         // What an interrupted run left set aside goes back first: the plan must see it in place.
         match recover_staged(host, &text, s.api, &log)? {
-            (reached, None) => reached,
-            (_, Some(false)) => return Ok(1),
-            (reached, Some(true)) => {
-                text = reached.mount_table(s.api)?.0;
+            Recovered::Nothing(host) => Reached::Outside(host),
+            Recovered::NotAll => return Ok(1),
+            Recovered::AllBack(inside) => {
+                text = inside.mount_table()?.0;
                 read_below = false;
-                reached
+                Reached::In(inside)
             }
         }
     };
@@ -181,9 +181,9 @@ fn plan_and_fix(reached: Reached, text: Vec<u8>, held: &Holding, s: &Settings, l
     let waiting: Vec<Blocked> =
         survey.blocked.iter().map(|&pid| Blocked::of(&inside, pid, points.iter().map(Vec::as_slice))).collect();
     let found = Found { namespaces: &namespaces, places: &places, private, waiting: &waiting };
-    let (fixed, released) = fix(&inside, plan, &found, held, s, log);
-    blocked(&inside, &waiting, &released, s.blocked, log);
-    Ok(missing.max(fixed))
+    let fixed = fix(&inside, plan, &found, held, s, log);
+    blocked(&inside, &waiting, &fixed.released, s.blocked, log);
+    Ok(missing.max(u8::from(fixed.failed)))
 }
 
 /// What the survey found that the fix must know: nested namespaces with their copies, how many
@@ -237,10 +237,17 @@ fn kill_blocked(inside: &Inside, pid: u32) -> Result<bool> {
     Ok(true)
 }
 
-/// Phase 3 (inside): restarts the units, makes their old superblocks catatonic where held or
-/// copied, restarts the daemons, and says each outcome. Returns 1 if any failed, and the mount
-/// points whose old superblock was made catatonic through a held descriptor.
-fn fix(inside: &Inside, plan: Plan, found: &Found<'_>, held: &Holding, s: &Settings, log: &Log) -> (u8, Vec<Vec<u8>>) {
+/// What phase 3 came to.
+struct Fixed {
+    /// Whether a unit or a daemon failed (each said).
+    failed: bool,
+    /// The mount points whose old superblock was released through a held descriptor.
+    released: Vec<Vec<u8>>,
+}
+
+/// Phase 3 (inside): restarts the units, releases their old superblocks where held or copied,
+/// restarts the daemons, and says each outcome.
+fn fix(inside: &Inside, plan: Plan, found: &Found<'_>, held: &Holding, s: &Settings, log: &Log) -> Fixed {
     let mut failed = false;
     // Read while the daemons still run, before anything restarts.
     let daemons: Vec<Daemon> = plan
@@ -295,7 +302,7 @@ fn fix(inside: &Inside, plan: Plan, found: &Found<'_>, held: &Holding, s: &Setti
         d.unreleased().iter().for_each(|l| log.say(format_args!("{l}")));
         released.extend(d.released());
     }
-    (u8::from(failed), released)
+    Fixed { failed, released }
 }
 
 /// Makes the restarted units' old superblocks catatonic: through the descriptor the
@@ -376,15 +383,24 @@ fn release(
     released
 }
 
+/// What putting back an interrupted run's trees came to.
+enum Recovered {
+    /// Nothing was left: still outside.
+    Nothing(Host),
+    /// Everything went back: inside, where it was done.
+    AllBack(Inside),
+    /// Not everything went back (each step said): nothing else is to be done.
+    NotAll,
+}
+
 /// Puts back what an interrupted run left set aside in the table `text`, entering the
-/// container to do so (under the lock), and says each step. Returns where we are, and None
-/// when nothing was left, else whether all went back.
-fn recover_staged(host: Host, text: &[u8], api: Api, log: &Log) -> Result<(Reached, Option<bool>)> {
+/// container to do so (under the lock), and says each step.
+fn recover_staged(host: Host, text: &[u8], api: Api, log: &Log) -> Result<Recovered> {
     if !staging::anything_left(host.init(), text) {
-        return Ok((Reached::Outside(host), None));
+        return Ok(Recovered::Nothing(host));
     }
     let table = Table::from_mountinfo(text, host.init().host_pid())?;
-    let Some(left) = staging::left_behind(host.init(), &table)? else { return Ok((Reached::Outside(host), None)) };
+    let Some(left) = staging::left_behind(host.init(), &table)? else { return Ok(Recovered::Nothing(host)) };
     let place = left.place();
     let inside = host.enter(api)?;
     let steps = left.plan(&inside, &table)?;
@@ -396,8 +412,9 @@ fn recover_staged(host: Host, text: &[u8], api: Api, log: &Log) -> Result<(Reach
         log.say(format_args!(
             "failed: what an interrupted run set aside in {place} did not all go back; nothing else done"
         ));
+        return Ok(Recovered::NotAll);
     }
-    Ok((Reached::In(inside), Some(all)))
+    Ok(Recovered::AllBack(inside))
 }
 
 /// `autofs-restart recover`: puts back what an interrupted run left set aside, and nothing
@@ -409,8 +426,10 @@ pub fn recover(pid_name: &'static str, pid: Pid, timeout: Duration, api: Api) ->
         let (_lock, _) = host.lock(timeout)?;
         // Read again under the lock: a run that held it may have finished meanwhile.
         let text = host.init().mountinfo()?;
-        if let (_, Some(all)) = recover_staged(host, &text, api, &log)? {
-            return Ok(u8::from(!all));
+        match recover_staged(host, &text, api, &log)? {
+            Recovered::Nothing(_) => {}
+            Recovered::AllBack(_) => return Ok(0),
+            Recovered::NotAll => return Ok(1),
         }
     }
     log.say(format_args!("nothing to recover"));
