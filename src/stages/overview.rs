@@ -18,7 +18,7 @@ use crate::model::autofs::{self, Table};
 use crate::model::plan::{self, Master};
 use crate::model::procfs;
 use crate::settings::Api;
-use crate::show::Shown;
+use crate::show::{Shown, who};
 use crate::work::holder;
 use crate::work::staging;
 use crate::work::survey::ProcFacts;
@@ -28,8 +28,8 @@ struct Container {
     pid: u32,
     comm: Vec<u8>,
     mounts: Vec<Mount>,
-    /// Processes in autofs waits: host pid, command.
-    blocked: Vec<(u32, Vec<u8>)>,
+    /// Processes in autofs waits: host pid, pid in the container, command.
+    blocked: Vec<(u32, Option<u32>, Vec<u8>)>,
     /// How many restored mounts a pre-resume holder keeps.
     held: Option<usize>,
     interrupted: bool,
@@ -97,7 +97,7 @@ fn look(pid: Pid, api: Api) -> Result<Option<Container>> {
         pid: init.host_pid(),
         comm: init.comm(init.host_pid()).unwrap_or_default(),
         mounts: mounts(init, &table)?,
-        blocked: survey.blocked.iter().map(|&p| (p, init.comm(p).unwrap_or_default())).collect(),
+        blocked: survey.blocked.iter().map(|&p| (p, init.ctr_pid(p), init.comm(p).unwrap_or_default())).collect(),
         held: holder::live(init).map(|l| l.mounts),
         interrupted: staging::left_behind(init, &table)?.is_some(),
     }))
@@ -140,7 +140,7 @@ impl Container {
             text.push_str(&format!("  {}: catatonic: nothing serves it, an access fails at once\n", Shown(&m.path)));
         }
         if !self.blocked.is_empty() {
-            let who: Vec<String> = self.blocked.iter().map(|(p, c)| format!("{p} ({})", Shown(c))).collect();
+            let who: Vec<String> = self.blocked.iter().map(|(p, inner, c)| who(*p, *inner, c)).collect();
             text.push_str(&format!(
                 "  blocked in autofs: {}; `autofs-restart status --pid {pid}` says on what\n",
                 who.join(", ")
@@ -172,8 +172,14 @@ impl Container {
                 )
             })
             .collect();
-        let blocked: Vec<String> =
-            self.blocked.iter().map(|(p, c)| format!("{{\"pid\":{p},\"comm\":{}}}", string(c))).collect();
+        let blocked: Vec<String> = self
+            .blocked
+            .iter()
+            .map(|(p, inner, c)| {
+                let inner = inner.map_or_else(|| "null".to_string(), |i| i.to_string());
+                format!("{{\"pid\":{p},\"ctr_pid\":{inner},\"comm\":{}}}", string(c))
+            })
+            .collect();
         let held = self.held.map_or_else(|| "null".to_string(), |n| n.to_string());
         format!(
             "{{\"pid\":{},\"comm\":{},\"mounts\":[{}],\"blocked\":[{}],\"held\":{held},\"interrupted\":{}}}\n",
@@ -228,7 +234,7 @@ mod tests {
                     catatonic: true,
                 },
             ],
-            blocked: vec![(4300, b"stat".to_vec())],
+            blocked: vec![(4300, Some(78), b"stat".to_vec())],
             held: Some(2),
             interrupted: false,
         }
@@ -247,7 +253,7 @@ mod tests {
             container().json(),
             "{\"pid\":4242,\"comm\":\"systemd\",\"mounts\":[{\"where\":\"/srv/idle\",\"type\":\"direct\",\"master\":\
              \"systemd srv-idle.automount\",\"catatonic\":false},{\"where\":\"/srv/a \\\"b\\\"\",\"type\":\"indirect\",\
-             \"master\":\"none\",\"catatonic\":true}],\"blocked\":[{\"pid\":4300,\"comm\":\"stat\"}],\"held\":2,\
+             \"master\":\"none\",\"catatonic\":true}],\"blocked\":[{\"pid\":4300,\"ctr_pid\":78,\"comm\":\"stat\"}],\"held\":2,\
              \"interrupted\":false}\n"
         );
     }
@@ -257,7 +263,7 @@ mod tests {
         assert_eq!(
             container().text(),
             "pid 4242 (systemd): autofs mounts served by systemd (1), nothing (1)\n  /srv/a \"b\": catatonic: nothing serves it, \
-             an access fails at once\n  blocked in autofs: 4300 (stat); `autofs-restart status --pid 4242` says on what\n  \
+             an access fails at once\n  blocked in autofs: pid 4300 (78 in the container, stat); `autofs-restart status --pid 4242` says on what\n  \
              a pre-resume holder keeps 2 restored mount(s) for its post-resume run\n"
         );
         let calm =
