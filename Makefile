@@ -80,6 +80,8 @@ install: $(BIN)
 	install -m 0644 $(DOCS) $(DESTDIR)$(DOCDIR)/
 	sed 's|@SCRIPTDIR@|$(SCRIPTDIR)|' build/criu.conf.example >$(DESTDIR)$(DOCDIR)/criu.conf.example
 	chmod 0644 $(DESTDIR)$(DOCDIR)/criu.conf.example
+	@echo 'installed; for CRIU to run it at every restore, put this line in /etc/criu/default.conf:'
+	@echo 'action-script $(SCRIPTDIR)/autofs-restart'
 
 # For set-ups that name CRIU's old script: the same binary under that name, in COMPATDIR. The
 # distribution's script found there is kept beside it, as .orig, and uninstall puts it back.

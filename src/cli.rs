@@ -53,7 +53,8 @@ Options:
   -V, --version    the version and how it was built
 
 Environment (options win):
-  CRTOOLS_SCRIPT_ACTION   set by CRIU; only post-resume does anything
+  CRTOOLS_SCRIPT_ACTION   set by CRIU; pre-dump, pre-resume and post-resume do something,
+                          every other stage nothing
   CRTOOLS_INIT_PID        set by CRIU: the restored init's host pid
   AUTOFS_RESTART_UNITS    automount units to restart, separated by spaces or commas
   AUTOFS_RESTART_TIMEOUT  seconds, as --timeout
@@ -72,7 +73,8 @@ line (a unit, --nested fail, the lock, a recovery); 2 bad input.
 pub enum Command {
     /// A CRIU stage with nothing to do: nothing to say.
     Ignore,
-    Help,
+    /// The help text to print: the whole one, or a command's.
+    Help(&'static str),
     Version,
     Status {
         pid_name: &'static str,
@@ -104,6 +106,60 @@ pub enum Command {
     Catatonic(OsString, OsString),
 }
 
+/// `restart --help`, `status --help`, `recover --help`: that command's part only.
+const RESTART_HELP: &str = "\
+autofs-restart restart: restart the masters of a container's autofs mounts, keeping what is
+mounted on top of them; what CRIU's post-resume stage does
+
+Usage:
+  autofs-restart restart --pid PID [--unit UNIT]... [--nested POLICY] [--blocked WHAT]
+                         [--timeout SECS] [--dry-run] [--probe] [-v]
+
+  --pid PID        the container's init, as a host pid
+  --unit UNIT      only this automount unit (name, name without .automount, or path);
+                   repeatable
+  --nested POLICY  restart (default), skip or fail, for a mount with a private copy in a
+                   nested mount namespace
+  --blocked WHAT   name (default) or kill, for a process blocked on a stale mount that
+                   nothing can release
+  --timeout SECS   how long a program in the container may take (default 30)
+  --dry-run        say what would be done, change nothing
+  --probe          trigger each restarted automount afterwards
+  -v, --verbose    say each step
+
+The environment's AUTOFS_RESTART_* settings apply too (autofs-restart --help).
+";
+
+const STATUS_HELP: &str = "\
+autofs-restart status: what the autofs mounts of containers look like; changes nothing
+
+Usage:
+  autofs-restart status --pid PID   one container: its autofs mounts, their masters, what is
+                                    on top; copies in nested mount namespaces; processes
+                                    blocked on them, and whether they can be released
+  autofs-restart status [--json]    every container of the host with autofs mounts, a line
+                                    each and what needs a look; --json: one JSON object a
+                                    container, a line each
+";
+
+const RECOVER_HELP: &str = "\
+autofs-restart recover: put back what an interrupted run left set aside, and nothing else
+(every restart and every action-script run does this first)
+
+Usage:
+  autofs-restart recover --pid PID [--timeout SECS]
+";
+
+/// The help for `command`, if one was named before `--help`.
+fn help_of(command: Option<&OsString>) -> &'static str {
+    match command.and_then(|c| c.to_str()) {
+        Some("restart") => RESTART_HELP,
+        Some("status") => STATUS_HELP,
+        Some("recover") => RECOVER_HELP,
+        _ => HELP,
+    }
+}
+
 /// Reads the command from `args` (without argv[0]) and settings from `env`.
 pub fn parse(args: Vec<OsString>, env: &dyn Fn(&str) -> Option<OsString>) -> Result<Command> {
     if args.is_empty() {
@@ -129,7 +185,7 @@ pub fn parse(args: Vec<OsString>, env: &dyn Fn(&str) -> Option<OsString>) -> Res
     let mut timeout_given = false;
     while let Some(arg) = parser.next()? {
         match arg {
-            Short('h') | Long("help") => return Ok(Command::Help),
+            Short('h') | Long("help") => return Ok(Command::Help(help_of(command.as_ref()))),
             Short('V') | Long("version") => return Ok(Command::Version),
             Long("pid") => pid = Some(criu::parse_pid("--pid", Some(&parser.value()?))?),
             Long("unit") => units.push(units::unit_from_arg(&parser.value()?)?),
@@ -212,7 +268,7 @@ fn settings_from_env(env: &dyn Fn(&str) -> Option<OsString>) -> Result<Settings>
         match env(name).as_deref().map(|v| v.as_bytes()) {
             None | Some(b"" | b"0") => Ok(false),
             Some(b"1") => Ok(true),
-            Some(_) => Err(Error::Usage(format!("{name} must be 0 or 1"))),
+            Some(v) => Err(Error::Usage(format!("{name}='{}': not 0 or 1", String::from_utf8_lossy(v)))),
         }
     };
     let mut units = Vec::new();
@@ -226,7 +282,10 @@ fn settings_from_env(env: &dyn Fn(&str) -> Option<OsString>) -> Result<Settings>
     let api = match env("AUTOFS_RESTART_KERNEL_API").as_deref().map(|v| v.as_bytes()) {
         None | Some(b"" | b"new") => Api::New,
         Some(b"legacy") => Api::Legacy,
-        Some(_) => return Err(Error::Usage("AUTOFS_RESTART_KERNEL_API must be new or legacy".into())),
+        Some(v) => {
+            let v = String::from_utf8_lossy(v);
+            return Err(Error::Usage(format!("AUTOFS_RESTART_KERNEL_API='{v}': not new or legacy")));
+        }
     };
     Ok(Settings {
         pid: Pid::INIT,
@@ -361,7 +420,13 @@ mod tests {
         assert!(matches!(parse_with(&["status", "--json"], &[]), Ok(Command::Overview { json: true, .. })));
         let c = parse_with(&["recover", "--pid", "7", "--timeout", "2"], &[]);
         assert!(matches!(c, Ok(Command::Recover { timeout, .. }) if timeout == Duration::from_secs(2)));
-        assert!(matches!(parse_with(&["--help"], &[]), Ok(Command::Help)));
+        assert!(matches!(parse_with(&["--help"], &[]), Ok(Command::Help(HELP))));
+        assert!(matches!(parse_with(&["restart", "--help"], &[]), Ok(Command::Help(RESTART_HELP))));
+        assert!(matches!(parse_with(&["status", "-h"], &[]), Ok(Command::Help(STATUS_HELP))));
+        assert!(matches!(parse_with(&["recover", "--help"], &[]), Ok(Command::Help(RECOVER_HELP))));
+        assert!(matches!(parse_with(&["--help", "restart"], &[]), Ok(Command::Help(HELP))));
+        let e = parse_with(&["status"], &[("AUTOFS_RESTART_KERNEL_API", "old")]).err().unwrap();
+        assert_eq!(e.to_string(), "AUTOFS_RESTART_KERNEL_API='old': not new or legacy");
         assert!(matches!(parse_with(&["-V"], &[]), Ok(Command::Version)));
     }
 
@@ -419,7 +484,7 @@ mod tests {
             assert_eq!(e.to_string(), msg, "{args:?}");
         }
         let e = parse_with(&["status", "--pid", "1"], &[("AUTOFS_RESTART_PROBE", "yes")]).err().unwrap();
-        assert_eq!(e.to_string(), "AUTOFS_RESTART_PROBE must be 0 or 1");
+        assert_eq!(e.to_string(), "AUTOFS_RESTART_PROBE='yes': not 0 or 1");
         let e = parse_with(&[], &[("CRTOOLS_SCRIPT_ACTION", "post-resume"), ("AUTOFS_RESTART_NESTED", "SKIP")]);
         assert_eq!(e.err().unwrap().to_string(), "AUTOFS_RESTART_NESTED='SKIP': not restart, skip or fail");
         let e = parse_with(&[], &[]).err().unwrap();

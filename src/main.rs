@@ -49,8 +49,8 @@ fn main() -> ExitCode {
     }
     let result = command.and_then(|command| match command {
         Command::Ignore => Ok(0),
-        Command::Help => {
-            print!("{}", cli::HELP);
+        Command::Help(text) => {
+            print!("{text}");
             Ok(0)
         }
         Command::Version => {

@@ -53,9 +53,30 @@ fn people_get_help_version_and_usage_errors() {
     let out = run(&["--help"]);
     assert_eq!(out.status.code(), Some(0));
     assert!(stdout(&out).contains("autofs-restart restart --pid PID"));
+    let whole = stdout(&out);
+    assert!(whole.contains("pre-dump, pre-resume and post-resume do something"), "{whole}");
+    // A command's help is its own part.
+    for (command, first) in [
+        ("restart", "autofs-restart restart: restart the masters"),
+        ("status", "autofs-restart status: what the autofs mounts"),
+        ("recover", "autofs-restart recover: put back"),
+    ] {
+        let out = run(&[command, "--help"]);
+        assert_eq!(out.status.code(), Some(0));
+        let text = stdout(&out);
+        assert!(text.starts_with(first) && text.lines().count() < whole.lines().count() / 2, "{text}");
+    }
     let out = run(&["--version"]);
     assert_eq!(out.status.code(), Some(0));
     assert!(stdout(&out).starts_with(&format!("autofs-restart {} (", env!("CARGO_PKG_VERSION"))));
+    // A bad setting is quoted, as the others are.
+    for (var, msg) in [
+        ("AUTOFS_RESTART_KERNEL_API", "AUTOFS_RESTART_KERNEL_API='newest': not new or legacy"),
+        ("AUTOFS_RESTART_PROBE", "AUTOFS_RESTART_PROBE='newest': not 0 or 1"),
+    ] {
+        let out = common::run_env(&["status", "--pid", "1"], &[(var, "newest")]);
+        assert_eq!((out.status.code(), stderr(&out)), (Some(2), format!("autofs-restart: {msg}\n")));
+    }
 
     for (args, msg) in [
         (&[][..], "no command (see --help)"),
@@ -76,7 +97,7 @@ fn people_get_help_version_and_usage_errors() {
 fn a_pid_that_is_no_init_is_one_line_and_exit_2() {
     assert!(rustix::process::geteuid().is_root(), "this test needs root");
     for (value, why) in [
-        ("4194304", "CRTOOLS_INIT_PID='4194304': is no running process"),
+        ("4194304", "CRTOOLS_INIT_PID='4194304': no process has this pid"),
         ("2", "CRTOOLS_INIT_PID='2': has no executable: a kernel thread or a zombie, not a container's init"),
     ] {
         let out = run_as_criu("post-resume", value, &[]);

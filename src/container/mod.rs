@@ -89,12 +89,12 @@ impl Init {
             return Err(bad("is autofs-restart itself"));
         }
         let pidfd = pidfd_open(pid, PidfdFlags::empty()).map_err(|e| match e {
-            Errno::SRCH => bad("is no running process"),
+            Errno::SRCH => bad("no process has this pid"),
             e => Error::sys(format!("pidfd_open {pid}"), e),
         })?;
         let proc = openat(rustix::fs::CWD, "/proc", dir_flags(), Mode::empty()).context("opening /proc")?;
         let dir = openat(&proc, pid.to_string(), dir_flags(), Mode::empty()).map_err(|e| match e {
-            Errno::NOENT => bad("is no running process"),
+            Errno::NOENT => bad("no process has this pid"),
             e => Error::sys(format!("opening /proc/{pid}"), e),
         })?;
         // Exited but not reaped yet: a zombie. (Fully gone, pidfd_open would have failed.)
