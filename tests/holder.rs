@@ -179,43 +179,87 @@ fn a_holder_ends_with_its_container_and_is_started_once() {
     assert!(!left.iter().any(|n| n.starts_with(&format!("hold.{pid}-"))), "a pin left: {left:?}");
 }
 
-/// `status` without `--pid`: this container among the host's, in a line, then what needs a
-/// look (a process blocked, the holder); the same in JSON, a line a container.
+/// A pid namespace of its own whose mount namespace has no autofs mount: a container
+/// `status` leaves out. Its init is ended on drop.
+struct Bare {
+    unshare: std::process::Child,
+    init: String,
+}
+
+impl Bare {
+    fn start() -> Bare {
+        let script = "findmnt -rn -t autofs -o TARGET | sort -r | while read -r m; do umount -l \"$m\"; done
+                      echo $$; exec sleep 600";
+        let mut unshare = std::process::Command::new("unshare")
+            .args(["--pid", "--fork", "--mount", "--propagation", "private", "sh", "-c", script])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut said = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(unshare.stdout.take().unwrap()), &mut said).unwrap();
+        assert_eq!(said, "1\n", "sh is the init of its pid namespace");
+        let children = std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", unshare.id())).unwrap();
+        Bare { unshare, init: children.trim().to_string() }
+    }
+}
+
+impl Drop for Bare {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill").args(["-KILL", &self.init]).status();
+        let _ = self.unshare.wait();
+    }
+}
+
+/// `status` without `--pid`, on a host with a restored container (its holder, then a process
+/// blocked on it), a fixed one and one without autofs mounts: a line for each container with
+/// autofs mounts, then what needs a look; the same in JSON, an object a line.
 #[test]
 #[ignore = "needs root and the kernel's autofs: make test runs it"]
 fn the_overview_of_every_container_names_what_needs_a_look() {
     require_containers();
     let (ctr, _) = held();
-    let ours = |text: &str| -> Vec<String> {
-        let mut lines = text.lines().skip_while(|l| !l.starts_with(&format!("pid {} (", ctr.pid)));
+    let (fixed, _) = held();
+    let out = run_as_criu("post-resume", &fixed.pid, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let bare = Bare::start();
+    let of = |pid: &str, text: &str| -> Vec<String> {
+        let mut lines = text.lines().skip_while(|l| !l.starts_with(&format!("pid {pid} (")));
         let first = lines.next().map(String::from).into_iter();
         first.chain(lines.take_while(|l| l.starts_with("  ")).map(String::from)).collect()
     };
+    let head = |pid: &str| format!("pid {pid} (systemd): autofs mounts served by systemd (3)");
     let out = run(&["status"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
     let holder = "  a pre-resume holder keeps 3 restored mount(s) for its post-resume run";
-    let head = format!("pid {} (systemd): autofs mounts served by systemd (3)", ctr.pid);
-    assert_eq!(ours(&stdout(&out)), [head.clone(), holder.to_string()], "{}", stdout(&out));
+    assert_eq!(of(&ctr.pid, &text), [head(&ctr.pid), holder.to_string()], "{text}");
+    assert_eq!(of(&fixed.pid, &text), [head(&fixed.pid)], "{text}");
+    assert_eq!(of(&bare.init, &text), Vec::<String>::new(), "no autofs mount, no line: {text}");
 
     let waiting = blocked_stat(&ctr, "1", "/srv/idle", 3);
-    let out = run(&["status"]);
-    let lines = ours(&stdout(&out));
-    assert_eq!(lines.len(), 3, "{}", stdout(&out));
-    assert_eq!((lines[0].as_str(), lines[2].as_str()), (head.as_str(), holder), "{}", stdout(&out));
+    let text = stdout(&run(&["status"]));
+    let lines = of(&ctr.pid, &text);
+    assert_eq!(lines.len(), 3, "{text}");
+    assert_eq!((lines[0].clone(), lines[2].as_str()), (head(&ctr.pid), holder), "{text}");
     let blocked = format!("({waiting} in the container, stat); `autofs-restart status --pid {}` says on what", ctr.pid);
-    assert!(lines[1].starts_with("  blocked in autofs: pid ") && lines[1].ends_with(&blocked), "{}", stdout(&out));
+    assert!(lines[1].starts_with("  blocked in autofs: pid ") && lines[1].ends_with(&blocked), "{text}");
 
     let out = run(&["status", "--json"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let json = stdout(&out);
-    let line =
-        json.lines().find(|l| l.starts_with(&format!("{{\"pid\":{},", ctr.pid))).unwrap_or_else(|| panic!("{json}"));
+    assert_eq!(json.lines().filter(|l| !l.starts_with("{\"pid\":")).count(), 0, "one object a line: {json}");
+    let object = |pid: &str| json.lines().find(|l| l.starts_with(&format!("{{\"pid\":{pid},"))).map(String::from);
+    let line = object(&ctr.pid).unwrap_or_else(|| panic!("{json}"));
     assert!(
         line.starts_with(&format!("{{\"pid\":{},\"comm\":\"systemd\",\"mounts\":[{{\"where\":", ctr.pid)),
         "{line}"
     );
-    assert!(line.contains("{\"where\":\"/srv/idle\",\"type\":\"direct\",\"master\":\"systemd srv-idle.automount\",\"catatonic\":false}"), "{line}");
+    let idle =
+        "{\"where\":\"/srv/idle\",\"type\":\"direct\",\"master\":\"systemd srv-idle.automount\",\"catatonic\":false}";
+    assert!(line.contains(idle), "{line}");
     let blocked = format!("\"ctr_pid\":{waiting},\"comm\":\"stat\"}}],\"held\":3,\"interrupted\":false}}");
     assert!(line.contains("\"blocked\":[{\"pid\":") && line.ends_with(&blocked), "{line}");
-    assert_eq!(json.lines().filter(|l| !l.starts_with("{\"pid\":")).count(), 0, "one object a line: {json}");
+    let line = object(&fixed.pid).unwrap_or_else(|| panic!("{json}"));
+    assert!(line.contains(idle) && line.ends_with("\"blocked\":[],\"held\":null,\"interrupted\":false}"), "{line}");
+    assert_eq!(object(&bare.init), None, "{json}");
 }
