@@ -19,11 +19,19 @@ use crate::show::Shown;
 use crate::work::autofsdev::{self, Control};
 use crate::work::tokens;
 
-/// What releases: the control device; where this kernel needs waits answered by token, the
-/// first token a wait on a held superblock can have, if the pre-resume run read it.
+/// What releases: the control device, and how this kernel wakes the waits.
 pub struct Releaser {
     ctl: Control,
-    by_token: Option<Option<u32>>,
+    way: Way,
+}
+
+/// How the waits of a superblock are woken.
+enum Way {
+    /// Catatonic mode wakes them (Linux 6.6 and later).
+    Catatonic,
+    /// Each is answered by its token first; `first`, the first token a wait on a held
+    /// superblock can have, if the pre-resume run read it.
+    ByToken { first: Option<u32> },
 }
 
 /// How the waits on a released superblock were answered.
@@ -52,15 +60,16 @@ impl Releaser {
     /// `by_token`: whether this kernel needs waits answered by token (`tokens::needed`);
     /// `first`: the first token, from the pre-resume run.
     pub fn new(ctl: Control, by_token: bool, first: Option<u32>) -> Releaser {
-        Releaser { ctl, by_token: by_token.then_some(first) }
+        let way = if by_token { Way::ByToken { first } } else { Way::Catatonic };
+        Releaser { ctl, way }
     }
 
     /// Releases the superblock of `fd`, a descriptor from `Control::open_mount`. `waiting`:
     /// whether a process known to be blocked on it still waits.
     pub fn release(&self, fd: BorrowedFd<'_>, waiting: impl Fn() -> bool) -> Result<Waits> {
-        let waits = match self.by_token {
-            None => Waits::Woken,
-            Some(first) => match self.answer(fd, first, waiting) {
+        let waits = match self.way {
+            Way::Catatonic => Waits::Woken,
+            Way::ByToken { first } => match self.answer(fd, first, waiting) {
                 Ok(n) => Waits::Answered(n),
                 Err(e) => Waits::Unanswered(e),
             },
@@ -101,7 +110,7 @@ fn settled(waiting: &impl Fn() -> bool) -> bool {
         if !waiting() {
             return true;
         }
-        std::thread::sleep(std::time::Duration::from_millis(5));
+        std::thread::sleep(Duration::from_millis(5));
     }
     false
 }
