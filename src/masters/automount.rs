@@ -28,6 +28,16 @@ use crate::work::probe;
 use crate::work::release::{self, Releaser, Waits};
 use crate::work::survey::Blocked;
 
+/// What became of a daemon.
+pub enum Outcome {
+    /// A new one runs (its pid) and serves every mount the old one served.
+    Restarted(u32),
+    /// It was left running, deliberately: why. Its mounts still hang.
+    LeftRunning(String),
+    /// Its restart failed; the error says where things stand.
+    Failed(Error),
+}
+
 /// A daemon to restart, with what it takes to start it again where nobody else does.
 pub struct Daemon<'c> {
     pub plan: DaemonPlan,
@@ -131,18 +141,27 @@ impl<'c> Daemon<'c> {
 
     /// Restarts it (and probes its idle direct mounts, with `probe`). Returns its line.
     /// `blocked_on`: mount points a process of the container is blocked on now.
-    pub fn fix(&self, inside: &Inside, timeout: Duration, probe: bool, blocked_on: &[&[u8]]) -> Result<String> {
+    pub fn fix(&self, inside: &Inside, timeout: Duration, probe: bool, blocked_on: &[&[u8]]) -> Outcome {
         if let Some(in_use) = &self.plan.in_use {
-            return Err(Error::check(format!("left running: {in_use}")));
+            return Outcome::LeftRunning(in_use.to_string());
         }
         // The new daemon's walk to re-attach to a mount would wait for that process, and its
         // start hang, unless we can release it first.
         if let Some(on) = blocked_on.iter().find(|on| self.cannot_release(on)) {
-            return Err(Error::check(format!(
-                "left running: a process is blocked on {}, and a new automount would hang at its start until it is gone; end it (see its line, or --blocked kill), then run again",
+            return Outcome::LeftRunning(format!(
+                "a process is blocked on {}, and a new automount would hang at its start until it is gone; end it (see its line, or --blocked kill), then run again",
                 Shown(on)
-            )));
+            ));
         }
+        match self.restart(inside, timeout, probe) {
+            Ok(new) => Outcome::Restarted(new),
+            Err(e) => Outcome::Failed(e),
+        }
+    }
+
+    /// Kills it and has a new one started (`fix`), then probes its idle direct mounts, with
+    /// `probe`. Returns the new daemon's pid.
+    fn restart(&self, inside: &Inside, timeout: Duration, probe: bool) -> Result<u32> {
         let restarted = match &self.plan.supervisor {
             Supervisor::Systemd(unit) => self.restart_through_systemd(inside, unit, timeout),
             Supervisor::Other(_) => self.restart_supervised(inside, timeout),
@@ -163,7 +182,20 @@ impl<'c> Daemon<'c> {
                 probe::trigger(inside, &m.path, timeout).context("probing")?;
             }
         }
-        Ok(format!("{}: restarted (now pid {new}), serving {}", self.who(), self.plan.served()))
+        Ok(new)
+    }
+
+    /// The line that says `outcome`, and whether it is a failure.
+    pub fn line(&self, outcome: &Outcome) -> (String, bool) {
+        let who = self.who();
+        match outcome {
+            Outcome::Restarted(new) => {
+                (format!("{who}: restarted (now pid {new}), serving {}", self.plan.served()), false)
+            }
+            // Deliberate, but the mounts still hang: the run did not do what it is for.
+            Outcome::LeftRunning(why) => (format!("{who}: failed: left running: {why}"), true),
+            Outcome::Failed(e) => (format!("{who}: failed: {e}"), true),
+        }
     }
 
     /// Through its systemd service: SIGKILL to the main process (systemd runs no ExecStop= for

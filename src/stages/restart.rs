@@ -292,13 +292,9 @@ fn fix(inside: &Inside, plan: Plan, found: &Found<'_>, held: &Holding, s: &Setti
         }
     }
     for d in &daemons {
-        match d.fix(inside, s.timeout, s.probe, &blocked_on) {
-            Ok(line) => log.say(format_args!("{line}")),
-            Err(e) => {
-                failed = true;
-                log.say(format_args!("{}: failed: {e}", d.who()));
-            }
-        }
+        let (line, failure) = d.line(&d.fix(inside, s.timeout, s.probe, &blocked_on));
+        log.say(format_args!("{line}"));
+        failed |= failure;
         d.unreleased().iter().for_each(|l| log.say(format_args!("{l}")));
         released.extend(d.released());
     }
