@@ -165,14 +165,8 @@ pub fn parse(args: Vec<OsString>, env: &dyn Fn(&str) -> Option<OsString>) -> Res
     if args.is_empty() {
         return from_criu(env);
     }
-    if args.len() == 2 && args[0] == PROBE_ARG {
-        return Ok(Command::Probe(args[1].clone()));
-    }
-    if args.len() == 2 && args[0] == HOLD_ARG {
-        return Ok(Command::Hold(args[1].clone()));
-    }
-    if args.len() == 3 && args[0] == CATATONIC_ARG {
-        return Ok(Command::Catatonic(args[1].clone(), args[2].clone()));
+    if let Some(internal) = internal(&args) {
+        return Ok(internal);
     }
     let mut settings = settings_from_env(env)?;
     let mut parser = lexopt::Parser::from_args(args);
@@ -239,6 +233,16 @@ pub fn parse(args: Vec<OsString>, env: &dyn Fn(&str) -> Option<OsString>) -> Res
         settings.blocked = blocked;
     }
     Ok(Command::Restart(settings))
+}
+
+/// Our own children's hidden commands: the probe, the holder, the catatonic helper.
+fn internal(args: &[OsString]) -> Option<Command> {
+    match args {
+        [arg, path] if arg == PROBE_ARG => Some(Command::Probe(path.clone())),
+        [arg, pin] if arg == HOLD_ARG => Some(Command::Hold(pin.clone())),
+        [arg, path, dev] if arg == CATATONIC_ARG => Some(Command::Catatonic(path.clone(), dev.clone())),
+        _ => None,
+    }
 }
 
 /// The command of an action-script run: CRIU runs it with no arguments and says the stage in
