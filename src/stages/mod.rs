@@ -1,6 +1,7 @@
 //! The commands and CRIU stages, each a module that puts the layers below to work:
 //! pre-dump, pre-resume, post-resume with `restart` and `recover`, and `status`.
 
+pub mod opening;
 pub mod overview;
 pub mod predump;
 pub mod preresume;

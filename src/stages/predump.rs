@@ -5,15 +5,15 @@
 //! no program of the container and changes nothing. Its own faults are one warning and exit 0:
 //! only the `fail` policy ever aborts a dump.
 
-use crate::container::{Host, Init};
+use crate::container::Init;
 use crate::error::Result;
 use crate::log::Log;
-use crate::model::autofs::{self, Table};
+use crate::model::autofs::Table;
 use crate::model::nested::Namespace;
 use crate::model::plan::{DaemonPlan, Master, Plan};
 use crate::settings::{Policy, Settings};
 use crate::show::Shown;
-use crate::work::once;
+use crate::stages::opening::{self, Opened};
 use crate::work::survey::{self, Blocked, ProcFacts};
 
 /// Runs the pre-dump checks on `settings`, or warns about why they could not be read. Returns
@@ -30,16 +30,8 @@ pub fn run(settings: Result<Settings>) -> u8 {
 }
 
 fn check(s: &Settings, log: &Log) -> Result<u8> {
-    let host = Host::open(s.pid_name, s.pid)?;
-    if !once::first("pre-dump", host.init(), s.criu)? {
-        return Ok(0);
-    }
+    let Some(Opened { host, text }) = opening::open("pre-dump", s, log)? else { return Ok(0) };
     let init = host.init();
-    let (text, read) = host.mount_table(s.api)?;
-    log.step(format_args!("pre-dump: the container's mount table: {read}"));
-    if !autofs::any(&text) {
-        return Ok(0);
-    }
     let table = Table::from_mountinfo(&text, init.host_pid())?;
     let who = init.as_planned();
     let plan = Plan::make(&table, who, &[], &mut ProcFacts::new(init))?;

@@ -6,14 +6,13 @@
 //! master's restart, whatever blocked on it meanwhile.
 //! It runs no program of the container, and never fails the restore: its faults are a warning.
 
-use crate::container::Host;
 use crate::error::Result;
 use crate::log::Log;
-use crate::model::autofs::{self, Table};
+use crate::model::autofs::Table;
 use crate::model::mountinfo::Dev;
 use crate::settings::Settings;
+use crate::stages::opening::{self, Opened};
 use crate::work::holder;
-use crate::work::once;
 use crate::work::tokens;
 
 /// Starts the holder, or warns about why not. Always 0: a restore must not fail for this.
@@ -27,16 +26,8 @@ pub fn run(settings: Result<Settings>) -> u8 {
 }
 
 fn hold(s: &Settings, log: &Log) -> Result<()> {
-    let host = Host::open(s.pid_name, s.pid)?;
-    if !once::first("pre-resume", host.init(), s.criu)? {
-        return Ok(());
-    }
+    let Some(Opened { host, text }) = opening::open("pre-resume", s, log)? else { return Ok(()) };
     let init = host.init();
-    let (text, read) = host.mount_table(s.api)?;
-    log.step(format_args!("pre-resume: the container's mount table: {read}"));
-    if !autofs::any(&text) {
-        return Ok(());
-    }
     let table = Table::from_mountinfo(&text, init.host_pid())?;
     let mounts: Vec<(Vec<u8>, Dev)> = table
         .autofs()

@@ -1,0 +1,33 @@
+//! The start the CRIU stages share: the container reached from the host, one run of the stage
+//! per CRIU process (`once`), and its mount table as the plan reads it, with nothing more done
+//! where it has no autofs mount.
+
+use crate::container::Host;
+use crate::error::Result;
+use crate::log::Log;
+use crate::model::autofs;
+use crate::settings::Settings;
+use crate::work::once;
+
+/// A stage's start: the container, and its mount table (mountinfo lines).
+pub struct Opened {
+    pub host: Host,
+    pub text: Vec<u8>,
+}
+
+/// Opens the container `s` names for `stage` ("pre-dump"). None, with the reason said as a
+/// step, where this CRIU process ran the stage already or the container has no autofs mount.
+pub fn open(stage: &'static str, s: &Settings, log: &Log) -> Result<Option<Opened>> {
+    let host = Host::open(s.pid_name, s.pid)?;
+    if !once::first(stage, host.init(), s.criu)? {
+        log.step(format_args!("{stage}: nothing to do: this CRIU process ran {stage} on this container already"));
+        return Ok(None);
+    }
+    let (text, read) = host.mount_table(s.api)?;
+    log.step(format_args!("{stage}: the container's mount table: {read}"));
+    if !autofs::any(&text) {
+        log.step(format_args!("{stage}: nothing to do: the container has no autofs mount"));
+        return Ok(None);
+    }
+    Ok(Some(Opened { host, text }))
+}
