@@ -183,44 +183,14 @@ fn without_root_one_line_says_what_is_needed() {
     }
 }
 
-/// A process in a mount namespace of its own without any autofs mount, ended on drop.
-struct NoAutofs(std::process::Child);
-
-impl NoAutofs {
-    fn start() -> NoAutofs {
-        let script = "findmnt -rn -t autofs -o TARGET | sort -r | while read -r m; do umount -l \"$m\"; done
-                      echo ready; exec sleep 600";
-        let mut child = std::process::Command::new("unshare")
-            .args(["-m", "--propagation", "private", "sh", "-c", script])
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut ready = String::new();
-        std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut ready).unwrap();
-        assert_eq!(ready, "ready\n");
-        NoAutofs(child)
-    }
-
-    fn pid(&self) -> String {
-        self.0.id().to_string()
-    }
-}
-
-impl Drop for NoAutofs {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Nothing to do is said where asked (status, a dry run, -v), never a silent success; a unit
 /// asked for that is not there is a failure.
 #[test]
 #[ignore = "needs root: make test runs it"]
 fn a_container_without_autofs_mounts_is_said_to_need_nothing() {
     assert!(rustix::process::geteuid().is_root(), "this test needs root");
-    let ns = NoAutofs::start();
-    let pid = ns.pid();
+    let ns = common::Bare::start();
+    let pid = ns.init.clone();
     let none = format!("no autofs mount in the mount namespace of pid {pid}");
 
     let out = run(&["status", "--pid", &pid]);

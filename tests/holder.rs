@@ -179,37 +179,6 @@ fn a_holder_ends_with_its_container_and_is_started_once() {
     assert!(!left.iter().any(|n| n.starts_with(&format!("hold.{pid}-"))), "a pin left: {left:?}");
 }
 
-/// A pid namespace of its own whose mount namespace has no autofs mount: a container
-/// `status` leaves out. Its init is ended on drop.
-struct Bare {
-    unshare: std::process::Child,
-    init: String,
-}
-
-impl Bare {
-    fn start() -> Bare {
-        let script = "findmnt -rn -t autofs -o TARGET | sort -r | while read -r m; do umount -l \"$m\"; done
-                      echo $$; exec sleep 600";
-        let mut unshare = std::process::Command::new("unshare")
-            .args(["--pid", "--fork", "--mount", "--propagation", "private", "sh", "-c", script])
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut said = String::new();
-        std::io::BufRead::read_line(&mut std::io::BufReader::new(unshare.stdout.take().unwrap()), &mut said).unwrap();
-        assert_eq!(said, "1\n", "sh is the init of its pid namespace");
-        let children = std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", unshare.id())).unwrap();
-        Bare { unshare, init: children.trim().to_string() }
-    }
-}
-
-impl Drop for Bare {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("kill").args(["-KILL", &self.init]).status();
-        let _ = self.unshare.wait();
-    }
-}
-
 /// `status` without `--pid`, on a host with a restored container (its holder, then a process
 /// blocked on it), a fixed one and one without autofs mounts: a line for each container with
 /// autofs mounts, then what needs a look; the same in JSON, an object a line.
@@ -221,7 +190,7 @@ fn the_overview_of_every_container_names_what_needs_a_look() {
     let (fixed, _) = held();
     let out = run_as_criu("post-resume", &fixed.pid, &[]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let bare = Bare::start();
+    let bare = common::Bare::start();
     let of = |pid: &str, text: &str| -> Vec<String> {
         let mut lines = text.lines().skip_while(|l| !l.starts_with(&format!("pid {pid} (")));
         let first = lines.next().map(String::from).into_iter();

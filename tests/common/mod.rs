@@ -331,3 +331,35 @@ pub fn statmount_reads_lines() -> bool {
 
 /// What `-v` says of a whole mountinfo read because statmount cannot give the lines.
 pub const WHOLE_FOR_ENOSYS: &str = "its whole mountinfo read (listmount and statmount: ENOSYS)";
+
+/// A pid namespace of its own whose mount namespace has no autofs mount: a container
+/// `status` leaves out, and a pid with nothing to restart. Its init is ended on drop.
+pub struct Bare {
+    unshare: std::process::Child,
+    /// The init's host pid.
+    pub init: String,
+}
+
+impl Bare {
+    pub fn start() -> Bare {
+        let script = "findmnt -rn -t autofs -o TARGET | sort -r | while read -r m; do umount -l \"$m\"; done
+                      echo $$; exec sleep 600";
+        let mut unshare = std::process::Command::new("unshare")
+            .args(["--pid", "--fork", "--mount", "--propagation", "private", "sh", "-c", script])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut said = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(unshare.stdout.take().unwrap()), &mut said).unwrap();
+        assert_eq!(said, "1\n", "sh is the init of its pid namespace");
+        let children = std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", unshare.id())).unwrap();
+        Bare { unshare, init: children.trim().to_string() }
+    }
+}
+
+impl Drop for Bare {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill").args(["-KILL", &self.init]).status();
+        let _ = self.unshare.wait();
+    }
+}
