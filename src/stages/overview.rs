@@ -19,6 +19,7 @@ use crate::model::plan::{self, Master};
 use crate::model::procfs;
 use crate::settings::Api;
 use crate::show::{Shown, who};
+use crate::stages::status;
 use crate::work::holder;
 use crate::work::staging;
 use crate::work::survey::ProcFacts;
@@ -108,14 +109,14 @@ fn mounts(init: &Init, table: &Table<'_>) -> Result<Vec<Mount>> {
     let mut facts = ProcFacts::new(init);
     let mut mounts = Vec::new();
     for a in table.autofs() {
-        let (master, by) = match plan::master_of(&a, who, &mut facts)? {
-            Master::Unit(name) => (format!("systemd {name}"), "systemd"),
-            Master::Daemon { pid, .. } => (format!("automount (pid {pid})"), "automount"),
-            Master::Other { pid, comm } => {
-                (format!("pid {pid} ({})", Shown(comm.as_deref().unwrap_or(b"gone"))), "another process")
-            }
-            Master::None => ("none".into(), "nothing"),
+        let master = plan::master_of(&a, who, &mut facts)?;
+        let by = match master {
+            Master::Unit(_) => "systemd",
+            Master::Daemon { .. } => "automount",
+            Master::Other { .. } => "another process",
+            Master::None => "nothing",
         };
+        let master = status::master_words(init, &master);
         let kind = a.options.kind.map_or("?", |k| k.as_str());
         let catatonic = a.options.catatonic();
         mounts.push(Mount { path: a.mount.mount_point.to_vec(), kind, master, by, catatonic });

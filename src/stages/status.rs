@@ -91,20 +91,25 @@ fn release_note(holder: Option<&crate::work::holder::Live>, by_token: bool) -> &
     }
 }
 
+/// How `status` (one container or all) names a mount's master.
+pub(super) fn master_words(init: &Init, master: &Master) -> String {
+    match master {
+        Master::Unit(name) => format!("systemd {name}"),
+        Master::Daemon { pid, .. } => {
+            format!("pid {pid} ({})", Shown(&init.comm(*pid).unwrap_or_else(|| b"gone".to_vec())))
+        }
+        Master::Other { pid, comm } => format!("pid {pid} ({})", Shown(comm.as_deref().unwrap_or(b"gone"))),
+        Master::None => "none".into(),
+    }
+}
+
 /// A row per autofs mount: where, its type, its master, what is on top.
 fn mounts(init: &Init, table: &Table<'_>) -> Result<Vec<Row>> {
     let who = init.as_planned();
     let mut facts = ProcFacts::new(init);
     let mut rows = vec![["WHERE".to_string(), "TYPE".into(), "MASTER".into(), "ON TOP".into()]];
     for a in table.autofs() {
-        let mut master = match plan::master_of(&a, who, &mut facts)? {
-            Master::Unit(name) => format!("systemd {name}"),
-            Master::Daemon { pid, .. } => {
-                format!("pid {pid} ({})", Shown(&init.comm(pid).unwrap_or_else(|| b"gone".to_vec())))
-            }
-            Master::Other { pid, comm } => format!("pid {pid} ({})", Shown(comm.as_deref().unwrap_or(b"gone"))),
-            Master::None => "none".into(),
-        };
+        let mut master = master_words(init, &plan::master_of(&a, who, &mut facts)?);
         if a.options.catatonic() {
             master.push_str(", catatonic");
         }
