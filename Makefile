@@ -10,9 +10,18 @@ CARGOFLAGS ?= --locked
 # be read-only). The binary is $(BIN).
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
 BIN := $(TARGET_DIR)/autofs-restart
-# The Rust target: the building compiler's musl twin when its standard library is installed,
-# else the host; found only when something is built. TARGET=... chooses instead.
-TARGET ?= $(shell build/target)
+# A musl binary where no musl standard library is installed (Debian's rustc): BUILD_STD=1
+# builds one from the compiler's own source (rust-src) with cargo's -Zbuild-std, its crates
+# from crates.io, and links with musl-gcc (musl-tools) and LLVM's libunwind (libunwind-19-dev).
+# STD_FEATURES: the standard library's features; without
+# its backtrace symbolizer, which a stripped binary has nothing for. Adding
+# panic_immediate_abort saves 90 KiB more and loses the line a panic prints (DESIGN.md).
+BUILD_STD ?= 0
+STD_FEATURES ?= std_detect_file_io,std_detect_dlsym_getauxval,optimize_for_size
+MUSL_CC ?= musl-gcc
+# The Rust target: the building compiler's musl twin when its standard library is installed
+# (or BUILD_STD=1), else the host; found only when something is built. TARGET=... chooses instead.
+TARGET ?= $(shell build/target $(if $(filter 1,$(BUILD_STD)),musl))
 # Static, and a PIE with full RELRO, given to the final crate alone (`cargo rustc -- ...`): so
 # RUSTFLAGS, CARGO_ENCODED_RUSTFLAGS or a cargo config of the packager's all stay in force.
 STATIC_RUSTFLAGS := -C target-feature=+crt-static -C relocation-model=pie -C link-arg=-Wl,-z,relro,-z,now
@@ -38,6 +47,11 @@ else
 BUILD_ENV = RUSTFLAGS='$(RUSTFLAGS) $(REMAP)'
 endif
 comma := ,
+ifeq ($(BUILD_STD),1)
+STD_CARGOFLAGS = -Zbuild-std=std,panic_abort -Zbuild-std-features=$(STD_FEATURES)
+STD_RUSTFLAGS = -C linker=$(MUSL_CC) -C link-self-contained=no -L '$(TARGET_DIR)/musl-unwind'
+export MUSL_CC
+endif
 
 # Where `make install` puts things: the binary where CRIU's scripts live, the man page in
 # section 8, the licences, NEWS and a CRIU configuration example in the documentation.
@@ -46,8 +60,8 @@ LIBEXECDIR ?= $(PREFIX)/libexec
 MANDIR ?= $(PREFIX)/share/man
 DOCDIR ?= $(PREFIX)/share/doc/autofs-restart
 SCRIPTDIR = $(LIBEXECDIR)/criu/scripts
-# Where set-ups name CRIU's old script, for install-compat: Debian's criu package has it in
-# /usr/lib/criu/scripts, Fedora's in /usr/libexec/criu/scripts.
+# Where set-ups name CRIU's old script, for install-compat: Debian 12's criu package has it in
+# /usr/lib/criu/scripts, Debian 13's and Fedora's in /usr/libexec/criu/scripts.
 COMPATDIR ?= $(SCRIPTDIR)
 DOCS := README.md NEWS LICENSE-MIT LICENSE-APACHE
 
@@ -56,21 +70,29 @@ DOCS := README.md NEWS LICENSE-MIT LICENSE-APACHE
 CONTAINER_TESTS ?= 1
 
 .PHONY: all install install-compat uninstall check test test-one test-newest lint check-man check-install check-packaging \
-	check-msrv bench fuzz demo dist clean
+	check-msrv check-musl check-deb bench fuzz demo dist clean FORCE
 .DELETE_ON_ERROR:
 all: $(BIN)
 
 # Built, checked, then put in place: a binary that fails the static check is never left where
 # `make install` would take it.
-$(BIN): Cargo.toml $(wildcard Cargo.lock) $(shell find src -name '*.rs')
+$(BIN): Cargo.toml $(wildcard Cargo.lock) $(shell find src -name '*.rs') $(TARGET_DIR)/build-as
 	@set -e; target='$(TARGET)'; out='$(TARGET_DIR)'/$$target/release/autofs-restart; \
 	echo "building for $$target"; \
-	$(BUILD_ENV) $(CARGO) rustc $(CARGOFLAGS) $(BUILD_CONFIG) --release --bin autofs-restart \
-	    --target $$target -- $(STATIC_RUSTFLAGS); \
+	$(if $(filter 1,$(BUILD_STD)),build/musl-unwind '$(TARGET_DIR)/musl-unwind'; RUSTC_BOOTSTRAP=1) \
+	$(BUILD_ENV) $(CARGO) rustc $(CARGOFLAGS) $(BUILD_CONFIG) $(STD_CARGOFLAGS) --release --bin autofs-restart \
+	    --target $$target -- $(STATIC_RUSTFLAGS) $(STD_RUSTFLAGS); \
 	build/check-static "$$out"; \
 	rm -f '$@.new'; \
 	if [ -n '$(STRIP)' ]; then $(STRIP) -o '$@.new' "$$out"; else cp "$$out" '$@.new'; fi; \
 	mv '$@.new' '$@'
+
+# What the binary is built as: another target or standard library rebuilds it, so that
+# `make install` takes what its own knobs say (BUILD_STD=1 there too).
+$(TARGET_DIR)/build-as: FORCE
+	@mkdir -p '$(TARGET_DIR)'; echo 'TARGET=$(TARGET)$(if $(filter 1,$(BUILD_STD)), BUILD_STD=1 STD_FEATURES=$(STD_FEATURES))' >'$@.new'; \
+	if cmp -s '$@.new' '$@'; then rm '$@.new'; else mv '$@.new' '$@'; fi
+FORCE:
 
 install: $(BIN)
 	install -D -m 0755 $(BIN) $(DESTDIR)$(SCRIPTDIR)/autofs-restart
@@ -105,7 +127,9 @@ lint:
 
 # What needs no root: lint, the unit tests and the black-box tests of the command line. The
 # tests that need root and the kernel's autofs are #[ignore]d there (cargo lists them).
-check: lint
+# LINT=0 leaves fmt and clippy out (a distribution's build, whose newer clippy may find new lints).
+LINT ?= 1
+check: $(if $(filter 1,$(LINT)),lint)
 	$(CARGO) test $(CARGOFLAGS)
 
 # Everything: the above, the man page, the install tree, and the tests in throwaway
@@ -146,6 +170,16 @@ check-packaging:
 # Built and unit-tested with the oldest Rust of rust-version: Debian 13's, in a chroot.
 check-msrv:
 	build/check-msrv
+
+# The musl binary of BUILD_STD=1, built in a Debian 13 chroot: static, its unit tests run,
+# then the container tests once with it, on KERNEL (default trixie).
+check-musl:
+	KERNEL='$(KERNEL)' build/check-musl
+
+# The Debian package of build/debian, built in a Debian 13 chroot, lintian-clean, installed
+# over criu's script, run and removed.
+check-deb:
+	build/check-deb
 
 # Cost of the fix against a bare systemctl restart, as containers grow; writes build/bench-results.md.
 bench: $(BIN)
