@@ -25,20 +25,13 @@ pub struct Settings {
     pub criu: Option<u32>,
 }
 
-/// Which mount API moves trees: `open_tree`/`move_mount`, or bind mounts and `MS_MOVE`.
+/// The kernel interfaces a run was asked to use (`AUTOFS_RESTART_KERNEL_API`): the new ones,
+/// each falling back on its own where the kernel lacks it (`mounts::Moves`, `spawn::Start`,
+/// the tables read by statmount, waits released by catatonic mode), or the legacy ones for all.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Api {
     New,
     Legacy,
-}
-
-impl Api {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Api::New => "new",
-            Api::Legacy => "legacy",
-        }
-    }
 }
 
 /// What to do with a master whose mount has private copies in nested namespaces.

@@ -10,7 +10,7 @@ use rustix::fs::{Mode, OFlags, openat};
 use rustix::thread::{LinkNameSpaceType, move_into_link_name_space};
 
 use super::confine::Confine;
-use super::spawn::{self, Output, Spec};
+use super::spawn::{self, Output, Spec, Start};
 use super::{Init, Place, move_into};
 use crate::error::{Context, Error, Result};
 use crate::settings::Api;
@@ -24,8 +24,8 @@ pub struct Inside {
     /// What the container's programs may have, read before entering (or why not).
     confine: Result<Confine>,
     /// How programs are started: into their cgroup by clone3, until the kernel refuses it.
-    api: Cell<Api>,
-    /// The kernel interfaces the run was asked to use, for reading mount tables.
+    start: Cell<Start>,
+    /// The kernel interfaces the run was asked to use, where each fallback starts.
     asked: Api,
 }
 
@@ -36,7 +36,7 @@ impl Inside {
         confine: Result<Confine>,
         api: Api,
     ) -> Self {
-        Inside { init, root, mnt, host_mnt, confine, api: Cell::new(api), asked: api }
+        Inside { init, root, mnt, host_mnt, confine, start: Cell::new(Start::first(api)), asked: api }
     }
 
     pub fn init(&self) -> &Init {
@@ -47,7 +47,7 @@ impl Inside {
     /// it is killed and this is an error; the caller goes on safely.
     pub fn spawn(&self, spec: Spec<'_>, timeout: Duration) -> Result<Output> {
         let confine = self.confine.as_ref().map_err(|e| e.clone().context("the container's privileges are unknown"))?;
-        spawn::run(spec, self.init.pidfd(), confine, &self.api, timeout)
+        spawn::run(spec, self.init.pidfd(), confine, &self.start, timeout)
     }
 
     /// Runs a program of the container with the container's privileges only (`Spec::container`).

@@ -24,6 +24,25 @@ use crate::settings::Api;
 use crate::show::Shown;
 use crate::sys::fork::{self, Exec, Forked};
 
+/// How a child gets into the container's cgroup: started there by clone3
+/// (CLONE_INTO_CGROUP), or forked and then written into `cgroup.procs` where the kernel or a
+/// seccomp filter refuses that. The first refusal is remembered for the rest of the run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    IntoCgroup,
+    ForkThenJoin,
+}
+
+impl Start {
+    /// Where a run starts: `AUTOFS_RESTART_KERNEL_API=legacy` asks for the fork.
+    pub fn first(asked: Api) -> Self {
+        match asked {
+            Api::New => Start::IntoCgroup,
+            Api::Legacy => Start::ForkThenJoin,
+        }
+    }
+}
+
 /// Where a program of the container is looked for (its own PATH is not ours to trust).
 const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -137,7 +156,7 @@ pub(super) fn run(
     spec: Spec<'_>,
     init: BorrowedFd<'_>,
     confine: &Confine,
-    api: &Cell<Api>,
+    start: &Cell<Start>,
     timeout: Duration,
 ) -> Result<Output> {
     let path = resolve(spec.program).ok_or_else(|| {
@@ -173,7 +192,7 @@ pub(super) fn run(
         confined,
     };
     let deadline = Instant::now() + timeout;
-    let (pid, pidfd) = child.start(api, child_report.as_fd()).context(&*started)?;
+    let (pid, pidfd) = child.start(start, child_report.as_fd()).context(&*started)?;
     drop((devnull, child_stderr, child_report));
     if let Err(e) = exec_report(&report, deadline) {
         let _ = pidfd_send_signal(&pidfd, Signal::KILL);
@@ -214,16 +233,16 @@ const STEPS: [&str; 6] = [
 impl Child<'_> {
     /// Forks; in the child, does the steps and execs, reporting to `report` where it failed.
     /// Returns in the parent only.
-    fn start(mut self, api: &Cell<Api>, report: BorrowedFd<'_>) -> rustix::io::Result<(Pid, OwnedFd)> {
-        let forked = match (api.get(), self.confined.take_cgroup2()) {
-            (Api::New, Some(dir)) => {
+    fn start(mut self, start: &Cell<Start>, report: BorrowedFd<'_>) -> rustix::io::Result<(Pid, OwnedFd)> {
+        let forked = match (start.get(), self.confined.take_cgroup2()) {
+            (Start::IntoCgroup, Some(dir)) => {
                 // A seccomp filter may refuse clone3 with EPERM rather than ENOSYS: fork then
                 // meets the real refusal, if there is one, at the write.
                 // The child makes only system calls until it execs or exits (`steps`,
                 // `fork::exit`).
                 match fork::clone_into_cgroup(dir) {
                     Err(Errno::NOSYS | Errno::INVAL | Errno::TOOBIG | Errno::PERM) => {
-                        api.set(Api::Legacy);
+                        start.set(Start::ForkThenJoin);
                         self.confined = self.confined.in_cgroup2(dir);
                         fork::fork()
                     }

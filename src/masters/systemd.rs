@@ -77,7 +77,7 @@ pub fn restart(inside: &Inside, units: Vec<UnitPlan>, s: &Settings, log: &Log) -
         .into_iter()
         .map(|unit| Run { out: Outcome { unit, result: Ok(()), kept: None }, saved: Vec::new(), restart: None })
         .collect();
-    let mut mounter = match Mounter::new(inside, s.api) {
+    let mut mounter = match Mounter::new(inside) {
         Ok(m) => m,
         Err(e) => {
             runs.iter_mut().for_each(|r| r.out.fail("setting aside", e.clone()));
@@ -107,7 +107,7 @@ fn set_aside(mounter: &mut Mounter<'_>, run: &mut Run, log: &Log) {
     for (i, layer) in u.stack.iter().enumerate().rev() {
         match mounter.set_aside(&u.path, layer.dev, &layer.what, i == 0) {
             Ok(saved) => {
-                let (api, staged) = (mounter.api().as_str(), mounter.staged_in());
+                let (api, staged) = (mounter.moves().as_str(), mounter.staged_in());
                 log.step(format_args!("{}: set {} aside ({api} API, staged in {staged})", u.name, layer.what));
                 run.saved.push((layer.clone(), saved));
             }

@@ -62,9 +62,27 @@ pub struct Saved {
     pub at: String,
 }
 
+/// How trees move: with the new mount API (`open_tree`, `move_mount`), until the kernel lacks
+/// it, after which every later tree takes bind mounts and `MS_MOVE`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Moves {
+    Detached,
+    Bind,
+}
+
+impl Moves {
+    /// For people: which mount API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Moves::Detached => "new",
+            Moves::Bind => "legacy",
+        }
+    }
+}
+
 pub struct Mounter<'i> {
     inside: &'i Inside,
-    api: Api,
+    moves: Moves,
     /// Our root: the container's. Every path is walked from it.
     root: OwnedFd,
     staging: Option<Staging>,
@@ -77,13 +95,22 @@ pub struct Mounter<'i> {
 }
 
 impl<'i> Mounter<'i> {
-    pub fn new(inside: &'i Inside, api: Api) -> Result<Self> {
-        let root = paths::root()?;
-        Ok(Mounter { inside, api, root, staging: None, journal: None, next: 0, staged: 0, staged_in: "" })
+    /// Starts as the run was asked (`AUTOFS_RESTART_KERNEL_API`).
+    pub fn new(inside: &'i Inside) -> Result<Self> {
+        let moves = match inside.asked() {
+            Api::New => Moves::Detached,
+            Api::Legacy => Moves::Bind,
+        };
+        Self::moving(inside, moves)
     }
 
-    pub fn api(&self) -> Api {
-        self.api
+    fn moving(inside: &'i Inside, moves: Moves) -> Result<Self> {
+        let root = paths::root()?;
+        Ok(Mounter { inside, moves, root, staging: None, journal: None, next: 0, staged: 0, staged_in: "" })
+    }
+
+    pub fn moves(&self) -> Moves {
+        self.moves
     }
 
     /// Where trees are staged, once they are: a namespace copied from the host's or the
@@ -151,14 +178,14 @@ impl<'i> Mounter<'i> {
     fn copy_in_container(&mut self, dir: &OwnedFd, last: &[u8], path: &[u8], n: u32) -> rustix::io::Result<()> {
         let staging = self.staging.as_ref().map(Staging::dir).ok_or(Errno::NOENT)?;
         rustix::fs::mkdirat(staging, n.to_string(), Mode::RWXU)?;
-        if self.api == Api::New {
+        if self.moves == Moves::Detached {
             match open_tree(dir, last, CLONE) {
                 // Attached at once: a detached tree would die with this process.
                 Ok(fd) => {
                     return move_mount(&fd, c"", staging, n.to_string(), MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH);
                 }
                 // Remembered: every later tree takes the legacy path too.
-                Err(Errno::NOSYS) => self.api = Api::Legacy,
+                Err(Errno::NOSYS) => self.moves = Moves::Bind,
                 Err(e) => return Err(e),
             }
         }
@@ -173,8 +200,8 @@ impl<'i> Mounter<'i> {
         if self.staging.is_some() {
             return Ok(());
         }
-        let made = match self.api {
-            Api::New => match Staging::make_ns(self.inside) {
+        let made = match self.moves {
+            Moves::Detached => match Staging::make_ns(self.inside) {
                 Ok((staging, journal, from)) => {
                     self.staged_in = from;
                     Some((staging, journal))
@@ -182,12 +209,12 @@ impl<'i> Mounter<'i> {
                 // Nothing was made: the next best place is the container.
                 Err(e) => {
                     if e.errno() == Some(Errno::NOSYS) {
-                        self.api = Api::Legacy;
+                        self.moves = Moves::Bind;
                     }
                     None
                 }
             },
-            Api::Legacy => None,
+            Moves::Bind => None,
         };
         let (staging, journal) = match made {
             Some(made) => made,
@@ -363,7 +390,7 @@ fn root_id(at: BorrowedFd<'_>, name: &[u8]) -> rustix::io::Result<(u32, u32, u64
 pub fn recover(inside: &Inside, left: Left, steps: &[Step]) -> (Vec<String>, bool) {
     // The new API whatever was asked: a tree staged in a namespace of its own comes back
     // only through move_mount; where the kernel lacks it, nothing was staged that way.
-    let mut m = match Mounter::new(inside, Api::New) {
+    let mut m = match Mounter::moving(inside, Moves::Detached) {
         Ok(m) => m,
         Err(e) => return (vec![e.to_string()], false),
     };
