@@ -99,6 +99,30 @@ fn fixes_every_automount_and_keeps_what_is_on_top() {
     assert!(said.contains("set tmpfs srv-data aside (new API, staged in a namespace copied from the "), "{said}");
 }
 
+/// A restored automount that is private in the container (as under a runtime that makes its
+/// mounts private): its superblock was made in the restorer's mount namespace, so from 6.19
+/// the kernel refuses every access at once (EPERM) where older ones hang. The fix makes it
+/// answer on both: the new mount is the container's own.
+#[test]
+#[ignore = "needs root and the kernel's autofs: make test runs it"]
+fn a_restored_automount_private_in_the_container_is_fixed_too() {
+    require_containers();
+    let ctr = Container::start();
+    ctr.restore(&["/srv/idle"]);
+    ctr.ok("mount --make-private /srv/idle");
+    if common::refuses_foreign_private_triggers() {
+        let refused = ctr.sh("exec timeout -s KILL 5 stat /srv/idle/.");
+        assert!(stderr(&refused).contains("Operation not permitted"), "{}", stderr(&refused));
+    } else {
+        assert_eq!(ctr.answers("/srv/idle", 2), None, "/srv/idle should hang after the restore");
+    }
+    let out = run_as_criu("post-resume", &ctr.pid, &[]);
+    let said = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{said}");
+    assert!(said.contains("autofs-restart: srv-idle.automount: restarted\n"), "{said}");
+    assert_eq!(ctr.answers("/srv/idle", 10), Some(true));
+}
+
 #[test]
 #[ignore = "needs root and the kernel's autofs: make test runs it"]
 fn fixes_with_the_legacy_kernel_api_too() {

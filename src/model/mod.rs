@@ -4,6 +4,7 @@
 pub mod autofs;
 pub mod blocked;
 pub mod journal;
+pub mod kernel;
 pub mod layout;
 pub mod mountinfo;
 pub mod multimount;

@@ -43,6 +43,9 @@ pub struct Copy {
     pub reach: Reach,
     /// How many mounts sit on it there: a path walk reaches the top one, not the autofs mount.
     pub on_top: usize,
+    /// It is itself in no peer group and receives from none (the kernel's MS_PRIVATE): from
+    /// 6.19 a trigger on it from a namespace not its superblock's fails with EPERM.
+    pub private: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -148,6 +151,7 @@ pub fn copies(originals: &Originals, nested: &Table<'_>, groups: &Groups) -> Vec
                 of: original.map(|(path, _)| path.clone()),
                 reach,
                 on_top: a.stack.len(),
+                private: m.propagation.shared.is_none() && m.propagation.master.is_none() && !m.propagation.unbindable,
             }
         })
         .collect()
@@ -210,6 +214,22 @@ mod tests {
     fn after_a_restore_a_private_namespace_holds_private_copies() {
         let got = judge("nested-restored-main", "nested-restored-private", &[]);
         assert_eq!(got, paths(Reach::Private));
+    }
+
+    /// Whether each copy is itself private: the kernel's test for refusing a trigger (6.19).
+    #[test]
+    fn copies_in_a_private_namespace_are_themselves_private_and_slaves_are_not() {
+        let private = |nested: &str| -> Vec<bool> {
+            let (m, n) = (fixture("nested-restored-main"), fixture(nested));
+            let (main, nested) = (Table::new(parse(&m).unwrap()), Table::new(parse(&n).unwrap()));
+            let mut groups = Groups::default();
+            groups.add(&main);
+            groups.add(&nested);
+            copies(&Originals::of(&main), &nested, &groups).iter().map(|c| c.private).collect()
+        };
+        assert_eq!(private("nested-restored-private"), [true; 3]);
+        assert_eq!(private("nested-restored-slave"), [false; 3]);
+        assert_eq!(private("nested-restored-privatetmp"), [false; 3]);
     }
 
     #[test]

@@ -9,6 +9,7 @@ use rustix::process::Pid;
 use crate::container::{Host, Init};
 use crate::error::{Context, Result};
 use crate::model::autofs::Table;
+use crate::model::kernel;
 use crate::model::nested::{Namespace, Reach};
 use crate::model::plan::{self, Master};
 use crate::settings::Api;
@@ -126,6 +127,7 @@ fn mounts(init: &Init, table: &Table<'_>) -> Result<Vec<Row>> {
 
 /// A row per autofs mount of a nested namespace, and what a restart does to it.
 fn nested(init: &Init, namespaces: &[Namespace]) -> Vec<Row> {
+    let refuses = kernel::at_least(rustix::system::uname().release().to_bytes(), kernel::REFUSES_FOREIGN_PRIVATE);
     let mut rows = vec![["NESTED NAMESPACE".to_string(), "WHERE".into(), "TYPE".into(), "STATE".into()]];
     for ns in namespaces {
         let who = who_short(ns.pid, ns.ctr_pid, &ns.comm);
@@ -134,6 +136,10 @@ fn nested(init: &Init, namespaces: &[Namespace]) -> Vec<Row> {
             let state = match c.reach {
                 _ if c.options.catatonic() => "catatonic".to_string(),
                 Reach::Follows => format!("follows {of}"),
+                // Until then, a trigger from there waits for the master, or is refused at once.
+                Reach::Private if refuses && c.private && c.on_top == 0 => {
+                    format!("private copy of {of}: an access fails with EPERM; catatonic once its master restarts")
+                }
                 Reach::Private => format!("private copy of {of}: catatonic once its master restarts"),
                 Reach::Elsewhere => {
                     let holder = match (c.options.pgrp, c.options.pipe_ino) {

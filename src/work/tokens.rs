@@ -23,11 +23,9 @@ use rustix::mount::{FsMountFlags, FsOpenFlags, MountAttrFlags};
 
 use crate::container::pidfd;
 use crate::error::{Context, Error, Result};
+use crate::model::kernel;
 use crate::settings::Api;
 use crate::work::autofsdev;
-
-/// The first kernel whose catatonic mode wakes killable waiters.
-const WAKES_FROM: (u32, u32) = (6, 6);
 
 /// How long our own wait may take to reach our pipe: microseconds.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -42,18 +40,7 @@ pub const OLDER: u32 = 1 << 16;
 /// Whether releasing waits needs their tokens: on a kernel before 6.6, or when asked to act
 /// as on one (`AUTOFS_RESTART_KERNEL_API=legacy`).
 pub fn needed(api: Api) -> bool {
-    api == Api::Legacy || !at_least(rustix::system::uname().release().to_bytes(), WAKES_FROM)
-}
-
-/// Whether a kernel release (`6.1.0-57-amd64`) is at least `version`; an unreadable one is
-/// taken as old.
-fn at_least(release: &[u8], version: (u32, u32)) -> bool {
-    let text = String::from_utf8_lossy(release);
-    let mut numbers = text.split(|c: char| !c.is_ascii_digit()).map(str::parse::<u32>);
-    match (numbers.next(), numbers.next()) {
-        (Some(Ok(major)), Some(Ok(minor))) => (major, minor) >= version,
-        _ => false,
-    }
+    api == Api::Legacy || !kernel::at_least(rustix::system::uname().release().to_bytes(), kernel::WAKES_FROM_CATATONIC)
 }
 
 /// The tokens from `first` up to, not including, `next`, newest first, across the counter's
@@ -139,18 +126,6 @@ fn packet(from_kernel: &OwnedFd) -> Result<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn kernel_releases() {
-        assert!(!at_least(b"6.1.0-57-amd64", WAKES_FROM));
-        assert!(!at_least(b"5.15.0-140-generic", WAKES_FROM));
-        assert!(at_least(b"6.6.0", WAKES_FROM));
-        assert!(at_least(b"6.12.118+deb13-amd64", WAKES_FROM));
-        assert!(at_least(b"7.2.13+deb14-amd64", WAKES_FROM));
-        assert!(at_least(b"10.0", WAKES_FROM));
-        assert!(!at_least(b"", WAKES_FROM));
-        assert!(!at_least(b"linux", WAKES_FROM));
-    }
 
     #[test]
     fn tokens_between_two_readings() {

@@ -322,6 +322,14 @@ pub fn kernel_at_least(major: u32, minor: u32) -> bool {
     (numbers.next().unwrap_or(0), numbers.next().unwrap_or(0)) >= (major, minor)
 }
 
+/// Whether the kernel refuses at once (EPERM) a trigger on a private autofs mount from a mount
+/// namespace other than the one its superblock was made (or last given a pipe) in, where
+/// older ones wait for the master: "autofs: don't trigger mount if it can't succeed" (Linux
+/// 6.19; 6.12 has it not, Debian sid's 7.2 has it).
+pub fn refuses_foreign_private_triggers() -> bool {
+    kernel_at_least(6, 19)
+}
+
 /// Whether a run with the new kernel API reads mount tables by statmount: where the kernel's
 /// statmount gives every field of a mountinfo line, the source last (Linux 6.13). Before that
 /// (and before 6.8, without statmount) it reads the whole mountinfo, and `-v` says why.
