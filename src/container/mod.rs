@@ -33,6 +33,7 @@ pub use host::Host;
 pub use inside::Inside;
 pub use ns::{NsId, Place};
 pub use spawn::Spec;
+pub use table::Snapshot;
 
 use crate::error::{Context, Error, Result};
 use crate::model::procfs;

@@ -21,6 +21,13 @@ use crate::sys::statmount::{Lister, basic, list_mounts, statmount, top_mount_id}
 /// (build/bench-notes.md). 32 stays on the cheaper side of that.
 const BELOW_AT_MOST: usize = 32;
 
+/// A mount table as read once: its mountinfo lines, and how they were read. Stages keep the
+/// snapshot they plan from, and replace it whole when they read again.
+pub struct Snapshot {
+    pub text: Vec<u8>,
+    pub read: TableRead,
+}
+
 /// How a table was read, for `-v`: the part (mounts read of those listed), or the whole
 /// mountinfo and why.
 pub enum TableRead {
@@ -127,32 +134,32 @@ fn part_or_whole(
     init: &Init,
     api: Api,
     part: impl FnOnce() -> Result<std::result::Result<(Vec<u8>, TableRead), Errno>>,
-) -> Result<(Vec<u8>, TableRead)> {
+) -> Result<Snapshot> {
     let why = match api {
         Api::New => match part()? {
-            Ok(part) => return Ok(part),
+            Ok((text, read)) => return Ok(Snapshot { text, read }),
             Err(e) => Some(e),
         },
         Api::Legacy => None,
     };
-    Ok((init.mountinfo()?, TableRead::Whole(why)))
+    Ok(Snapshot { text: init.mountinfo()?, read: TableRead::Whole(why) })
 }
 
 impl Host {
     /// The container's table as after a pre-resume run whose holder held the autofs mounts
     /// `held` (unique ids): the part below them (see the module), unless there are too many,
     /// or units were asked for (one of them may be mounted since), or anything in it fails.
-    pub fn mount_table_below(&self, api: Api, held: &[u64], units_asked: bool) -> Result<(Vec<u8>, TableRead)> {
+    pub fn mount_table_below(&self, api: Api, held: &[u64], units_asked: bool) -> Result<Snapshot> {
         if api == Api::New && !units_asked && (1..=BELOW_AT_MOST).contains(&held.len()) {
-            if let Ok(part) = self.visit(|| part_below(held, self.root()))? {
-                return Ok(part);
+            if let Ok((text, read)) = self.visit(|| part_below(held, self.root()))? {
+                return Ok(Snapshot { text, read });
             }
         }
         self.mount_table(api)
     }
 
     /// The container's table (see the module): the part visited in its namespace and root.
-    pub fn mount_table(&self, api: Api) -> Result<(Vec<u8>, TableRead)> {
+    pub fn mount_table(&self, api: Api) -> Result<Snapshot> {
         part_or_whole(self.init(), api, || self.visit(part_here))
     }
 }
@@ -174,7 +181,7 @@ impl Inside {
 
     /// The container's table (see the module), read where we are, with the kernel
     /// interfaces the run was entered with.
-    pub fn mount_table(&self) -> Result<(Vec<u8>, TableRead)> {
+    pub fn mount_table(&self) -> Result<Snapshot> {
         part_or_whole(self.init(), self.asked(), || Ok(part_here()))
     }
 }

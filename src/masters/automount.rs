@@ -294,7 +294,7 @@ impl<'c> Daemon<'c> {
         paths.sort_unstable();
         let (mut made, mut covered, mut unmounted) = (Vec::new(), Vec::new(), Vec::new());
         let text = inside.mount_table();
-        let table = text.as_ref().map_err(Clone::clone).and_then(|(t, _)| Table::from_mountinfo(t, init.host_pid()));
+        let table = text.as_ref().map_err(Clone::clone).and_then(|t| Table::from_mountinfo(&t.text, init.host_pid()));
         for path in paths {
             let Ok(table) = &table else { break };
             let Some(a) = table.autofs_at(path) else {
@@ -353,7 +353,7 @@ impl<'c> Daemon<'c> {
         let init = inside.init();
         let mut new = None;
         wait_until(deadline, || {
-            let (text, _) = inside.mount_table()?;
+            let text = inside.mount_table()?.text;
             let table = Table::from_mountinfo(&text, init.host_pid())?;
             new = self.reattached(inside, &table)?;
             Ok(new.is_some())

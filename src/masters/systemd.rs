@@ -12,7 +12,7 @@
 use std::os::unix::process::ExitStatusExt;
 use std::time::Duration;
 
-use crate::container::Inside;
+use crate::container::{Inside, Snapshot};
 use crate::error::{Error, Result};
 use crate::log::Log;
 use crate::model::autofs::Table;
@@ -179,7 +179,7 @@ fn mounts_after(inside: &Inside, runs: &[Run], log: &Log) -> Result<Vec<u8>> {
             return Ok(text);
         }
     }
-    let (text, read) = inside.mount_table()?;
+    let Snapshot { text, read } = inside.mount_table()?;
     log.step(format_args!("checking the mounts against the container's mount table: {read}"));
     Ok(text)
 }

@@ -2,7 +2,7 @@
 //! per CRIU process (`once`), and its mount table as the plan reads it, with nothing more done
 //! where it has no autofs mount.
 
-use crate::container::Host;
+use crate::container::{Host, Snapshot};
 use crate::error::Result;
 use crate::log::Log;
 use crate::model::autofs;
@@ -23,7 +23,7 @@ pub fn open(stage: &'static str, s: &Settings, log: &Log) -> Result<Option<Opene
         log.step(format_args!("{stage}: nothing to do: this CRIU process ran {stage} on this container already"));
         return Ok(None);
     }
-    let (text, read) = host.mount_table(s.api)?;
+    let Snapshot { text, read } = host.mount_table(s.api)?;
     log.step(format_args!("{stage}: the container's mount table: {read}"));
     if !autofs::any(&text) {
         log.step(format_args!("{stage}: nothing to do: the container has no autofs mount"));

@@ -88,7 +88,7 @@ fn inits() -> Result<Vec<u32>> {
 fn look(pid: Pid, api: Api) -> Result<Option<Container>> {
     let host = Host::open("pid", pid)?;
     let init = host.init();
-    let (text, _) = host.mount_table(api)?;
+    let text = host.mount_table(api)?.text;
     if !autofs::any(&text) {
         return Ok(None);
     }

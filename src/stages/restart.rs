@@ -55,36 +55,32 @@ pub fn run(s: &Settings) -> Result<u8> {
     // The pre-resume run chose the autofs mounts from every mount: read what is below them.
     let below: Vec<u64> = held.as_ref().map_or_else(Vec::new, Held::mount_ids);
     let table = |host: &Host| host.mount_table_below(s.api, &below, !s.units.is_empty());
-    let (mut text, read) = table(&host)?;
-    log.step(format_args!("the container's mount table: {read}"));
-    let mut read_below = read.is_below();
+    let mut snapshot = table(&host)?;
+    log.step(format_args!("the container's mount table: {}", snapshot.read));
     // No autofs mount and nothing left by an interrupted run: nothing to lock either.
-    if !autofs::any(&text) && !staging::anything_left(host.init(), &text) {
+    if !autofs::any(&snapshot.text) && !staging::anything_left(host.init(), &snapshot.text) {
         return Ok(no_autofs(&host, s, &log));
     }
     let (_lock, waited) = host.lock(s.timeout)?;
     if waited {
-        let read;
-        (text, read) = table(&host)?;
-        read_below = read.is_below();
+        snapshot = table(&host)?;
     }
     let reached = if s.dry_run {
         Reached::Outside(host)
     } else {
         // What an interrupted run left set aside goes back first: the plan must see it in place.
-        match recover_staged(host, &text, s.api, &log)? {
+        match recover_staged(host, &snapshot.text, s.api, &log)? {
             Recovered::Nothing(host) => Reached::Outside(host),
             Recovered::NotAll => return Ok(1),
             Recovered::AllBack(inside) => {
-                text = inside.mount_table()?.0;
-                read_below = false;
+                snapshot = inside.mount_table()?;
                 Reached::In(inside)
             }
         }
     };
-    let below = if read_below { below } else { Vec::new() };
+    let below = if snapshot.read.is_below() { below } else { Vec::new() };
     let held = Holding { held, releaser, below };
-    plan_and_fix(reached, text, &held, s, &log)
+    plan_and_fix(reached, snapshot.text, &held, s, &log)
 }
 
 /// The end of a run on a container without autofs mounts: a unit asked for is not there (a
@@ -318,7 +314,7 @@ fn release(
     // and for every namespace that has the superblock. Where the plan read below the held
     // mounts, pre-resume found every autofs mount then: of those, the ones still mounted.
     let init = inside.init();
-    let text = if held.below.is_empty() { inside.mount_table().map(|(t, _)| t) } else { inside.mounts_of(&held.below) };
+    let text = if held.below.is_empty() { inside.mount_table().map(|t| t.text) } else { inside.mounts_of(&held.below) };
     let live: Vec<Dev> = match text
         .and_then(|t| Ok(Table::from_mountinfo(&t, init.host_pid())?.autofs().iter().map(|a| a.mount.dev).collect()))
     {

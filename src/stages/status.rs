@@ -22,7 +22,7 @@ type Row = [String; 4];
 pub fn run(pid_name: &'static str, pid: Pid, api: Api) -> Result<u8> {
     let host = Host::open(pid_name, pid)?;
     let init = host.init();
-    let (text, _) = host.mount_table(api)?;
+    let text = host.mount_table(api)?.text;
     let table = Table::from_mountinfo(&text, init.host_pid())?;
     let mut out = std::io::stdout().lock();
     let rows = mounts(init, &table)?;
