@@ -8,7 +8,6 @@
 //! what hangs of it is killed and the mounts nobody serves are made catatonic: an access then
 //! fails at once, instead of hanging or being killed by SIGPIPE.
 
-use std::cell::{Cell, RefCell};
 use std::os::fd::{AsFd, OwnedFd};
 use std::time::{Duration, Instant};
 
@@ -47,11 +46,11 @@ pub struct Daemon<'c> {
     held: Vec<(Dev, Vec<u8>, OwnedFd)>,
     releaser: Option<&'c Releaser>,
     /// Whether it was killed: from then on a failure leaves its mounts without a daemon.
-    killed: Cell<bool>,
+    killed: bool,
     /// The processes blocked on its mounts before the fix: host pid, mount point.
     waiting: Vec<(u32, Vec<u8>)>,
     /// The mount points released through `held`, and how (see `release`).
-    released: RefCell<Vec<(Vec<u8>, Result<Waits>)>>,
+    released: Vec<(Vec<u8>, Result<Waits>)>,
 }
 
 impl<'c> Daemon<'c> {
@@ -83,13 +82,12 @@ impl<'c> Daemon<'c> {
         }
         let ours = |b: &&Blocked| b.on.as_ref().is_some_and(|on| plan.mounts.iter().any(|m| m.path == *on));
         let waiting = waiting.iter().filter(ours).filter_map(|b| Some((b.pid, b.on.clone()?))).collect();
-        Daemon { plan, respawn, held, releaser, waiting, killed: Cell::new(false), released: RefCell::new(Vec::new()) }
+        Daemon { plan, respawn, held, releaser, waiting, killed: false, released: Vec::new() }
     }
 
     /// The mount points whose waiters were released (see `release`).
     pub fn released(&self) -> Vec<Vec<u8>> {
-        let released = self.released.borrow();
-        released
+        self.released
             .iter()
             .filter(|(_, w)| matches!(w, Ok(Waits::Woken | Waits::Answered(_))))
             .map(|(p, _)| p.clone())
@@ -98,9 +96,8 @@ impl<'c> Daemon<'c> {
 
     /// A warning for each of its mounts whose waiters could not be released.
     pub fn unreleased(&self) -> Vec<String> {
-        let released = self.released.borrow();
         let line = |path: &[u8], why: String| format!("{}: warning: {}{why}", self.who(), Shown(path));
-        released
+        self.released
             .iter()
             .filter_map(|(path, w)| match w {
                 Ok(w @ Waits::Unanswered(_)) => Some(line(path, format!(": made catatonic{}", w.note()))),
@@ -115,11 +112,12 @@ impl<'c> Daemon<'c> {
     /// the new daemon's own walk to re-attach to that mount would wait for it, and its start
     /// hang. The new daemon makes each mount catatonic anyway, as the first step of
     /// re-attaching, which wakes nobody before Linux 6.6.
-    fn release(&self, inside: &Inside) {
+    fn release(&mut self, inside: &Inside) {
         let Some(releaser) = self.releaser else { return };
-        for (_, path, fd) in &self.held {
-            let waiting = || self.waiting.iter().any(|(pid, on)| on == path && inside.init().still_blocked(*pid));
-            self.released.borrow_mut().push((path.clone(), releaser.release(fd.as_fd(), waiting)));
+        let Daemon { held, waiting, released, .. } = self;
+        for (_, path, fd) in held.iter() {
+            let still = || waiting.iter().any(|(pid, on)| on == path && inside.init().still_blocked(*pid));
+            released.push((path.clone(), releaser.release(fd.as_fd(), still)));
         }
     }
 
@@ -141,7 +139,7 @@ impl<'c> Daemon<'c> {
 
     /// Restarts it (and probes its idle direct mounts, with `probe`). Returns its line.
     /// `blocked_on`: mount points a process of the container is blocked on now.
-    pub fn fix(&self, inside: &Inside, timeout: Duration, probe: bool, blocked_on: &[&[u8]]) -> Outcome {
+    pub fn fix(&mut self, inside: &Inside, timeout: Duration, probe: bool, blocked_on: &[&[u8]]) -> Outcome {
         if let Some(in_use) = &self.plan.in_use {
             return Outcome::LeftRunning(in_use.to_string());
         }
@@ -161,20 +159,21 @@ impl<'c> Daemon<'c> {
 
     /// Kills it and has a new one started (`fix`), then probes its idle direct mounts, with
     /// `probe`. Returns the new daemon's pid.
-    fn restart(&self, inside: &Inside, timeout: Duration, probe: bool) -> Result<u32> {
-        let restarted = match &self.plan.supervisor {
-            Supervisor::Systemd(unit) => self.restart_through_systemd(inside, unit, timeout),
+    /// Called once: what starts it again is taken.
+    fn restart(&mut self, inside: &Inside, timeout: Duration, probe: bool) -> Result<u32> {
+        let restarted = match self.plan.supervisor.clone() {
+            Supervisor::Systemd(unit) => self.restart_through_systemd(inside, &unit, timeout),
             Supervisor::Other(_) => self.restart_supervised(inside, timeout),
-            Supervisor::Init => match &self.respawn {
-                Some(Ok(r)) => self.restart_respawning(inside, r, timeout),
-                Some(Err(e)) => return Err(e.clone()),
+            Supervisor::Init => match self.respawn.take() {
+                Some(Ok(r)) => self.restart_respawning(inside, &r, timeout),
+                Some(Err(e)) => return Err(e),
                 None => return Err(Error::check("nothing known to start it again with")),
             },
         };
         let new = match restarted {
             Ok(new) => new,
             // Never killed: it still serves its mounts as it did.
-            Err(e) if !self.killed.get() => return Err(e),
+            Err(e) if !self.killed => return Err(e),
             Err(e) => return Err(self.abandon(inside, e, timeout)),
         };
         if probe {
@@ -201,12 +200,12 @@ impl<'c> Daemon<'c> {
     /// Through its systemd service: SIGKILL to the main process (systemd runs no ExecStop= for
     /// a process that died), wait until systemd has reaped it, start the service, and wait
     /// until a new daemon serves every mount the old one served. Returns the new daemon's pid.
-    fn restart_through_systemd(&self, inside: &Inside, unit: &str, timeout: Duration) -> Result<u32> {
+    fn restart_through_systemd(&mut self, inside: &Inside, unit: &str, timeout: Duration) -> Result<u32> {
         let deadline = Instant::now() + timeout;
         inside
             .run("systemctl", &[b"kill", b"--signal=KILL", b"--kill-whom=main", unit.as_bytes()], timeout)?
             .ok("systemctl kill")?;
-        self.killed.set(true);
+        self.killed = true;
         // Reaped means systemd has seen the death: a start sent earlier could find the unit
         // still active and do nothing.
         let old = self.plan.pid;
@@ -222,11 +221,11 @@ impl<'c> Daemon<'c> {
     /// One that daemonised on its own: SIGKILL through a pidfd, wait for its death, start it
     /// again exactly once as it was (see `Respawn`), detached in a new session, and wait for
     /// the new one to serve every mount. Never retried: a second copy must never run.
-    fn restart_respawning(&self, inside: &Inside, respawn: &Respawn, timeout: Duration) -> Result<u32> {
+    fn restart_respawning(&mut self, inside: &Inside, respawn: &Respawn, timeout: Duration) -> Result<u32> {
         let deadline = Instant::now() + timeout;
         let old = self.plan.pid;
         let dying = pidfd::kill(old)?;
-        self.killed.set(true);
+        self.killed = true;
         wait_until(deadline, || pidfd::exited(dying.as_fd()))
             .context(format!("waiting for automount (pid {old}) to die"))?;
         self.release(inside);
@@ -251,11 +250,11 @@ impl<'c> Daemon<'c> {
     /// supervisor's new daemon to serve every mount. The supervisor starts it again at once,
     /// so idle multi-mounts are unmounted just before the kill (detached: the old daemon holds
     /// them open until it dies); an access in between finds a plain directory.
-    fn restart_supervised(&self, inside: &Inside, timeout: Duration) -> Result<u32> {
+    fn restart_supervised(&mut self, inside: &Inside, timeout: Duration) -> Result<u32> {
         let deadline = Instant::now() + timeout;
         self.reset()?;
         let dying = pidfd::kill(self.plan.pid)?;
-        self.killed.set(true);
+        self.killed = true;
         // Its supervisor starts a new one at once: released as soon as it is dead.
         let _ = wait_until(Instant::now() + Duration::from_millis(200), || pidfd::exited(dying.as_fd()));
         self.release(inside);

@@ -246,7 +246,7 @@ struct Fixed {
 fn fix(inside: &Inside, plan: Plan, found: &Found<'_>, held: &Holding, s: &Settings, log: &Log) -> Fixed {
     let mut failed = false;
     // Read while the daemons still run, before anything restarts.
-    let daemons: Vec<Daemon> = plan
+    let mut daemons: Vec<Daemon> = plan
         .daemons
         .into_iter()
         .map(|d| Daemon::prepare(inside, d, held.releaser.as_ref(), held.held.as_ref(), found.waiting))
@@ -287,8 +287,9 @@ fn fix(inside: &Inside, plan: Plan, found: &Found<'_>, held: &Holding, s: &Setti
             }
         }
     }
-    for d in &daemons {
-        let (line, failure) = d.line(&d.fix(inside, s.timeout, s.probe, &blocked_on));
+    for d in &mut daemons {
+        let outcome = d.fix(inside, s.timeout, s.probe, &blocked_on);
+        let (line, failure) = d.line(&outcome);
         log.say(format_args!("{line}"));
         failed |= failure;
         d.unreleased().iter().for_each(|l| log.say(format_args!("{l}")));
