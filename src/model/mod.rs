@@ -13,6 +13,7 @@ pub mod partial;
 pub mod plan;
 pub mod procfs;
 pub mod recovery;
+pub mod report;
 pub mod units;
 #[cfg(test)]
 pub mod xorshift;

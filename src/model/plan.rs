@@ -228,24 +228,6 @@ impl Plan {
         self.units.is_empty() && self.daemons.is_empty()
     }
 
-    /// A line for each mount left alone and each unit asked for that is not there.
-    pub fn notes(&self) -> Vec<String> {
-        let alone = self.alone.iter().map(|(path, master)| match master {
-            Master::None => format!("{}: left alone: it has no master", Shown(path)),
-            Master::Other { pid, comm } => format!(
-                "{}: left alone: its master is pid {pid} ({}), not the container's systemd",
-                Shown(path),
-                Shown(comm.as_deref().unwrap_or(b"gone"))
-            ),
-            Master::Unit(_) | Master::Daemon { .. } => format!("{}: left alone", Shown(path)),
-        });
-        let missing = self
-            .missing
-            .iter()
-            .map(|u| format!("{u}: failed: no autofs mount of the container's systemd belongs to this unit"));
-        alone.chain(missing).collect()
-    }
-
     /// The private copies of the units' autofs mounts in nested namespaces, unit by unit.
     pub fn private_copies(&self, namespaces: &[Namespace]) -> Vec<PrivateCopy> {
         let mut found = Vec::new();
@@ -265,73 +247,35 @@ impl Plan {
         found
     }
 
-    /// Applies the nested policy at the fix: names each private copy of a unit's autofs mount
-    /// in the nested namespaces, and with `skip` leaves those units out. Returns the lines to
-    /// say and how many private copies there are; with `fail`, any copy means nothing is done.
-    pub fn nested(&mut self, namespaces: &[Namespace], policy: Policy) -> (Vec<String>, usize) {
+    /// Applies the nested policy at the fix: finds each private copy of a unit's autofs mount
+    /// in the nested namespaces, and with `skip` leaves those units out (`report::nested`
+    /// says it all). With `fail`, any copy means nothing is done.
+    pub fn nested(&mut self, namespaces: &[Namespace], policy: Policy) -> Nested {
         let copies = self.private_copies(namespaces);
-        let mut lines = Vec::new();
-        for c in &copies {
-            let on_top = match c.on_top {
-                0 => String::new(),
-                n => format!(" (the {n} mount(s) on it there still answer)"),
-            };
-            lines.push(format!("{}: a restart of its master leaves that copy catatonic{on_top}", c.line()));
-        }
-        let private = copies.len();
+        let mut skipped = Vec::new();
         self.units.retain(|u| {
             let skip = policy == Policy::Skip && copies.iter().any(|c| c.unit == u.name);
             if skip {
-                lines.push(format!("{}: left alone (nested policy: {})", u.name, policy.as_str()));
+                skipped.push(u.name.clone());
             }
             !skip
         });
-        if private > 0 && policy == Policy::Fail {
-            let copies = if private == 1 { "copy" } else { "copies" };
-            lines.push(format!(
-                "failed: nothing restarted: {private} private {copies} in nested mount namespaces (nested policy: {})",
-                policy.as_str()
-            ));
-        }
-        (lines, private)
+        Nested { copies, skipped, policy }
     }
+}
 
-    /// What a fix would do: a line per daemon, then per unit.
-    pub fn describe(&self) -> Vec<String> {
-        let daemons = self.daemons.iter().map(|d| {
-            let how = match &d.supervisor {
-                Supervisor::Systemd(unit) => format!("through {unit}"),
-                Supervisor::Other(p) => format!("through its supervisor (pid {p})"),
-                Supervisor::Init => "as it was (it daemonised on its own)".into(),
-            };
-            if let Some(in_use) = &d.in_use {
-                return format!("automount (pid {}): would be left running: {in_use}", d.pid);
-            }
-            let mut line = format!(
-                "automount (pid {}): would SIGKILL it and start it again {how}; it serves {}",
-                d.pid,
-                d.served()
-            );
-            for r in &d.resets {
-                let n = r.below.len();
-                line.push_str(&format!(
-                    "; {} and its {n} idle offset(s) would be unmounted first (the new daemon mounts them again)",
-                    Shown(&r.base)
-                ));
-            }
-            line
-        });
-        let units = self.units.iter().map(|u| {
-            let mut plan = format!("{}: would restart it (autofs {} at {})", u.name, u.dev, Shown(&u.path));
-            for l in u.stack.iter().rev() {
-                plan.push_str(&format!(", setting {} aside", l.what));
-            }
-            if !u.stack.is_empty() {
-                plan.push_str(" and putting it back");
-            }
-            plan
-        });
-        daemons.chain(units).collect()
+/// What the nested policy found and did at the fix.
+pub struct Nested {
+    pub copies: Vec<PrivateCopy>,
+    /// The units left out (`skip`), in the plan's order.
+    pub skipped: Vec<String>,
+    pub policy: Policy,
+}
+
+impl Nested {
+    /// Whether nothing may be done (`fail`, and a private copy).
+    pub fn refuses(&self) -> bool {
+        self.policy == Policy::Fail && !self.copies.is_empty()
     }
 }
 
@@ -349,13 +293,6 @@ pub struct PrivateCopy {
     pub on_top: usize,
 }
 
-impl PrivateCopy {
-    /// "UNIT: OF has a private copy at PATH in NS", the start of every line about it.
-    pub fn line(&self) -> String {
-        format!("{}: {} has a private copy at {} in {}", self.unit, Shown(&self.of), Shown(&self.path), self.ns)
-    }
-}
-
 impl DaemonPlan {
     /// The mount points it serves, for messages (those kept, then the bases of those reset).
     pub fn served(&self) -> String {
@@ -369,6 +306,7 @@ impl DaemonPlan {
 mod tests {
     use super::*;
     use crate::model::mountinfo::parse;
+    use crate::model::report;
 
     /// A process the fake /proc knows.
     struct Proc {
@@ -472,14 +410,14 @@ mod tests {
         assert_eq!((d.pid, &d.supervisor), (300, &Supervisor::Other(299)));
         assert_eq!(d.served(), "/srv/direct, /srv/ind");
         assert_eq!(
-            plan.notes(),
+            report::notes(&plan),
             [
                 "/srv/other: left alone: its master is pid 500 (mymaster), not the container's systemd",
                 "/srv/dead: left alone: it has no master",
             ]
         );
         assert!(plan.missing.is_empty());
-        let said = plan.describe();
+        let said = report::describe(&plan);
         assert_eq!(
             said[0],
             "automount (pid 300): would SIGKILL it and start it again through its supervisor (pid 299); it serves /srv/direct, /srv/ind"
@@ -510,7 +448,7 @@ mod tests {
         assert!(plan.daemons.is_empty() && plan.alone.is_empty());
         assert_eq!(facts.asked, 0, "no pipe holder looked for");
         assert_eq!(
-            plan.notes(),
+            report::notes(&plan),
             ["srv-nothing.automount: failed: no autofs mount of the container's systemd belongs to this unit"]
         );
     }
@@ -540,7 +478,8 @@ mod tests {
             .into_iter()
             .map(|(pid, copies)| Namespace { pid, ctr_pid: Some(278), comm: b"sleep".to_vec(), copies })
             .collect();
-        let (lines, private) = plan.nested(&namespaces, policy);
+        let nested = plan.nested(&namespaces, policy);
+        let (lines, private) = (report::nested(&nested), nested.copies.len());
         (plan, lines, private)
     }
 

@@ -11,6 +11,7 @@ use crate::log::Log;
 use crate::model::autofs::Table;
 use crate::model::nested::Namespace;
 use crate::model::plan::{DaemonPlan, Master, Plan};
+use crate::model::report;
 use crate::settings::{Policy, Settings};
 use crate::show::Shown;
 use crate::stages::opening::{self, Opened};
@@ -105,7 +106,7 @@ fn nested(plan: &Plan, namespaces: &[Namespace], policy: Policy, log: &Log) -> u
             Policy::Skip => "after the restore the unit is left alone, and it keeps hanging",
             Policy::Fail => "the dump is refused",
         };
-        log.say(format_args!("{}: {then} (nested policy: {})", c.line(), policy.as_str()));
+        log.say(format_args!("{}: {then} (nested policy: {})", report::private_copy(c), policy.as_str()));
     }
     copies.len()
 }

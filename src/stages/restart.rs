@@ -22,7 +22,8 @@ use crate::model::autofs::{self, Table};
 use crate::model::mountinfo::Dev;
 use crate::model::nested::{Namespace, Reach};
 use crate::model::plan::Plan;
-use crate::settings::{Api, OnBlocked, Policy, Settings};
+use crate::model::report;
+use crate::settings::{Api, OnBlocked, Settings};
 use crate::show::Shown;
 use crate::work::autofsdev::Control;
 use crate::work::holder::{self, Held};
@@ -142,7 +143,7 @@ fn plan_and_fix(reached: Reached, text: Vec<u8>, held: &Holding, s: &Settings, l
     }
     let who = init.as_planned();
     let mut plan = Plan::make(&table, who, &s.units, &mut ProcFacts::new(init))?;
-    plan.notes().iter().for_each(|l| log.say(format_args!("{l}")));
+    report::notes(&plan).iter().for_each(|l| log.say(format_args!("{l}")));
     let missing = u8::from(!plan.missing.is_empty());
     if plan.is_empty() {
         if plan.missing.is_empty() {
@@ -158,13 +159,14 @@ fn plan_and_fix(reached: Reached, text: Vec<u8>, held: &Holding, s: &Settings, l
     let survey = init.survey()?;
     let namespaces = if plan.units.is_empty() { Vec::new() } else { survey::namespaces(init, &table, &survey.nested)? };
     let places = Places::open(init, &namespaces);
-    let (lines, private) = plan.nested(&namespaces, s.nested);
-    lines.iter().for_each(|l| log.say(format_args!("{l}")));
-    if private > 0 && s.nested == Policy::Fail {
+    let nested = plan.nested(&namespaces, s.nested);
+    report::nested(&nested).iter().for_each(|l| log.say(format_args!("{l}")));
+    if nested.refuses() {
         return Ok(1);
     }
+    let private = nested.copies.len();
     if plan.is_empty() || s.dry_run {
-        plan.describe().iter().for_each(|l| log.say(format_args!("{l}")));
+        report::describe(&plan).iter().for_each(|l| log.say(format_args!("{l}")));
         return Ok(missing);
     }
     // What follows needs only what it owns, not the table: a large one would stay in memory

@@ -1,0 +1,89 @@
+//! The sentences a plan is said in: what is left alone, what a dry run would do, what the
+//! nested policy found and did. The plan decides (`plan`); this module only words it, so that
+//! the words people and tests read are in one place.
+
+use crate::model::plan::{Master, Nested, Plan, PrivateCopy, Supervisor};
+use crate::show::Shown;
+
+/// A line for each mount left alone and each unit asked for that is not there.
+pub fn notes(plan: &Plan) -> Vec<String> {
+    let alone = plan.alone.iter().map(|(path, master)| match master {
+        Master::None => format!("{}: left alone: it has no master", Shown(path)),
+        Master::Other { pid, comm } => format!(
+            "{}: left alone: its master is pid {pid} ({}), not the container's systemd",
+            Shown(path),
+            Shown(comm.as_deref().unwrap_or(b"gone"))
+        ),
+        Master::Unit(_) | Master::Daemon { .. } => format!("{}: left alone", Shown(path)),
+    });
+    let missing = plan
+        .missing
+        .iter()
+        .map(|u| format!("{u}: failed: no autofs mount of the container's systemd belongs to this unit"));
+    alone.chain(missing).collect()
+}
+
+/// "UNIT: OF has a private copy at PATH in NS", the start of every line about a private copy.
+pub fn private_copy(c: &PrivateCopy) -> String {
+    format!("{}: {} has a private copy at {} in {}", c.unit, Shown(&c.of), Shown(&c.path), c.ns)
+}
+
+/// The lines of the nested policy at the fix: each private copy, each unit left out, and
+/// the refusal.
+pub fn nested(n: &Nested) -> Vec<String> {
+    let mut lines = Vec::new();
+    for c in &n.copies {
+        let on_top = match c.on_top {
+            0 => String::new(),
+            n => format!(" (the {n} mount(s) on it there still answer)"),
+        };
+        lines.push(format!("{}: a restart of its master leaves that copy catatonic{on_top}", private_copy(c)));
+    }
+    for unit in &n.skipped {
+        lines.push(format!("{unit}: left alone (nested policy: {})", n.policy.as_str()));
+    }
+    if n.refuses() {
+        let private = n.copies.len();
+        let copies = if private == 1 { "copy" } else { "copies" };
+        lines.push(format!(
+            "failed: nothing restarted: {private} private {copies} in nested mount namespaces (nested policy: {})",
+            n.policy.as_str()
+        ));
+    }
+    lines
+}
+
+/// What a fix would do: a line per daemon, then per unit.
+pub fn describe(plan: &Plan) -> Vec<String> {
+    let daemons = plan.daemons.iter().map(|d| {
+        let how = match &d.supervisor {
+            Supervisor::Systemd(unit) => format!("through {unit}"),
+            Supervisor::Other(p) => format!("through its supervisor (pid {p})"),
+            Supervisor::Init => "as it was (it daemonised on its own)".into(),
+        };
+        if let Some(in_use) = &d.in_use {
+            return format!("automount (pid {}): would be left running: {in_use}", d.pid);
+        }
+        let mut line =
+            format!("automount (pid {}): would SIGKILL it and start it again {how}; it serves {}", d.pid, d.served());
+        for r in &d.resets {
+            let n = r.below.len();
+            line.push_str(&format!(
+                "; {} and its {n} idle offset(s) would be unmounted first (the new daemon mounts them again)",
+                Shown(&r.base)
+            ));
+        }
+        line
+    });
+    let units = plan.units.iter().map(|u| {
+        let mut line = format!("{}: would restart it (autofs {} at {})", u.name, u.dev, Shown(&u.path));
+        for l in u.stack.iter().rev() {
+            line.push_str(&format!(", setting {} aside", l.what));
+        }
+        if !u.stack.is_empty() {
+            line.push_str(" and putting it back");
+        }
+        line
+    });
+    daemons.chain(units).collect()
+}
