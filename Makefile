@@ -13,9 +13,9 @@ BIN := $(TARGET_DIR)/autofs-restart
 # A musl binary where no musl standard library is installed (Debian's rustc): BUILD_STD=1
 # builds one from the compiler's own source (rust-src) with cargo's -Zbuild-std, its crates
 # from crates.io, and links with musl-gcc (musl-tools) and LLVM's libunwind (libunwind-19-dev).
-# STD_FEATURES: the standard library's features; without
-# its backtrace symbolizer, which a stripped binary has nothing for. Adding
-# panic_immediate_abort saves 90 KiB more and loses the line a panic prints (DESIGN.md).
+# STD_FEATURES: the standard library's features, without its backtrace symbolizer (a stripped
+# binary has no symbols for it). Adding panic_immediate_abort saves 104 KiB more and loses the
+# line a panic prints (DESIGN.md).
 BUILD_STD ?= 0
 STD_FEATURES ?= std_detect_file_io,std_detect_dlsym_getauxval,optimize_for_size
 MUSL_CC ?= musl-gcc
