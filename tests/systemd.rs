@@ -100,15 +100,15 @@ fn fixes_every_automount_and_keeps_what_is_on_top() {
 }
 
 /// A restored automount that is private in the container (as under a runtime that makes its
-/// mounts private): its superblock was made in the restorer's mount namespace, so from 6.19
-/// the kernel refuses every access at once (EPERM) where older ones hang. The fix makes it
-/// answer on both: the new mount is the container's own.
+/// mounts private), its superblock made in the restorer's mount namespace as CRIU's mount-v2
+/// makes it: from 6.19 the kernel refuses every access at once (EPERM) where older ones hang.
+/// The fix makes it answer on both: the new mount is the container's own.
 #[test]
 #[ignore = "needs root and the kernel's autofs: make test runs it"]
 fn a_restored_automount_private_in_the_container_is_fixed_too() {
     require_containers();
     let ctr = Container::start();
-    ctr.restore(&["/srv/idle"]);
+    ctr.restore_from_outside(&["/srv/idle"]);
     ctr.ok("mount --make-private /srv/idle");
     if common::refuses_foreign_private_triggers() {
         let refused = ctr.sh("exec timeout -s KILL 5 stat /srv/idle/.");

@@ -184,6 +184,18 @@ impl Container {
         assert!(out.status.success(), "restore: {}", stderr(&out));
     }
 
+    /// The same, each new superblock made in the host's mount namespace and moved in, as CRIU's
+    /// mount-v2 engine does (tests/harness/restore, RESTORE_FROM_OUTSIDE).
+    pub fn restore_from_outside(&self, paths: &[&str]) {
+        let out = Command::new(harness())
+            .args(["restore", &self.pid])
+            .args(paths)
+            .env("RESTORE_FROM_OUTSIDE", "1")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "restore: {}", stderr(&out));
+    }
+
     pub fn mountinfo(&self) -> Vec<MountLine> {
         self.ok("cat /proc/self/mountinfo").lines().map(MountLine::parse).collect()
     }
