@@ -153,6 +153,7 @@ pub fn errno_name(e: Errno) -> String {
         (Errno::ROFS, "EROFS"),
         (Errno::NAMETOOLONG, "ENAMETOOLONG"),
         (Errno::NOSYS, "ENOSYS"),
+        (Errno::NODATA, "ENODATA"),
         (Errno::NOTEMPTY, "ENOTEMPTY"),
         (Errno::LOOP, "ELOOP"),
         (Errno::STALE, "ESTALE"),

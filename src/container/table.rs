@@ -51,6 +51,9 @@ impl std::fmt::Display for TableRead {
                 write!(f, "{read} mounts read by statmount, at and below the {held} autofs mount(s) pre-resume held")
             }
             TableRead::Whole(None) => f.write_str("its whole mountinfo read (legacy API)"),
+            TableRead::Whole(Some(Errno::NODATA)) => {
+                f.write_str("its whole mountinfo read (statmount lacks a field of a line: a kernel before 6.13, or a mount without a source)")
+            }
             TableRead::Whole(Some(e)) => {
                 write!(f, "its whole mountinfo read (listmount and statmount: {})", errno_name(*e))
             }

@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 use crate::log::Log;
 use crate::model::autofs::Table;
 use crate::model::plan::{Layer, UnitPlan};
-use crate::settings::{Api, Settings};
+use crate::settings::Api;
 use crate::show::Shown;
 use crate::work::mounts::{Mounter, Saved};
 use crate::work::probe;
@@ -70,9 +70,16 @@ struct Run {
 /// environment is three short variables).
 const ARGS_MAX: usize = 64 * 1024;
 
-/// Phases 2 to 4 for the units of the plan. Returns each unit's outcome, and an error that
+/// Phases 2 to 4 for the units of the plan, each wait bounded by `timeout`; with `probe`, each
+/// fixed mount point is then triggered. Returns each unit's outcome, and an error that
 /// belongs to no unit (the staging could not be removed).
-pub fn restart(inside: &Inside, units: Vec<UnitPlan>, s: &Settings, log: &Log) -> (Vec<Outcome>, Option<Error>) {
+pub fn restart(
+    inside: &Inside,
+    units: Vec<UnitPlan>,
+    timeout: Duration,
+    probe: bool,
+    log: &Log,
+) -> (Vec<Outcome>, Option<Error>) {
     let mut runs: Vec<Run> = units
         .into_iter()
         .map(|unit| Run { out: Outcome { unit, result: Ok(()), kept: None }, saved: Vec::new(), restart: None })
@@ -87,13 +94,13 @@ pub fn restart(inside: &Inside, units: Vec<UnitPlan>, s: &Settings, log: &Log) -
     for run in &mut runs {
         set_aside(&mut mounter, run, log);
     }
-    restart_all(inside, &mut runs, s.timeout, log);
+    restart_all(inside, &mut runs, timeout, log);
     let after = mounts_after(inside, &runs, log);
     check_and_put_back(inside, &mut mounter, &mut runs, after, log);
     let finished = mounter.finish().err();
-    if s.probe {
+    if probe {
         for run in runs.iter_mut().filter(|r| r.out.result.is_ok()) {
-            if let Err(e) = probe::trigger(inside, &run.out.unit.path, s.timeout) {
+            if let Err(e) = probe::trigger(inside, &run.out.unit.path, timeout) {
                 run.out.fail("probing", e);
             }
         }

@@ -1,5 +1,5 @@
 //! The sentences a plan is said in: what is left alone, what a dry run would do, what the
-//! nested policy found and did. The plan decides (`plan`); this module only words it, so that
+//! nested policy found and did, why there is nothing to do. The plan decides (`plan`); this module only words it, so that
 //! the words people and tests read are in one place.
 
 use crate::model::plan::{Master, Nested, Plan, PrivateCopy, Supervisor};
@@ -16,12 +16,24 @@ pub fn notes(plan: &Plan) -> Vec<String> {
         ),
         Master::Unit(_) | Master::Daemon { .. } => format!("{}: left alone", Shown(path)),
     });
-    let missing = plan
-        .missing
-        .iter()
-        .map(|u| format!("{u}: failed: no autofs mount of the container's systemd belongs to this unit"));
-    alone.chain(missing).collect()
+    alone.chain(plan.missing.iter().map(|u| missing_unit(u))).collect()
 }
+
+/// A unit asked for (`--unit`) that has no autofs mount of the container's systemd.
+pub fn missing_unit(unit: &str) -> String {
+    format!("{unit}: failed: no autofs mount of the container's systemd belongs to this unit")
+}
+
+/// Why a run has nothing to do where the container has no autofs mount; `own` when the pid
+/// shares this host's mount namespace (it is in no container).
+pub fn no_autofs(init: u32, own: bool) -> String {
+    let own = if own { format!(", this host's own: pid {init} is in no container") } else { String::new() };
+    format!("nothing to do: no autofs mount in the mount namespace of pid {init}{own}")
+}
+
+/// Why a run has nothing to do where the container's autofs mounts have no master to restart.
+pub const NO_MASTER: &str =
+    "nothing to do: no autofs mount of the container is served by its systemd or an automount daemon";
 
 /// "UNIT: OF has a private copy at PATH in NS", the start of every line about a private copy.
 pub fn private_copy(c: &PrivateCopy) -> String {

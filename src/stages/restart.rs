@@ -88,15 +88,11 @@ pub fn run(s: &Settings) -> Result<u8> {
 /// failure each, exit 1); else nothing to do, said where asked (a dry run, `-v`).
 fn no_autofs(host: &Host, s: &Settings, log: &Log) -> u8 {
     for u in &s.units {
-        log.say(format_args!("{u}: failed: no autofs mount of the container's systemd belongs to this unit"));
+        log.say(format_args!("{}", report::missing_unit(u)));
     }
     if s.units.is_empty() {
         let init = host.init().host_pid();
-        let own = match host.shares_our_mount_namespace() {
-            true => format!(", this host's own: pid {init} is in no container"),
-            false => String::new(),
-        };
-        say_nothing_to_do(&format!("nothing to do: no autofs mount in the mount namespace of pid {init}{own}"), s, log);
+        say_nothing_to_do(&report::no_autofs(init, host.shares_our_mount_namespace()), s, log);
     }
     u8::from(!s.units.is_empty())
 }
@@ -147,9 +143,7 @@ fn plan_and_fix(reached: Reached, text: Vec<u8>, held: &Holding, s: &Settings, l
     let missing = u8::from(!plan.missing.is_empty());
     if plan.is_empty() {
         if plan.missing.is_empty() {
-            let line =
-                "nothing to do: no autofs mount of the container is served by its systemd or an automount daemon";
-            say_nothing_to_do(line, s, log);
+            say_nothing_to_do(report::NO_MASTER, s, log);
         }
         return Ok(missing);
     }
@@ -256,7 +250,7 @@ fn fix(inside: &Inside, plan: Plan, found: &Found<'_>, held: &Holding, s: &Setti
     let outcomes = if plan.units.is_empty() {
         Vec::new()
     } else {
-        let (outcomes, unfinished) = systemd::restart(inside, plan.units, s, log);
+        let (outcomes, unfinished) = systemd::restart(inside, plan.units, s.timeout, s.probe, log);
         if let Some(e) = unfinished {
             log.say(format_args!("{e}"));
             failed = true;

@@ -14,8 +14,8 @@ use crate::model::nested::{Namespace, Reach};
 use crate::model::plan::{self, Master};
 use crate::settings::Api;
 use crate::show::{Shown, column, who_short};
-use crate::work::staging;
 use crate::work::survey::{self, Blocked, ProcFacts};
+use crate::work::{self, staging};
 
 type Row = [String; 4];
 
@@ -127,7 +127,7 @@ fn mounts(init: &Init, table: &Table<'_>) -> Result<Vec<Row>> {
 
 /// A row per autofs mount of a nested namespace, and what a restart does to it.
 fn nested(init: &Init, namespaces: &[Namespace]) -> Vec<Row> {
-    let refuses = kernel::at_least(rustix::system::uname().release().to_bytes(), kernel::REFUSES_FOREIGN_PRIVATE);
+    let refuses = work::running_at_least(kernel::REFUSES_FOREIGN_PRIVATE);
     let mut rows = vec![["NESTED NAMESPACE".to_string(), "WHERE".into(), "TYPE".into(), "STATE".into()]];
     for ns in namespaces {
         let who = who_short(ns.pid, ns.ctr_pid, &ns.comm);

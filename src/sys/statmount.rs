@@ -99,8 +99,8 @@ pub fn mount_id(fd: BorrowedFd<'_>) -> Result<u64, Errno> {
 }
 
 /// statmount(2) of the mount with unique id `id` in our mount namespace, with what a
-/// mountinfo line needs. ENOSYS where the kernel (before 6.8) or the architecture lacks it,
-/// or where it lacks what we read of the record: an autofs mount always has options (`fd=`,
+/// mountinfo line needs. ENOSYS where the kernel (before 6.8) or the architecture lacks it;
+/// ENODATA where the record lacks a field we read: an autofs mount always has options (`fd=`,
 /// `pgrp=`), so none means a kernel before 6.10; no source, one before 6.13 (or a mount made
 /// by fsmount(2) without a name, which mountinfo shows as `none`). The caller then reads
 /// mountinfo, which has every field on every kernel.
@@ -124,7 +124,7 @@ pub fn statmount(id: u64) -> Result<Record, Errno> {
     let record = Record { buf };
     let mask = record.u64_at(at::MASK);
     if mask & NEEDED != NEEDED || (record.str_at(at::FS_TYPE, FS_TYPE) == b"autofs" && mask & MNT_OPTS == 0) {
-        return Err(Errno::NOSYS);
+        return Err(Errno::NODATA);
     }
     Ok(record)
 }

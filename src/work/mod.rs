@@ -12,3 +12,10 @@ pub mod release;
 pub mod staging;
 pub mod survey;
 pub mod tokens;
+
+use crate::model::kernel;
+
+/// Whether the kernel this runs on is at least `version` (`model::kernel` names the changes).
+pub fn running_at_least(version: (u32, u32)) -> bool {
+    kernel::at_least(rustix::system::uname().release().to_bytes(), version)
+}

@@ -40,7 +40,7 @@ pub const OLDER: u32 = 1 << 16;
 /// Whether releasing waits needs their tokens: on a kernel before 6.6, or when asked to act
 /// as on one (`AUTOFS_RESTART_KERNEL_API=legacy`).
 pub fn needed(api: Api) -> bool {
-    api == Api::Legacy || !kernel::at_least(rustix::system::uname().release().to_bytes(), kernel::WAKES_FROM_CATATONIC)
+    api == Api::Legacy || !super::running_at_least(kernel::WAKES_FROM_CATATONIC)
 }
 
 /// The tokens from `first` up to, not including, `next`, newest first, across the counter's

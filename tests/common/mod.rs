@@ -235,6 +235,15 @@ impl Container {
         }
     }
 
+    /// Asserts that a `stat` of `path` fails at once with EPERM (the kernel refusing the
+    /// trigger), from the container or from the mount namespace of its process `from`.
+    pub fn assert_refused(&self, from: Option<&str>, path: &str) {
+        let enter = from.map_or(String::new(), |pid| format!("nsenter -t {pid} -m "));
+        let refused = self.sh(&format!("exec timeout -s KILL 5 {enter}stat {path}/."));
+        assert_eq!(refused.status.code(), Some(1), "refused at once: {}", stderr(&refused));
+        assert!(stderr(&refused).contains("Operation not permitted"), "{}", stderr(&refused));
+    }
+
     /// Waits, bounded, until `script` succeeds inside.
     pub fn wait_for(&self, script: &str) {
         for _ in 0..200 {
@@ -349,8 +358,15 @@ pub fn statmount_reads_lines() -> bool {
     kernel_at_least(6, 13)
 }
 
-/// What `-v` says of a whole mountinfo read because statmount cannot give the lines.
-pub const WHOLE_FOR_ENOSYS: &str = "its whole mountinfo read (listmount and statmount: ENOSYS)";
+/// What `-v` says of a whole mountinfo read because statmount cannot give the lines: the
+/// kernel has none (before 6.8), or its records lack a field of a line (before 6.13).
+pub fn whole_read() -> &'static str {
+    if kernel_at_least(6, 8) {
+        "its whole mountinfo read (statmount lacks a field of a line: a kernel before 6.13, or a mount without a source)"
+    } else {
+        "its whole mountinfo read (listmount and statmount: ENOSYS)"
+    }
+}
 
 /// A pid namespace of its own whose mount namespace has no autofs mount: a container
 /// `status` leaves out, and a pid with nothing to restart. Its init is ended on drop.
