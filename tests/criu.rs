@@ -13,7 +13,8 @@ use common::{bin, require_program};
 /// The stages CRIU runs the scripts at for a process without namespaces of its own.
 const STAGES: [&str; 6] = ["pre-dump", "post-dump", "pre-restore", "post-restore", "pre-resume", "post-resume"];
 
-/// A directory of the test's, and the restored process: both gone on drop, even on failure.
+/// A directory of the test's, the process dumped and restored (one pid), and the markers our
+/// runs left for it under /run/autofs-restart: all gone on drop, even on failure.
 struct Scene {
     dir: PathBuf,
     pid: Option<u32>,
@@ -23,6 +24,9 @@ impl Drop for Scene {
     fn drop(&mut self) {
         if let Some(pid) = self.pid {
             let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+            let markers =
+                format!("rm -f /run/autofs-restart/*.{pid}-*.*; rmdir /run/autofs-restart 2>/dev/null || true");
+            let _ = Command::new("sh").args(["-c", &markers]).status();
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
@@ -83,6 +87,7 @@ fn criu_runs_every_action_script_and_ours_acts_once_per_stage() {
         .spawn()
         .unwrap();
     let pid = child.id();
+    scene.pid = Some(pid);
     while std::fs::read_to_string(format!("/proc/{pid}/cmdline")).is_ok_and(|c| !c.starts_with("sleep")) {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
@@ -90,7 +95,6 @@ fn criu_runs_every_action_script_and_ours_acts_once_per_stage() {
     // Reaped, so that its pid is free for the restore.
     child.wait().unwrap();
     let restore = criu(&dir, &["restore", "-d", "-o", "restore.log"], &logger);
-    scene.pid = Some(pid);
 
     // Every script ran at every stage, ours twice (the configuration file's and the command
     // line's), the other once.
@@ -104,7 +108,8 @@ fn criu_runs_every_action_script_and_ours_acts_once_per_stage() {
         assert_eq!(ran.iter().filter(|p| **p == ours).count(), 2, "{stage}: {ran:?}");
     }
 
-    // Ours acted at the first run of each of its stages, and the second said it had.
+    // Ours acted at the first run of each of its stages, and the second said it had: the
+    // first left a marker on the host, for this CRIU process.
     for (stage, log) in [("pre-dump", &dump), ("pre-resume", &restore), ("post-resume", &restore)] {
         let prefix = if stage == "post-resume" { String::new() } else { format!("{stage}: ") };
         let read = format!("autofs-restart: {prefix}the container's mount table: ");

@@ -1,6 +1,6 @@
 //! The sentences a plan is said in: what is left alone, what a dry run would do, what the
-//! nested policy found and did, why there is nothing to do. The plan decides (`plan`); this module only words it, so that
-//! the words people and tests read are in one place.
+//! nested policy found and did, why there is nothing to do. The plan decides (`plan`); this
+//! module only words it, so that the words people and tests read are in one place.
 
 use crate::model::plan::{Master, Nested, Plan, PrivateCopy, Supervisor};
 use crate::show::Shown;
