@@ -45,13 +45,14 @@ fn scripts_at(log: &str, stage: &str) -> Vec<String> {
         .collect()
 }
 
-fn criu(dir: &Path, args: &[&str], logger: &Path) -> String {
-    let ours = bin().to_string_lossy().into_owned();
+/// Runs `criu ARGS` with `logger` and `ours` named on its command line, `ours` again in its
+/// configuration file; returns its log.
+fn criu(dir: &Path, args: &[&str], logger: &Path, ours: &str) -> String {
     let out = Command::new("criu")
         .args(args)
         .args(["-D", &dir.join("img").to_string_lossy(), "-v4"])
         .args(["--config", &dir.join("criu.conf").to_string_lossy()])
-        .args(["--action-script", &logger.to_string_lossy(), "--action-script", &ours])
+        .args(["--action-script", &logger.to_string_lossy(), "--action-script", ours])
         .env("CHAIN_LOG", dir.join("chain.log"))
         .env("AUTOFS_RESTART_VERBOSE", "1")
         .output()
@@ -72,7 +73,8 @@ fn criu_runs_every_action_script_and_ours_acts_once_per_stage() {
     let logger = dir.join("logger");
     std::fs::write(&logger, "#!/bin/sh\necho \"$CRTOOLS_SCRIPT_ACTION\" >>\"$CHAIN_LOG\"\n").unwrap();
     Command::new("chmod").arg("+x").arg(&logger).status().unwrap();
-    std::fs::write(dir.join("criu.conf"), format!("action-script {}\n", bin().to_string_lossy())).unwrap();
+    let ours = bin().to_string_lossy().into_owned();
+    std::fs::write(dir.join("criu.conf"), format!("action-script {ours}\n")).unwrap();
 
     // A process of its own session, with no descriptor but 0 to 2 (CRIU dumps each it finds).
     let mut child = Command::new("setsid")
@@ -91,16 +93,15 @@ fn criu_runs_every_action_script_and_ours_acts_once_per_stage() {
     while std::fs::read_to_string(format!("/proc/{pid}/cmdline")).is_ok_and(|c| !c.starts_with("sleep")) {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    let dump = criu(&dir, &["dump", "-t", &pid.to_string(), "-o", "dump.log"], &logger);
+    let dump = criu(&dir, &["dump", "-t", &pid.to_string(), "-o", "dump.log"], &logger, &ours);
     // Reaped, so that its pid is free for the restore.
     child.wait().unwrap();
-    let restore = criu(&dir, &["restore", "-d", "-o", "restore.log"], &logger);
+    let restore = criu(&dir, &["restore", "-d", "-o", "restore.log"], &logger, &ours);
 
     // Every script ran at every stage, ours twice (the configuration file's and the command
     // line's), the other once.
     let chain = std::fs::read_to_string(dir.join("chain.log")).unwrap();
     assert_eq!(chain.lines().collect::<Vec<_>>(), STAGES, "the other script's runs");
-    let ours = bin().to_string_lossy().into_owned();
     for stage in STAGES {
         let log = if stage.ends_with("-dump") { &dump } else { &restore };
         let ran = scripts_at(log, stage);

@@ -20,7 +20,7 @@ use crate::work::survey::{self, Blocked, ProcFacts};
 /// Runs the pre-dump checks on `settings`, or warns about why they could not be read. Returns
 /// the exit code: 1 only to refuse the dump.
 pub fn run(settings: Result<Settings>) -> u8 {
-    let log = Log { verbose: settings.as_ref().is_ok_and(|s| s.verbose) };
+    let log = opening::log(&settings);
     match settings.and_then(|s| check(&s, &log)) {
         Ok(code) => code,
         Err(e) => {

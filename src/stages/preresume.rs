@@ -17,8 +17,7 @@ use crate::work::tokens;
 
 /// Starts the holder, or warns about why not. Always 0: a restore must not fail for this.
 pub fn run(settings: Result<Settings>) -> u8 {
-    let verbose = settings.as_ref().is_ok_and(|s| s.verbose);
-    let log = Log { verbose };
+    let log = opening::log(&settings);
     if let Err(e) = settings.and_then(|s| hold(&s, &log)) {
         log.say(format_args!("warning: pre-resume: {e}"));
     }
