@@ -32,6 +32,9 @@ pub enum Error {
     Context { doing: String, source: Box<Error> },
     /// Doing something failed, and this is where it left things (`state`, for people).
     Left { source: Box<Error>, state: String },
+    /// Doing something failed, and the program it was about said why in its own words
+    /// (its journal, its stderr): its lines, last ones.
+    Said { source: Box<Error>, who: String, said: Vec<Vec<u8>> },
     /// What was on top of a mount point could not go back because of `source`: it is kept
     /// staged at `at` (one place per layer, lowest first), for `recover`.
     Kept { at: Vec<String>, source: Box<Error> },
@@ -56,7 +59,10 @@ impl Error {
     pub fn errno(&self) -> Option<Errno> {
         match self {
             Error::Sys { errno, .. } => Some(*errno),
-            Error::Context { source, .. } | Error::Kept { source, .. } | Error::Left { source, .. } => source.errno(),
+            Error::Context { source, .. }
+            | Error::Kept { source, .. }
+            | Error::Left { source, .. }
+            | Error::Said { source, .. } => source.errno(),
             _ => None,
         }
     }
@@ -90,6 +96,13 @@ impl fmt::Display for Error {
             Error::Timeout { doing, after } => write!(f, "{doing}: no answer in {} s, killed it", seconds(*after)),
             Error::Context { doing, source } => write!(f, "{doing}: {source}"),
             Error::Left { source, state } => write!(f, "{source}; {state}"),
+            Error::Said { source, who, said } => {
+                write!(f, "{source}; {who} said: ")?;
+                for (i, line) in said.iter().enumerate() {
+                    write!(f, "{}\"{}\"", if i > 0 { ", " } else { "" }, Shown(line))?;
+                }
+                Ok(())
+            }
             Error::Kept { at, source } => write!(f, "what was on top is kept at {} ({source})", at.join(", ")),
         }
     }
@@ -186,6 +199,18 @@ mod tests {
         assert_eq!(e.to_string(), "setting tmpfs t at /srv/data aside: open_tree: ENOSYS");
         assert_eq!(e.errno(), Some(Errno::NOSYS));
         assert_eq!(Error::check("the table changed").context("checking").errno(), None);
+    }
+
+    #[test]
+    fn what_a_program_said_follows_in_its_words() {
+        let e = Error::check("timed out").context("waiting for a new automount");
+        let said = vec![b"/usr/sbin/automount: program is already running.".to_vec(), b"a\tb".to_vec()];
+        let e = Error::Said { source: Box::new(e), who: "automount".into(), said };
+        assert_eq!(
+            e.to_string(),
+            "waiting for a new automount: timed out; automount said: \"/usr/sbin/automount: program is already \
+             running.\", \"a\\011b\""
+        );
     }
 
     #[test]

@@ -51,6 +51,14 @@ pub fn who_short(pid: u32, ctr_pid: Option<u32>, comm: &[u8]) -> String {
     format!("pid {pid}{inner} ({})", Shown(comm))
 }
 
+/// The last lines (at most three) a program wrote, trimmed, the empty ones left out: what
+/// a message quotes of it.
+pub fn last_lines(text: &[u8]) -> Vec<Vec<u8>> {
+    const LAST: usize = 3;
+    let lines: Vec<&[u8]> = text.split(|&b| b == b'\n').map(<[u8]>::trim_ascii).filter(|l| !l.is_empty()).collect();
+    lines[lines.len().saturating_sub(LAST)..].iter().map(|l| l.to_vec()).collect()
+}
+
 /// A path in a table column: spaces would break the columns, so they are escaped as
 /// mountinfo does.
 pub fn column(path: &[u8]) -> String {
@@ -82,5 +90,13 @@ mod tests {
         assert_eq!(who(10483, Some(278), b"sleep"), "pid 10483 (278 in the container, sleep)");
         assert_eq!(who(10483, None, b"sleep"), "pid 10483 (sleep)");
         assert_eq!(who_short(10483, Some(278), b"sleep"), "pid 10483 = 278 inside (sleep)");
+    }
+
+    #[test]
+    fn a_programs_last_lines() {
+        let text = b"first\n\n  second  \nthird\n\nfourth\n";
+        assert_eq!(last_lines(text), [&b"second"[..], b"third", b"fourth"]);
+        assert_eq!(last_lines(b"one"), [b"one"]);
+        assert!(last_lines(b"\n \n").is_empty());
     }
 }

@@ -18,6 +18,69 @@ const BY_SYSTEMD: &str = "systemctl start autofs.service";
 const SUPERVISED: &str = "setsid sh -c 'while true; do automount -f; sleep 0.1; done' </dev/null >/dev/null 2>&1 &
     while ! grep -q ' /srv/ind ' /proc/self/mountinfo; do sleep 0.05; done";
 
+/// After a real restore every task has its old pid, and the pid namespace's counter stands
+/// where CRIU left it: the next processes of the container may be given the killed daemon's
+/// pid again (issue 34: "program is already running"). The tests set the counter so that they
+/// are. `reuse-pid`, in the container, writes the value a test left in /run/reuse-pid (once)
+/// to `ns_last_pid`, just before the daemon's start: as an `ExecStartPre=` of Debian's service,
+/// or in the supervisor's loop. A daemon we start again ourselves: `set_pid_counter`.
+const REUSE_PID: &str = r#"printf '%s\n' '#!/bin/sh' 'if [ -e /run/reuse-pid ]; then' \
+        'read -r last < /run/reuse-pid; rm /run/reuse-pid; echo "$last" > /proc/sys/kernel/ns_last_pid' 'fi' \
+        > /usr/local/sbin/reuse-pid
+    chmod +x /usr/local/sbin/reuse-pid"#;
+
+fn by_systemd_reusing_pids() -> String {
+    format!(
+        r"{REUSE_PID}
+    mkdir -p /etc/systemd/system/autofs.service.d
+    printf '[Service]\nExecStartPre=/usr/local/sbin/reuse-pid\n' > /etc/systemd/system/autofs.service.d/reuse-pid.conf
+    systemctl daemon-reload
+    {BY_SYSTEMD}"
+    )
+}
+
+fn supervised_reusing_pids() -> String {
+    format!(
+        r"{REUSE_PID}
+    setsid sh -c 'while true; do /usr/local/sbin/reuse-pid; automount -f; sleep 0.1; done' </dev/null >/dev/null 2>&1 &
+    while ! grep -q ' /srv/ind ' /proc/self/mountinfo; do sleep 0.05; done"
+    )
+}
+
+/// The counter's value for the process started `forks` forks from then to get `pid` (in the
+/// container), the pids in between free, as they are once the old daemon is gone.
+fn counter_for(ctr: &Container, pid: &str, forks: u32) -> u32 {
+    let pid: u32 = pid.parse().unwrap();
+    for between in pid - forks..pid {
+        assert_eq!(ctr.sh(&format!("test -e /proc/{between}")).status.code(), Some(1), "pid {between} is taken");
+    }
+    pid - forks - 1
+}
+
+/// Has `reuse-pid` set the counter at the daemon's next start (see `counter_for`).
+fn reuse_pid_at_next_start(ctr: &Container, pid: &str, forks: u32) {
+    ctr.ok(&format!("echo {} > /run/reuse-pid", counter_for(ctr, pid, forks)));
+}
+
+/// Sets the counter now (see `counter_for`). `echo` is the shell's own: nothing of the
+/// container forks after the write.
+fn set_pid_counter(ctr: &Container, pid: &str, forks: u32) {
+    ctr.ok(&format!("echo {} > /proc/sys/kernel/ns_last_pid", counter_for(ctr, pid, forks)));
+}
+
+/// How many processes of ours the release of the old daemon's superblocks starts in the
+/// container's pid namespace, after its death and before a new start: before Linux 6.6, one,
+/// whose wait reads the kernel's counter of waits (`work/tokens.rs`); after, none.
+fn forks_of_a_release() -> u32 {
+    u32::from(!common::kernel_at_least(6, 6))
+}
+
+/// A process's start time (field 22 of /proc/PID/stat): a new process under an old pid has
+/// another.
+fn started(ctr: &Container, pid: &str) -> String {
+    ctr.ok(&format!("cut -d' ' -f22 /proc/{pid}/stat"))
+}
+
 /// A container whose daemon (started by `start`) serves a direct map (`/srv/direct`,
 /// triggered, so a bind sits on it; `/srv/direct-idle`, never triggered) and an indirect map
 /// (`/srv/ind`, with key `k` mounted inside it). The two direct mounts are then restored.
@@ -61,16 +124,19 @@ fn daemons(ctr: &Container) -> Vec<String> {
 #[test]
 #[ignore = "needs root and the kernel's autofs: make test runs it"]
 fn a_daemon_run_by_systemd_is_killed_and_started_again_keeping_every_mount() {
-    fixed_keeping_every_mount(BY_SYSTEMD, "autofs.service: automount (pid ");
+    // Debian's service forks once: the daemon is its first process's child.
+    fixed_keeping_every_mount(&by_systemd_reusing_pids(), 1, "autofs.service: automount (pid ");
 }
 
 #[test]
 #[ignore = "needs root and the kernel's autofs: make test runs it"]
 fn a_supervised_daemon_is_killed_and_its_supervisor_starts_a_new_one() {
-    fixed_keeping_every_mount(SUPERVISED, "under pid ");
+    fixed_keeping_every_mount(&supervised_reusing_pids(), 0, "under pid ");
 }
 
-fn fixed_keeping_every_mount(start: &str, said_restarted: &str) {
+/// The daemon started by `start` is restored, and its successor is given its pid (`forks`:
+/// how many of the start's processes come before the daemon itself).
+fn fixed_keeping_every_mount(start: &str, forks: u32, said_restarted: &str) {
     require_containers();
     require_automount();
     let ctr = restored_daemon_container(start);
@@ -91,6 +157,8 @@ fn fixed_keeping_every_mount(start: &str, said_restarted: &str) {
     assert!(stderr(&out).contains("would SIGKILL it and start it again through "), "{}", stderr(&out));
     assert_eq!(daemons(&ctr), old, "a dry run touches nothing");
 
+    let was = started(&ctr, &old[0]);
+    reuse_pid_at_next_start(&ctr, &old[0], forks);
     let out = run_as_criu("post-resume", &ctr.pid, &[]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let said = stderr(&out);
@@ -104,9 +172,8 @@ fn fixed_keeping_every_mount(start: &str, said_restarted: &str) {
     assert_eq!(same(&ctr.at("/srv/direct")), same(&direct));
     assert_eq!(same(&ctr.at("/srv/ind/k")), same(&key));
     assert_ne!(ctr.at("/srv/direct")[0].option("pipe_ino"), direct[0].option("pipe_ino"), "served through a new pipe");
-    let now = daemons(&ctr);
-    assert_eq!(now.len(), 1, "exactly one daemon: {now:?}");
-    assert_ne!(now, old);
+    assert_eq!(daemons(&ctr), old, "exactly one daemon, given the old one's pid");
+    assert_ne!(started(&ctr, &old[0]), was, "a new process");
     kept.check(&ctr, "after the daemon's restart");
     assert_eq!(ctr.answers("/srv/direct-idle", 10), Some(true));
     assert_eq!(ctr.ok("cat /srv/direct/f /srv/ind/k/f"), "direct\nindirect\n");
@@ -123,7 +190,9 @@ const BY_HAND: &str =
 fn a_daemon_that_daemonised_itself_is_started_again_as_it_was() {
     require_containers();
     require_automount();
-    let ctr = restored_daemon_container_with(BY_HAND, Some("/usr/bin/tail -f /dev/null"));
+    // An init that reaps, as a container's must: the killed daemon's pid is then free again.
+    let reaper = format!("/bin/dash {}/tests/harness/reaper", env!("CARGO_MANIFEST_DIR"));
+    let ctr = restored_daemon_container_with(BY_HAND, Some(&reaper));
     let before = ctr.mountinfo();
     let direct = ctr.at("/srv/direct");
     let old = daemons(&ctr);
@@ -137,13 +206,16 @@ fn a_daemon_that_daemonised_itself_is_started_again_as_it_was() {
     let was = describe(&old[0]);
     assert!(was.starts_with("automount -t 600 \nFOO=bar\n"), "{was}");
 
+    // Our start forks once (the daemon's first process), as a real restore may leave the counter.
+    let old_start = started(&ctr, &old[0]);
+    set_pid_counter(&ctr, &old[0], 1 + forks_of_a_release());
     let out = run_as_criu("post-resume", &ctr.pid, &[("AUTOFS_RESTART_PROBE", "1")]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(stderr(&out).contains(": restarted (now pid "), "{}", stderr(&out));
 
     let now = daemons(&ctr);
-    assert_eq!(now.len(), 1, "exactly one daemon: {now:?}");
-    assert_ne!(now, old);
+    assert_eq!(now, old, "exactly one daemon, given the old one's pid");
+    assert_ne!(started(&ctr, &now[0]), old_start, "a new process");
     // The same argv, environment, cgroup; a child of the init, leading its own session.
     let is = describe(&now[0]);
     let (was_lines, is_lines): (Vec<&str>, Vec<&str>) = (was.lines().collect(), is.lines().collect());
@@ -324,15 +396,17 @@ fn a_daemon_started_again_by_us_that_never_comes_back() {
     never_comes_back(BY_HAND, Some("/usr/bin/tail -f /dev/null"), "killed 0 new automount process(es)");
 }
 
-/// The next automount started hangs for good (a stand-in at its path): bounded by the timeout,
-/// what hangs killed, the mounts nobody serves catatonic (an access fails at once), what is
-/// mounted on them kept, exit 1 and a line that says so.
+/// The next automount started hangs for good (a stand-in at its path, which says so on its
+/// stderr): bounded by the timeout, what hangs killed, the mounts nobody serves catatonic (an
+/// access fails at once), what is mounted on them kept, exit 1 and a line that says so, with
+/// the daemon's own words (from the journal, or from its stderr).
 fn never_comes_back(start: &str, init: Option<&str>, killed: &str) {
     require_containers();
     require_automount();
     let ctr = restored_daemon_container_with(start, init);
     let direct = ctr.on_top("/srv/direct");
-    ctr.ok("printf '#!/bin/sh\\nexec sleep 1001\\n' > /usr/sbin/automount.hang && chmod +x /usr/sbin/automount.hang
+    ctr.ok("printf '#!/bin/sh\\necho \"automount: hanging (a stand-in)\" >&2\\nexec sleep 1001\\n' > /usr/sbin/automount.hang
+            chmod +x /usr/sbin/automount.hang
             mv /usr/sbin/automount.hang /usr/sbin/automount");
 
     let out = std::process::Command::new("timeout")
@@ -345,6 +419,7 @@ fn never_comes_back(start: &str, init: Option<&str>, killed: &str) {
     assert_eq!(out.status.code(), Some(1), "{:?}: {said}", out.status);
     let line = said.lines().find(|l| l.contains("automount (pid ")).unwrap_or_else(|| panic!("{said}"));
     assert!(line.contains(": failed: ") && line.contains(killed), "{line}");
+    assert!(line.contains("; automount said: \"automount: hanging (a stand-in)\"; "), "{line}");
     assert!(
         line.contains(
             "; no automount serves /srv/direct-idle, /srv/ind now: made catatonic, an access fails at once \

@@ -70,6 +70,63 @@ pub fn parent(root: BorrowedFd<'_>, path: &[u8]) -> Result<(OwnedFd, Vec<u8>)> {
     Ok((dir, last.to_vec()))
 }
 
+/// Opens the directory `path` (checked, absolute) below `root` as the container resolves it,
+/// symlinks followed (`/var/run` is one to `/run`), but never out of `root` (an absolute
+/// target starts again at `root`, `..` stops there) and never through a magic link of /proc:
+/// openat2's `RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS` (Linux 5.6), else the same walk by hand.
+/// For the files of the container's programs; a mount point is never reached so (`open_dir`).
+pub fn open_dir_in_root(root: BorrowedFd<'_>, path: &[u8]) -> Result<OwnedFd> {
+    check(path).map_err(|why| Error::check(format!("{} {why}", Shown(path))))?;
+    let rel = if path == b"/" { &b"."[..] } else { &path[1..] };
+    let resolve = rustix::fs::ResolveFlags::IN_ROOT | rustix::fs::ResolveFlags::NO_MAGICLINKS;
+    let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
+    match rustix::fs::openat2(root, rel, flags, Mode::empty(), resolve) {
+        // No openat2, or a seccomp filter that refuses it.
+        Err(Errno::NOSYS | Errno::PERM) => walk_in_root(root, path),
+        opened => opened,
+    }
+    .context(format!("opening {}", Shown(path)))
+}
+
+/// `open_dir_in_root` without openat2: one component at a time, each opened without following
+/// it; a symlink's target (read, never followed) takes its place in what is left to walk.
+fn walk_in_root(root: BorrowedFd<'_>, path: &[u8]) -> rustix::io::Result<OwnedFd> {
+    // As the kernel's MAXSYMLINKS.
+    const MAX_LINKS: usize = 40;
+    let flags = OFlags::PATH | OFlags::NOFOLLOW | OFlags::DIRECTORY | OFlags::CLOEXEC;
+    let parts = |p: &[u8]| -> Vec<Vec<u8>> {
+        p.split(|&b| b == b'/').filter(|c| !c.is_empty() && *c != b".").map(<[u8]>::to_vec).rev().collect()
+    };
+    // What is left, the next component last; the directories walked from `root`.
+    let (mut left, mut walked, mut links) = (parts(path), Vec::<OwnedFd>::new(), 0);
+    while let Some(part) = left.pop() {
+        if part == b".." {
+            walked.pop();
+            continue;
+        }
+        let dir = walked.last().map_or(root, |d| d.as_fd());
+        match openat(dir, part.as_slice(), flags, Mode::empty()) {
+            Ok(next) => walked.push(next),
+            Err(e @ (Errno::NOTDIR | Errno::LOOP)) => {
+                let target = rustix::fs::readlinkat(dir, part.as_slice(), Vec::new()).map_err(|_| e)?.into_bytes();
+                links += 1;
+                if links > MAX_LINKS {
+                    return Err(Errno::LOOP);
+                }
+                if target.starts_with(b"/") {
+                    walked.clear();
+                }
+                left.extend(parts(&target));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    match walked.pop() {
+        Some(dir) => Ok(dir),
+        None => openat(root, ".", flags, Mode::empty()),
+    }
+}
+
 /// Our root (inside: the container's).
 pub fn root() -> Result<OwnedFd> {
     openat(rustix::fs::CWD, "/", OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()).context("opening /")
@@ -116,6 +173,43 @@ mod tests {
         assert!(e.ends_with("link is a symlink or not a directory: refused"), "{e}");
         let e = parent(root.as_fd(), &path("real/mntlink")).unwrap_err().to_string();
         assert!(e.ends_with("mntlink is a symlink or not a directory: refused"), "{e}");
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+
+    /// A root of our own, with /run, and symlinks as containers have them and as they could
+    /// be made to escape.
+    #[test]
+    fn symlinks_are_followed_within_the_root_only() {
+        use std::os::unix::fs::symlink;
+        let base = std::env::temp_dir().join(format!("autofs-restart-in-root-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        for dir in ["run/sub", "var", "a/b"] {
+            std::fs::create_dir_all(base.join(dir)).unwrap();
+        }
+        symlink("/run", base.join("var/run")).unwrap();
+        symlink("../run/sub", base.join("var/sub")).unwrap();
+        symlink("../../../../../..", base.join("a/b/up")).unwrap();
+        symlink("/proc/self/root", base.join("magic")).unwrap();
+        symlink("loop", base.join("loop")).unwrap();
+        symlink("/run/file", base.join("tofile")).unwrap();
+        std::fs::write(base.join("run/file"), "").unwrap();
+        let root = openat(rustix::fs::CWD, &base, OFlags::PATH | OFlags::DIRECTORY, Mode::empty()).unwrap();
+        let ino = |fd: &OwnedFd| rustix::fs::fstat(fd).unwrap().st_ino;
+        let of = |p: &str| std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(base.join(p)).unwrap());
+        type Opener = fn(BorrowedFd<'_>, &[u8]) -> Result<OwnedFd>;
+        let by_hand: Opener = |root, path| walk_in_root(root, path).context("walking");
+        for (how, open) in [("openat2", open_dir_in_root as Opener), ("by hand", by_hand)] {
+            let at = |p: &str| open(root.as_fd(), p.as_bytes()).map(|fd| ino(&fd));
+            assert_eq!(at("/var/run").unwrap(), of("run"), "{how}: an absolute link, from the root");
+            assert_eq!(at("/var/sub").unwrap(), of("run/sub"), "{how}: a relative one");
+            assert_eq!(at("/a/b/up/run").unwrap(), of("run"), "{how}: .. stops at the root");
+            assert_eq!(at("/").unwrap(), of(""), "{how}");
+            assert_eq!(at("/loop").unwrap_err().errno(), Some(Errno::LOOP), "{how}");
+            assert_eq!(at("/tofile").unwrap_err().errno(), Some(Errno::NOTDIR), "{how}");
+            assert_eq!(at("/none").unwrap_err().errno(), Some(Errno::NOENT), "{how}");
+            // The root's /proc, which it has not: never the host's.
+            assert_eq!(at("/magic").unwrap_err().errno(), Some(Errno::NOENT), "{how}");
+        }
         std::fs::remove_dir_all(&base).unwrap();
     }
 }

@@ -68,6 +68,8 @@ pub struct Spec<'a> {
     place: Option<&'a Place>,
     /// In a session of its own (a daemon), else killed when we die.
     daemon: bool,
+    /// Its stdout kept with its stderr, else sent to /dev/null.
+    stdout: bool,
     /// What it is, for messages.
     doing: String,
 }
@@ -103,7 +105,7 @@ impl<'a> Spec<'a> {
     fn new(program: &'a [u8], args: &[&'a [u8]], trust: Trust, doing: String) -> Self {
         let args = args.to_vec();
         let (argv0, env, ids, cwd, cgroup2, place) = (None, None, (0, 0), None, None, None);
-        Spec { program, argv0, args, env, trust, ids, cwd, cgroup2, place, daemon: false, doing }
+        Spec { program, argv0, args, env, trust, ids, cwd, cgroup2, place, daemon: false, stdout: false, doing }
     }
 
     /// In that mount namespace and root of the container.
@@ -115,6 +117,12 @@ impl<'a> Spec<'a> {
     /// As these ids (the container's numbers for them).
     pub fn with_ids(mut self, uid: u32, gid: u32) -> Self {
         self.ids = (uid, gid);
+        self
+    }
+
+    /// With its stdout kept in `Output::stderr` too, for a program that answers there.
+    pub fn keeping_stdout(mut self) -> Self {
+        self.stdout = true;
         self
     }
 
@@ -175,14 +183,22 @@ pub(super) fn run(
         true => (None, None),
         false => pipe_with(PipeFlags::CLOEXEC).map(|(r, w)| (Some(r), Some(w))).context(&*started)?,
     };
+    // A daemon's stderr goes to a file of ours, read once its first process has exited: a pipe
+    // would break (SIGPIPE) under a daemon that keeps writing to it. Without memfd_create
+    // (Linux < 3.17, or a seccomp filter), to /dev/null.
+    let kept = match spec.daemon {
+        true => rustix::fs::memfd_create("autofs-restart-stderr", rustix::fs::MemfdFlags::CLOEXEC).ok(),
+        false => None,
+    };
     let (report, child_report) = pipe_with(PipeFlags::CLOEXEC).context(&*started)?;
     let mut confined = confine.for_child();
     if let Some(dir) = spec.cgroup2 {
         confined = confined.in_cgroup2(dir);
     }
+    let err = child_stderr.as_ref().or(kept.as_ref()).map_or(devnull.as_fd(), |w| w.as_fd());
     let child = Child {
         exec,
-        stdio: [devnull.as_fd(), devnull.as_fd(), child_stderr.as_ref().map_or(devnull.as_fd(), |w| w.as_fd())],
+        stdio: [devnull.as_fd(), if spec.stdout { err } else { devnull.as_fd() }, err],
         init,
         place: spec.place,
         cwd: spec.cwd,
@@ -203,7 +219,34 @@ pub(super) fn run(
             Report::Sys(e) => Error::sys(format!("{started}: waiting for its exec"), e),
         });
     }
-    wait(pid, &pidfd, stderr, (deadline, timeout), &spec.doing)
+    let waited = wait(pid, &pidfd, stderr, (deadline, timeout), &spec.doing);
+    match kept {
+        Some(file) => with_kept(waited, &file, &path),
+        None => waited,
+    }
+}
+
+/// A daemon's output with what it wrote to the file `run` gave it as stderr, until now (at
+/// most 1 MiB, as `drain` keeps); killed at the timeout, the error with its last lines.
+fn with_kept(waited: Result<Output>, file: &OwnedFd, path: &[u8]) -> Result<Output> {
+    let mut said = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while said.len() < 1 << 20 {
+        match rustix::io::pread(file, &mut chunk, said.len() as u64) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => said.extend_from_slice(&chunk[..n]),
+        }
+    }
+    match waited {
+        Ok(output) => Ok(Output { stderr: said, ..output }),
+        Err(e) => match crate::show::last_lines(&said) {
+            said if said.is_empty() => Err(e),
+            said => {
+                let who = path.rsplit(|&b| b == b'/').next().unwrap_or_default();
+                Err(Error::Said { source: Box::new(e), who: Shown(who).to_string(), said })
+            }
+        },
+    }
 }
 
 /// The child to be: what it runs, and what it does between fork and exec.

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use rustix::fs::{Mode, OFlags, openat};
 
+use super::leftovers::Leftovers;
 use crate::container::paths;
 use crate::container::{Inside, Spec, pidfd};
 use crate::error::{Context, Error, Result};
@@ -20,7 +21,7 @@ use crate::model::autofs::Table;
 use crate::model::mountinfo::{AutofsOptions, Dev};
 use crate::model::plan::{DaemonPlan, Served, Supervisor};
 use crate::model::procfs;
-use crate::show::Shown;
+use crate::show::{self, Shown};
 use crate::work::holder::Held;
 use crate::work::mounts;
 use crate::work::probe;
@@ -51,6 +52,10 @@ pub struct Daemon<'c> {
     waiting: Vec<(u32, Vec<u8>)>,
     /// The mount points released through `held`, and how (see `release`).
     released: Vec<(Vec<u8>, Result<Waits>)>,
+    /// Its files that would stop a successor given its pid, found while it ran; and, once it
+    /// was killed, each one's path and whether it was removed.
+    leftovers: Leftovers,
+    cleared: Vec<(Vec<u8>, Result<bool>)>,
 }
 
 impl<'c> Daemon<'c> {
@@ -82,7 +87,38 @@ impl<'c> Daemon<'c> {
         }
         let ours = |b: &&Blocked| b.on.as_ref().is_some_and(|on| plan.mounts.iter().any(|m| m.path == *on));
         let waiting = waiting.iter().filter(ours).filter_map(|b| Some((b.pid, b.on.clone()?))).collect();
-        Daemon { plan, respawn, held, releaser, waiting, killed: false, released: Vec::new() }
+        let leftovers = Leftovers::find(inside, plan.pid);
+        Daemon {
+            plan,
+            respawn,
+            held,
+            releaser,
+            waiting,
+            killed: false,
+            released: Vec::new(),
+            leftovers,
+            cleared: Vec::new(),
+        }
+    }
+
+    /// Once it is killed (SIGKILL sent: it runs no more code), before anything can start a
+    /// new one: removes its files that would stop a successor given its pid.
+    fn killed(&mut self) {
+        self.killed = true;
+        self.cleared = self.leftovers.clear();
+    }
+
+    /// The `-v` lines of what it left behind and what became of it.
+    pub fn steps(&self) -> Vec<String> {
+        let pid = self.leftovers.pid();
+        self.cleared
+            .iter()
+            .map(|(path, done)| match done {
+                Ok(true) => format!("{}: removed {} (naming pid {pid} in the container)", self.who(), Shown(path)),
+                Ok(false) => format!("{}: left {}: it changed since the daemon was killed", self.who(), Shown(path)),
+                Err(e) => format!("{}: warning: {e}", self.who()),
+            })
+            .collect()
     }
 
     /// The mount points whose waiters were released (see `release`).
@@ -205,7 +241,7 @@ impl<'c> Daemon<'c> {
         inside
             .run("systemctl", &[b"kill", b"--signal=KILL", b"--kill-whom=main", unit.as_bytes()], timeout)?
             .ok("systemctl kill")?;
-        self.killed = true;
+        self.killed();
         // Reaped means systemd has seen the death: a start sent earlier could find the unit
         // still active and do nothing.
         let old = self.plan.pid;
@@ -214,8 +250,13 @@ impl<'c> Daemon<'c> {
         self.release(inside);
         self.reset()?;
         let left = deadline.saturating_duration_since(Instant::now());
-        inside.run("systemctl", &[b"start", unit.as_bytes()], left)?.ok("systemctl start")?;
-        self.wait_reattached(inside, deadline)
+        let since = std::time::SystemTime::now();
+        let started = inside.run("systemctl", &[b"start", unit.as_bytes()], left).and_then(|o| o.ok("systemctl start"));
+        started.and_then(|_| self.wait_reattached(inside, deadline)).map_err(|e| {
+            // systemd says only that the start failed: the daemon's words are in the journal.
+            let said = unit_said(inside, unit, since, timeout);
+            if said.is_empty() { e } else { Error::Said { source: Box::new(e), who: "automount".into(), said } }
+        })
     }
 
     /// One that daemonised on its own: SIGKILL through a pidfd, wait for its death, start it
@@ -225,7 +266,7 @@ impl<'c> Daemon<'c> {
         let deadline = Instant::now() + timeout;
         let old = self.plan.pid;
         let dying = pidfd::kill(old)?;
-        self.killed = true;
+        self.killed();
         wait_until(deadline, || pidfd::exited(dying.as_fd()))
             .context(format!("waiting for automount (pid {old}) to die"))?;
         self.release(inside);
@@ -239,11 +280,17 @@ impl<'c> Daemon<'c> {
             .with_ids(respawn.uid, respawn.gid)
             .in_cgroup2(respawn.cgroup.as_fd())
             .in_dir(cwd.as_fd());
-        let status = inside.spawn(spec, left)?.status;
-        if !status.success() {
-            return Err(Error::check(format!("starting {} again: {status}", Shown(&respawn.exe))));
+        let started = inside.spawn(spec, left)?;
+        // Its own words, on the stderr it had until it daemonised ("program is already
+        // running" exits 0).
+        let said = |e: Error| match show::last_lines(&started.stderr) {
+            said if said.is_empty() => e,
+            said => Error::Said { source: Box::new(e), who: "automount".into(), said },
+        };
+        if !started.status.success() {
+            return Err(said(Error::check(format!("starting {} again: {}", Shown(&respawn.exe), started.status))));
         }
-        self.wait_reattached(inside, deadline)
+        self.wait_reattached(inside, deadline).map_err(said)
     }
 
     /// One that another process keeps alive: SIGKILL through a pidfd, and wait for the
@@ -254,7 +301,7 @@ impl<'c> Daemon<'c> {
         let deadline = Instant::now() + timeout;
         self.reset()?;
         let dying = pidfd::kill(self.plan.pid)?;
-        self.killed = true;
+        self.killed();
         // Its supervisor starts a new one at once: released as soon as it is dead.
         let _ = wait_until(Instant::now() + Duration::from_millis(200), || pidfd::exited(dying.as_fd()));
         self.release(inside);
@@ -489,6 +536,20 @@ impl Respawn {
             return Err(gone("command line"));
         }
         Ok(Respawn { exe, argv, env, cwd, uid, gid, cgroup })
+    }
+}
+
+/// What a service's own processes wrote to the journal since `since` (the daemon's stderr and
+/// syslog; not systemd's lines about it), its last lines, through the container's journalctl.
+/// Nothing when it cannot be read.
+fn unit_said(inside: &Inside, unit: &str, since: std::time::SystemTime, timeout: Duration) -> Vec<Vec<u8>> {
+    let Ok(since) = since.duration_since(std::time::UNIX_EPOCH) else { return Vec::new() };
+    let since = format!("--since=@{}.{:06}", since.as_secs(), since.subsec_micros());
+    let unit = format!("_SYSTEMD_UNIT={unit}");
+    let args: [&[u8]; 6] = [b"-q", b"--no-pager", b"-o", b"cat", since.as_bytes(), unit.as_bytes()];
+    match inside.spawn(Spec::container("journalctl", &args).keeping_stdout(), timeout) {
+        Ok(out) if out.status.success() => show::last_lines(&out.stderr),
+        _ => Vec::new(),
     }
 }
 

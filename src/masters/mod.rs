@@ -2,4 +2,5 @@
 //! (automount units) and the autofs package's `automount` daemon.
 
 pub mod automount;
+pub mod leftovers;
 pub mod systemd;

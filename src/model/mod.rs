@@ -6,6 +6,7 @@ pub mod blocked;
 pub mod journal;
 pub mod kernel;
 pub mod layout;
+pub mod leftovers;
 pub mod mountinfo;
 pub mod multimount;
 pub mod nested;

@@ -285,6 +285,7 @@ fn fix(inside: &Inside, plan: Plan, found: &Found<'_>, held: &Holding, s: &Setti
     }
     for d in &mut daemons {
         let outcome = d.fix(inside, s.timeout, s.probe, &blocked_on);
+        d.steps().iter().for_each(|l| log.step(format_args!("{l}")));
         let (line, failure) = d.line(&outcome);
         log.say(format_args!("{line}"));
         failed |= failure;
