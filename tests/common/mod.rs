@@ -160,6 +160,41 @@ impl Container {
         ctr
     }
 
+    /// A container on a Debian root of its own (`tests/harness/root RELEASE`: bookworm or
+    /// trixie), which real CRIU can dump and restore (`criu_dump`, `criu_restore`).
+    pub fn start_on_root(release: &str) -> Container {
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/harness/root");
+        let out = Command::new(root).arg(release).stderr(Stdio::inherit()).output().unwrap();
+        assert!(out.status.success(), "no Debian {release} root");
+        let tar = String::from_utf8(out.stdout).unwrap();
+        Container::start_env(&[("CONTAINER_ROOT", tar.trim())])
+    }
+
+    /// `criu dump` of it (it is gone afterwards), `args` added; fails with the end of CRIU's log.
+    pub fn criu_dump(&self, args: &[&str]) {
+        let out = Command::new(harness()).arg("dump").arg(&self.dir).args(args).output().unwrap();
+        assert!(out.status.success(), "criu dump: {}", stderr(&out));
+    }
+
+    /// `criu restore` of that dump, `args` added: the restored container, whose init has
+    /// another host pid.
+    pub fn criu_restore(&mut self, args: &[&str]) {
+        let out = Command::new(harness()).arg("undump").arg(&self.dir).args(args).output().unwrap();
+        assert!(out.status.success(), "criu restore: {}", stderr(&out));
+        self.pid = stdout(&out).trim().to_string();
+    }
+
+    /// SIGKILL to its init: the container is gone, its dump and root stay.
+    pub fn kill(&self) {
+        let out = Command::new(harness()).arg("kill").arg(&self.dir).output().unwrap();
+        assert!(out.status.success(), "kill: {}", stderr(&out));
+    }
+
+    /// A file of its directory on the host (CRIU's logs are in `img/`).
+    pub fn file(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
+    }
+
     /// Runs a shell command inside; returns its output. As `container exec` does, without the
     /// harness's bash in between: tests run thousands of these, and a program started costs
     /// ~60 ms on an emulated CPU.
