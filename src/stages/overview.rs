@@ -51,7 +51,11 @@ pub fn run(api: Api, json: bool) -> Result<u8> {
     let mut out = std::io::stdout().lock();
     let mut listed = 0;
     for pid in inits()? {
-        let seen = Pid::from_raw(pid as i32).ok_or_else(|| Error::check("a bad pid")).and_then(|p| look(p, api));
+        let seen = i32::try_from(pid)
+            .ok()
+            .and_then(Pid::from_raw)
+            .ok_or_else(|| Error::check("a bad pid"))
+            .and_then(|p| look(p, api));
         let line = match seen {
             Ok(None) => continue,
             Ok(Some(c)) if json => c.json(),

@@ -75,8 +75,11 @@ pub fn clone_into_cgroup(cgroup: BorrowedFd<'_>) -> Result<Forked, Errno> {
     // (the child runs on a copy of ours, as after fork) and a pidfd field pointing at `pidfd`.
     // The process has one thread (see the module's doc).
     let ret = unsafe { c::syscall(number, &raw const args, size_of::<CloneArgs>()) };
+    // A failure is told first: Pid::from_raw asserts (in debug builds) that it is not negative.
+    if ret < 0 {
+        return Err(errno());
+    }
     match Pid::from_raw(ret as i32) {
-        _ if ret < 0 => Err(errno()),
         None => Ok(Forked::Child),
         // SAFETY: the kernel has just made `pidfd`, and nothing else owns it.
         Some(pid) => Ok(Forked::Parent(pid, unsafe { OwnedFd::from_raw_fd(pidfd) })),
@@ -87,8 +90,10 @@ pub fn clone_into_cgroup(cgroup: BorrowedFd<'_>) -> Result<Forked, Errno> {
 pub fn fork() -> Result<Forked, Errno> {
     // SAFETY: the process has one thread (see the module's doc).
     let ret = unsafe { c::fork() };
+    if ret < 0 {
+        return Err(errno());
+    }
     let pid = match Pid::from_raw(ret) {
-        _ if ret < 0 => return Err(errno()),
         None => return Ok(Forked::Child),
         Some(pid) => pid,
     };

@@ -276,7 +276,7 @@ fn first_line(text: &[u8]) -> Option<(i32, u64, Option<u32>)> {
         Some(t) => Some(t.parse().ok()?),
         None => None,
     };
-    words.next().is_none().then_some((pid, start, first))
+    (words.next().is_none() && pid > 0).then_some((pid, start, first))
 }
 
 /// What a live holder of the container of `init` holds (for `status`). Before entering.
@@ -315,5 +315,7 @@ mod tests {
         assert_eq!(first_line(b"812 4711 x\n"), None);
         assert_eq!(first_line(b"812 4711 1 2\n"), None);
         assert_eq!(first_line(b"812\n"), None);
+        assert_eq!(first_line(b"-812 4711\n"), None);
+        assert_eq!(first_line(b"0 4711\n"), None);
     }
 }
