@@ -134,9 +134,12 @@ check: $(if $(filter 1,$(LINT)),lint)
 
 # Everything: the above, the man page, the install tree, and the tests in throwaway
 # containers (root, the kernel's autofs; see README), which fail rather than skip. Where this
-# machine's kernel has no autofs (or VM=1), those run in a VM on each kernel of KERNELS.
+# machine's kernel has no autofs (or VM=1), those run in VMs on each kernel of KERNELS
+# (default: Debian 12's, Debian 13's and the newest Debian has). MUSL_ON=KERNEL: the musl
+# binary of `make check-musl` is the one under test on that kernel (CI: trixie).
+MUSL_ON ?=
 SUITE = AUTOFS_RESTART_BIN=$(BIN) CARGO='$(CARGO)' CARGOFLAGS='$(CARGOFLAGS)' CONTAINER_TESTS=$(CONTAINER_TESTS) \
-	tests/harness/suite
+	$(if $(MUSL_ON),BIN_ON='$(MUSL_ON)=$(TARGET_DIR)/musl/autofs-restart') tests/harness/suite
 test: $(BIN) lint check-man check-install
 	$(SUITE)
 
@@ -171,10 +174,10 @@ check-packaging:
 check-msrv:
 	build/check-msrv
 
-# The musl binary of BUILD_STD=1, built in a Debian 13 chroot: static, its unit tests run,
-# then the container tests once with it, on KERNEL (default trixie).
+# The musl binary of BUILD_STD=1, built in a Debian 13 chroot: static, its unit tests run;
+# left at $(TARGET_DIR)/musl/autofs-restart for `make test MUSL_ON=KERNEL`.
 check-musl:
-	KERNEL='$(KERNEL)' build/check-musl
+	build/check-musl
 
 # The Debian package of build/debian, built in a Debian 13 chroot, lintian-clean, installed
 # over criu's script, run and removed.

@@ -7,6 +7,22 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 
+/// Runs `f`, and with TEST_TIMES=FILE set appends how long it took to FILE: the test's name,
+/// `what`, seconds. For the bench notes (where a suite's minutes go), never asserted.
+pub fn timed<T>(what: &str, f: impl FnOnce() -> T) -> T {
+    let Some(file) = std::env::var_os("TEST_TIMES") else { return f() };
+    let start = std::time::Instant::now();
+    let result = f();
+    let test = std::thread::current().name().unwrap_or("?").to_string();
+    let line = format!("{test} {what} {:.2}\n", start.elapsed().as_secs_f64());
+    let _ = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(file)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, line.as_bytes()));
+    result
+}
+
 /// The binary under test: the static one `make` built, else cargo's.
 pub fn bin() -> PathBuf {
     std::env::var_os("AUTOFS_RESTART_BIN").map_or_else(|| env!("CARGO_BIN_EXE_autofs-restart").into(), PathBuf::from)
@@ -19,7 +35,7 @@ fn harness() -> PathBuf {
 /// Runs the binary exactly as CRIU does: argv = [path], an empty environment but for the
 /// CRTOOLS_ variables (and `extra`), stdin closed, no fds above 2 (Command closes them).
 pub fn run_as_criu(action: &str, pid: &str, extra: &[(&str, &str)]) -> Output {
-    criu_command(action, pid, extra).output().expect("running bash")
+    timed("ours", || criu_command(action, pid, extra).output().expect("running bash"))
 }
 
 /// As `run_as_criu`, in the background: the child's pid is autofs-restart's (bash execs it).
@@ -51,7 +67,9 @@ pub fn run(args: &[&str]) -> Output {
 
 /// `run` with these environment variables.
 pub fn run_env(args: &[&str], env: &[(&str, &str)]) -> Output {
-    Command::new(bin()).args(args).env_clear().envs(env.iter().copied()).output().expect("running autofs-restart")
+    timed("ours", || {
+        Command::new(bin()).args(args).env_clear().envs(env.iter().copied()).output().expect("running autofs-restart")
+    })
 }
 
 pub fn stderr(out: &Output) -> String {
@@ -90,7 +108,7 @@ pub struct Kept {
 impl Kept {
     pub fn of(ctr: &Container, stacks: &[&str], files: &[&str]) -> Kept {
         let stacks = stacks.iter().map(|p| (p.to_string(), ctr.on_top(p))).collect();
-        let files = files.iter().map(|f| (f.to_string(), ctr.ok(&format!("cat {f}")))).collect();
+        let files = files.iter().map(|f| (f.to_string(), ctr.read(f))).collect();
         Kept { count: ctr.mountinfo().len(), stacks, files }
     }
 
@@ -106,7 +124,7 @@ impl Kept {
             assert_eq!(&ctr.on_top(path), stack, "{when}: the same superblocks on {path}, in the same order");
         }
         for (file, content) in &self.files {
-            assert_eq!(&ctr.ok(&format!("cat {file}")), content, "{when}: {file}");
+            assert_eq!(&ctr.read(file), content, "{when}: {file}");
         }
         nothing_left(ctr, when);
     }
@@ -114,12 +132,18 @@ impl Kept {
 
 /// Nothing of a run is left behind: no staging mount or directory in the container, no pin on
 /// the host, no program a run started still running in the container.
+/// Looked at from the host, through the init's /proc: no program started in the container.
 pub fn nothing_left(ctr: &Container, when: &str) {
-    assert_eq!(ctr.ok("grep -c ' /run/autofs-restart' /proc/1/mountinfo || true"), "0\n", "{when}: staging left");
-    assert_eq!(ctr.ok("ls -a /run | grep -c autofs-restart || true"), "0\n", "{when}: staging directory left");
+    let staged: Vec<MountLine> =
+        ctr.mountinfo().into_iter().filter(|m| m.mount_point.starts_with("/run/autofs-restart")).collect();
+    assert!(staged.is_empty(), "{when}: staging left: {staged:?}");
+    let run = std::fs::read_dir(format!("/proc/{}/root/run", ctr.pid)).expect("listing the container's /run");
+    let names: Vec<String> = run.filter_map(|e| Some(e.ok()?.file_name().to_string_lossy().into_owned())).collect();
+    assert!(!names.iter().any(|n| n.contains("autofs-restart")), "{when}: staging directory left: {names:?}");
     assert_eq!(ctr.pin(), None, "{when}: pin left");
-    let helpers = ctr.ok("pgrep -a -f -- '--[i]nternal-' || true");
-    assert_eq!(helpers, "", "{when}: a helper of ours still runs");
+    let helpers =
+        ctr.processes().into_iter().filter(|(_, cmdline)| cmdline.contains("--internal-")).collect::<Vec<_>>();
+    assert!(helpers.is_empty(), "{when}: a helper of ours still runs: {helpers:?}");
 }
 
 /// A throwaway systemd container, stopped (SIGKILL to its init, by pid) when dropped, also
@@ -154,7 +178,7 @@ impl Container {
         let mut ctr = Container { dir, pid: String::new() };
         let mut cmd = Command::new(harness());
         cmd.envs(settings.iter().copied());
-        let out = cmd.arg("start").arg(&ctr.dir).stderr(Stdio::inherit()).output().unwrap();
+        let out = timed("boot", || cmd.arg("start").arg(&ctr.dir).stderr(Stdio::inherit()).output().unwrap());
         assert!(out.status.success(), "the container did not start");
         ctr.pid = String::from_utf8(out.stdout).unwrap().trim().to_string();
         ctr
@@ -172,14 +196,14 @@ impl Container {
 
     /// `criu dump` of it (it is gone afterwards), `args` added; fails with the end of CRIU's log.
     pub fn criu_dump(&self, args: &[&str]) {
-        let out = Command::new(harness()).arg("dump").arg(&self.dir).args(args).output().unwrap();
+        let out = timed("criu", || Command::new(harness()).arg("dump").arg(&self.dir).args(args).output().unwrap());
         assert!(out.status.success(), "criu dump: {}", stderr(&out));
     }
 
     /// `criu restore` of that dump, `args` added: the restored container, whose init has
     /// another host pid.
     pub fn criu_restore(&mut self, args: &[&str]) {
-        let out = Command::new(harness()).arg("undump").arg(&self.dir).args(args).output().unwrap();
+        let out = timed("criu", || Command::new(harness()).arg("undump").arg(&self.dir).args(args).output().unwrap());
         assert!(out.status.success(), "criu restore: {}", stderr(&out));
         self.pid = stdout(&out).trim().to_string();
     }
@@ -199,11 +223,14 @@ impl Container {
     /// harness's bash in between: tests run thousands of these, and a program started costs
     /// ~60 ms on an emulated CPU.
     pub fn sh(&self, script: &str) -> Output {
-        Command::new("nsenter")
-            .args(["-t", &self.pid, "-m", "-u", "-i", "-p", "-C", "-r", "-w"])
-            .args(["env", "-i", "PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C", "sh", "-c", script])
-            .output()
-            .unwrap()
+        timed("sh", || {
+            Command::new("nsenter")
+                .args(["-t", &self.pid, "-m", "-u", "-i", "-p", "-C", "-r", "-w", "sh", "-c", script])
+                .env_clear()
+                .envs([("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), ("LANG", "C")])
+                .output()
+                .unwrap()
+        })
     }
 
     /// Runs a shell command inside that must succeed; returns its stdout.
@@ -215,7 +242,8 @@ impl Container {
 
     /// Breaks these automounts as a CRIU restore does.
     pub fn restore(&self, paths: &[&str]) {
-        let out = Command::new(harness()).args(["restore", &self.pid]).args(paths).output().unwrap();
+        let out =
+            timed("restore", || Command::new(harness()).args(["restore", &self.pid]).args(paths).output().unwrap());
         assert!(out.status.success(), "restore: {}", stderr(&out));
     }
 
@@ -231,8 +259,36 @@ impl Container {
         assert!(out.status.success(), "restore: {}", stderr(&out));
     }
 
+    /// A file of the container, read on the host through its init's root: the same path walk
+    /// in its mount namespace, without a program started in it.
+    pub fn read(&self, path: &str) -> String {
+        std::fs::read_to_string(format!("/proc/{}/root{path}", self.pid))
+            .unwrap_or_else(|e| panic!("reading {path}: {e}"))
+    }
+
+    /// The processes of its pid namespace, by host pid, with their command lines (NULs as
+    /// spaces), found on the host.
+    pub fn processes(&self) -> Vec<(u32, String)> {
+        let ns = |pid: &str| std::fs::read_link(format!("/proc/{pid}/ns/pid")).ok();
+        let ours = ns(&self.pid).expect("the init's pid namespace");
+        let mut found = Vec::new();
+        for entry in std::fs::read_dir("/proc").unwrap().filter_map(Result::ok) {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Ok(pid) = name.parse::<u32>() else { continue };
+            if ns(&name).as_ref() != Some(&ours) {
+                continue;
+            }
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            found.push((pid, String::from_utf8_lossy(&cmdline).replace('\0', " ")));
+        }
+        found
+    }
+
+    /// Its init's mount table, read on the host: the same lines the container reads (paths
+    /// from its root), without a program started in it.
     pub fn mountinfo(&self) -> Vec<MountLine> {
-        self.ok("cat /proc/self/mountinfo").lines().map(MountLine::parse).collect()
+        let text = std::fs::read_to_string(format!("/proc/{}/mountinfo", self.pid)).expect("reading its mountinfo");
+        text.lines().map(MountLine::parse).collect()
     }
 
     /// What is stacked on the autofs mount at `path`, or at `path` if it has none (superblock
