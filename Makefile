@@ -53,10 +53,12 @@ STD_RUSTFLAGS = -C linker=$(MUSL_CC) -C link-self-contained=no -L '$(TARGET_DIR)
 export MUSL_CC
 endif
 
-# Where `make install` puts things: the binary where CRIU's scripts live, the man page in
-# section 8, the licences, NEWS and a CRIU configuration example in the documentation.
+# Where `make install` puts things: the binary where CRIU's scripts live, a link to it on PATH,
+# the man page in section 8, the licences, NEWS and a CRIU configuration example in the
+# documentation.
 PREFIX ?= /usr/local
 LIBEXECDIR ?= $(PREFIX)/libexec
+SBINDIR ?= $(PREFIX)/sbin
 MANDIR ?= $(PREFIX)/share/man
 DOCDIR ?= $(PREFIX)/share/doc/autofs-restart
 SCRIPTDIR = $(LIBEXECDIR)/criu/scripts
@@ -94,10 +96,17 @@ $(TARGET_DIR)/build-as: FORCE
 	if cmp -s '$@.new' '$@'; then rm '$@.new'; else mv '$@.new' '$@'; fi
 FORCE:
 
-install: $(BIN)
+CHANGED_SINCE_BUILD = $(firstword $(shell find Cargo.toml $(wildcard Cargo.lock) src -newer '$(BIN)' 2>/dev/null))
+# Installs what `make` built and never builds: under sudo, PATH is secure_path, without the
+# cargo and rustc of rustup, and a build there would fail (or build something else).
+install:
+	$(if $(wildcard $(BIN)),,$(error install: nothing built at $(BIN): run make first, as yourself (sudo's PATH has no cargo)))
+	$(if $(CHANGED_SINCE_BUILD),$(error install: $(CHANGED_SINCE_BUILD) changed after $(BIN) was built: run make again first, as yourself))
 	install -D -m 0755 $(BIN) $(DESTDIR)$(SCRIPTDIR)/autofs-restart
+	install -d -m 0755 $(DESTDIR)$(SBINDIR)
+	ln -sfr $(DESTDIR)$(SCRIPTDIR)/autofs-restart $(DESTDIR)$(SBINDIR)/autofs-restart
 	install -d -m 0755 $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(DOCDIR)
-	sed 's|/usr/libexec/criu/scripts|$(SCRIPTDIR)|g' build/autofs-restart.8 >$(DESTDIR)$(MANDIR)/man8/autofs-restart.8
+	sed 's|/usr/libexec/criu/scripts|$(SCRIPTDIR)|g; s|/usr/sbin/autofs-restart|$(SBINDIR)/autofs-restart|g' build/autofs-restart.8 >$(DESTDIR)$(MANDIR)/man8/autofs-restart.8
 	chmod 0644 $(DESTDIR)$(MANDIR)/man8/autofs-restart.8
 	install -m 0644 $(DOCS) $(DESTDIR)$(DOCDIR)/
 	sed 's|@SCRIPTDIR@|$(SCRIPTDIR)|' build/criu.conf.example >$(DESTDIR)$(DOCDIR)/criu.conf.example
@@ -115,11 +124,12 @@ install-compat: install
 
 uninstall:
 	rm -f $(DESTDIR)$(SCRIPTDIR)/autofs-restart
+	if [ -L $(DESTDIR)$(SBINDIR)/autofs-restart ]; then rm -f $(DESTDIR)$(SBINDIR)/autofs-restart; fi
 	if [ -L $(COMPAT) ]; then rm -f $(COMPAT); fi
 	if [ -e $(COMPAT).orig ] && [ ! -e $(COMPAT) ]; then mv $(COMPAT).orig $(COMPAT); fi
 	rm -f $(DESTDIR)$(MANDIR)/man8/autofs-restart.8
 	rm -f $(addprefix $(DESTDIR)$(DOCDIR)/,$(DOCS) criu.conf.example)
-	-rmdir $(DESTDIR)$(DOCDIR) $(DESTDIR)$(SCRIPTDIR) 2>/dev/null
+	-rmdir $(DESTDIR)$(DOCDIR) $(DESTDIR)$(SCRIPTDIR) $(DESTDIR)$(SBINDIR) 2>/dev/null
 
 lint:
 	$(CARGO) fmt --check
