@@ -24,7 +24,7 @@ Usage:
                          [--timeout SECS] [--dry-run] [--probe] [-v]
   autofs-restart status [--pid PID] [--json]
   autofs-restart recover --pid PID [--timeout SECS]
-  autofs-restart --help | --version
+  autofs-restart help [COMMAND] | --help | --version
 
 Commands:
   restart      restart the masters of the container's autofs mounts, keeping what is
@@ -49,13 +49,17 @@ Options:
   --dry-run        say what would be done, change nothing
   --probe          trigger each restarted automount afterwards (mounts its file system)
   -v, --verbose    say each step
-  -h, --help       this text
+  --json           status: one JSON object a container, a line each (man page: JSON
+                   OUTPUT)
+  -h, --help       this text; after a command (or `help COMMAND`), that command's
   -V, --version    the version and how it was built
 
 Environment (options win):
   CRTOOLS_SCRIPT_ACTION   set by CRIU; pre-dump, pre-resume and post-resume do something,
                           every other stage nothing
   CRTOOLS_INIT_PID        set by CRIU: the restored init's host pid
+  CRTOOLS_IMAGE_DIR       set by CRIU: with it, a stage that one CRIU process runs twice
+                          (the script named in two configuration files) acts once
   AUTOFS_RESTART_UNITS    automount units to restart, separated by spaces or commas
   AUTOFS_RESTART_TIMEOUT  seconds, as --timeout
   AUTOFS_RESTART_PROBE    1 to probe, as --probe
@@ -67,7 +71,9 @@ Environment (options win):
                           (bind and MS_MOVE, fork, mountinfo)
 
 Exit status: 0 done or nothing to do; 1 something could not be done, each said on its
-line (a unit, --nested fail, the lock, a recovery); 2 bad input.
+line (a unit, --nested fail, the lock, a recovery); 2 bad input; 3 (status) something
+needs a look: a mount nothing serves, processes blocked on autofs, trees an interrupted run
+left aside, a container that could not be read.
 ";
 
 pub enum Command {
@@ -80,6 +86,7 @@ pub enum Command {
         pid_name: &'static str,
         pid: Pid,
         api: Api,
+        json: bool,
     },
     /// `status` without `--pid`: every container.
     Overview {
@@ -134,12 +141,19 @@ const STATUS_HELP: &str = "\
 autofs-restart status: what the autofs mounts of containers look like; changes nothing
 
 Usage:
-  autofs-restart status --pid PID   one container: its autofs mounts, their masters, what is
-                                    on top; copies in nested mount namespaces; processes
-                                    blocked on them, and whether they can be released
-  autofs-restart status [--json]    every container of the host with autofs mounts, a line
-                                    each and what needs a look; --json: one JSON object a
-                                    container, a line each
+  autofs-restart status [--pid PID] [--json]
+
+  without --pid    every container of the host with autofs mounts, a line each, and what
+                   needs a look
+  --pid PID        one container: its autofs mounts, their masters, what is on top; copies
+                   in nested mount namespaces; processes blocked on them, and whether they
+                   can be released
+  --json           one JSON object a container, a line each (keys: the man page, JSON
+                   OUTPUT); with --pid, that container's
+
+Exit status: 0 nothing needs a look; 3 something does (a mount nothing serves, processes
+blocked on autofs, trees an interrupted run left aside, a container that could not be
+read); 1 the container could not be read (--pid); 2 bad input.
 ";
 
 const RECOVER_HELP: &str = "\
@@ -177,9 +191,18 @@ pub fn parse(args: Vec<OsString>, env: &dyn Fn(&str) -> Option<OsString>) -> Res
     let mut blocked = None;
     let mut json = false;
     let mut timeout_given = false;
+    let mut verbose_given = false;
     while let Some(arg) = parser.next()? {
         match arg {
-            Short('h') | Long("help") => return Ok(Command::Help(help_of(command.as_ref()))),
+            // `--help restart` as `restart --help`.
+            Short('h') | Long("help") => {
+                let after = parser.raw_args()?.next();
+                return Ok(Command::Help(help_of(command.as_ref().or(after.as_ref()))));
+            }
+            // `help`, `help restart`: what git and systemctl take.
+            Value(v) if command.is_none() && v == "help" => {
+                return Ok(Command::Help(help_of(parser.raw_args()?.next().as_ref())));
+            }
             Short('V') | Long("version") => return Ok(Command::Version),
             Long("pid") => pid = Some(criu::parse_pid("--pid", Some(&parser.value()?))?),
             Long("unit") => units.push(units::unit_from_arg(&parser.value()?)?),
@@ -192,7 +215,10 @@ pub fn parse(args: Vec<OsString>, env: &dyn Fn(&str) -> Option<OsString>) -> Res
             Long("dry-run") => settings.dry_run = true,
             Long("json") => json = true,
             Long("probe") => settings.probe = true,
-            Short('v') | Long("verbose") => settings.verbose = true,
+            Short('v') | Long("verbose") => {
+                settings.verbose = true;
+                verbose_given = true;
+            }
             Value(v) if command.is_none() && (v == "restart" || v == "status" || v == "recover") => command = Some(v),
             _ => return Err(arg.unexpected().into()),
         }
@@ -200,19 +226,23 @@ pub fn parse(args: Vec<OsString>, env: &dyn Fn(&str) -> Option<OsString>) -> Res
     let Some(command) = command else {
         return Err(Error::Usage("no command (see --help)".into()));
     };
-    let restart_only = !units.is_empty() || settings.dry_run || settings.probe || nested.is_some() || blocked.is_some();
+    let restart_only = !units.is_empty()
+        || settings.dry_run
+        || settings.probe
+        || nested.is_some()
+        || blocked.is_some()
+        || verbose_given;
     if command == "status" {
         if restart_only || timeout_given {
             return Err(Error::Usage("status takes only --pid or --json".into()));
         }
-        return match (pid, json) {
-            (None, json) => Ok(Command::Overview { api: settings.api, json }),
-            (Some(pid), false) => Ok(Command::Status { pid_name: "--pid", pid, api: settings.api }),
-            (Some(_), true) => Err(Error::Usage("--json is for status without --pid: every container".into())),
+        return match pid {
+            None => Ok(Command::Overview { api: settings.api, json }),
+            Some(pid) => Ok(Command::Status { pid_name: "--pid", pid, api: settings.api, json }),
         };
     }
     if json {
-        return Err(Error::Usage("--json is for status without --pid".into()));
+        return Err(Error::Usage("--json is for status only".into()));
     }
     let pid = pid.ok_or_else(|| Error::Usage(format!("{} needs --pid PID", command.to_string_lossy())))?;
     if command == "recover" {
@@ -419,7 +449,8 @@ mod tests {
         ));
         assert_eq!(s.blocked, OnBlocked::Name, "the option wins");
         assert_eq!(settings(parse_with(&["restart", "--pid", "7"], &[])).blocked, OnBlocked::Name);
-        assert!(matches!(parse_with(&["status", "--pid", "7"], &[]), Ok(Command::Status { .. })));
+        assert!(matches!(parse_with(&["status", "--pid", "7"], &[]), Ok(Command::Status { json: false, .. })));
+        assert!(matches!(parse_with(&["status", "--pid", "7", "--json"], &[]), Ok(Command::Status { json: true, .. })));
         assert!(matches!(parse_with(&["status"], &[]), Ok(Command::Overview { json: false, .. })));
         assert!(matches!(parse_with(&["status", "--json"], &[]), Ok(Command::Overview { json: true, .. })));
         let c = parse_with(&["recover", "--pid", "7", "--timeout", "2"], &[]);
@@ -428,7 +459,11 @@ mod tests {
         assert!(matches!(parse_with(&["restart", "--help"], &[]), Ok(Command::Help(RESTART_HELP))));
         assert!(matches!(parse_with(&["status", "-h"], &[]), Ok(Command::Help(STATUS_HELP))));
         assert!(matches!(parse_with(&["recover", "--help"], &[]), Ok(Command::Help(RECOVER_HELP))));
-        assert!(matches!(parse_with(&["--help", "restart"], &[]), Ok(Command::Help(HELP))));
+        assert!(matches!(parse_with(&["--help", "restart"], &[]), Ok(Command::Help(RESTART_HELP))));
+        assert!(matches!(parse_with(&["-h", "bogus"], &[]), Ok(Command::Help(HELP))));
+        assert!(matches!(parse_with(&["help"], &[]), Ok(Command::Help(HELP))));
+        assert!(matches!(parse_with(&["help", "status"], &[]), Ok(Command::Help(STATUS_HELP))));
+        assert!(matches!(parse_with(&["help", "recover"], &[]), Ok(Command::Help(RECOVER_HELP))));
         let e = parse_with(&["status"], &[("AUTOFS_RESTART_KERNEL_API", "old")]).err().unwrap();
         assert_eq!(e.to_string(), "AUTOFS_RESTART_KERNEL_API='old': not new or legacy");
         assert!(matches!(parse_with(&["-V"], &[]), Ok(Command::Version)));
@@ -475,12 +510,15 @@ mod tests {
             (&["status", "--pid", "1", "--nested", "skip"], "status takes only --pid or --json"),
             (&["status", "--pid", "1", "--timeout", "3"], "status takes only --pid or --json"),
             (&["recover", "--pid", "1", "--dry-run"], "recover takes only --pid and --timeout"),
+            (&["recover", "--pid", "1", "-v"], "recover takes only --pid and --timeout"),
+            (&["status", "--pid", "1", "--verbose"], "status takes only --pid or --json"),
+            (&["status", "-v"], "status takes only --pid or --json"),
             (&["recover"], "recover needs --pid PID"),
             (&["restart", "--pid", "1", "--nested", "ask"], "--nested='ask': not restart, skip or fail"),
             (&["restart", "--pid", "1", "--blocked", "stop"], "--blocked='stop': not name or kill"),
             (&["status", "--pid", "1", "--blocked", "kill"], "status takes only --pid or --json"),
-            (&["status", "--pid", "1", "--json"], "--json is for status without --pid: every container"),
-            (&["restart", "--pid", "1", "--json"], "--json is for status without --pid"),
+            (&["restart", "--pid", "1", "--json"], "--json is for status only"),
+            (&["recover", "--pid", "1", "--json"], "--json is for status only"),
             (&["restart", "status", "--pid", "1"], "unexpected argument \"status\""),
         ] {
             let e = parse_with(args, &[]).err().unwrap_or_else(|| panic!("{args:?} parsed"));

@@ -57,7 +57,8 @@ fn main() -> ExitCode {
             println!("{}", version());
             Ok(0)
         }
-        Command::Status { pid_name, pid, api } => status::run(pid_name, pid, api),
+        Command::Status { pid_name, pid, api, json: true } => overview::one_json(pid_name, pid, api),
+        Command::Status { pid_name, pid, api, json: false } => status::run(pid_name, pid, api),
         Command::Overview { api, json } => overview::run(api, json),
         Command::Recover { pid_name, pid, timeout, api } => restart::recover(pid_name, pid, timeout, api),
         Command::Restart(settings) => restart::run(&settings),

@@ -249,3 +249,82 @@ fn root_that_cannot_trace_the_init_is_told_what_it_takes() {
          module keeps it from tracing pid 1): EACCES\n"
     );
 }
+
+/// The words of the interface, said once each in `--help`, the commands' help, the man page
+/// and the README, agree: the options, each command's synopsis, the environment and the exit
+/// codes.
+#[test]
+fn help_man_page_and_readme_agree() {
+    use std::collections::BTreeSet;
+    let file = |name: &str| std::fs::read_to_string(format!("{}/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    let help = stdout(&run(&["--help"]));
+    // The man page as words: roff's escaped minus as a plain one, fonts and breaks dropped.
+    let man = file("build/autofs-restart.8").replace("\\-", "-").replace("\\&", "");
+    let readme = file("README.md");
+    let between = |text: &str, start: &str, end: &str| -> String {
+        let after = text.split_once(start).unwrap_or_else(|| panic!("no {start:?}")).1;
+        after.split_once(end).unwrap_or_else(|| panic!("no {end:?} after {start:?}")).0.to_string()
+    };
+    let words = |text: &str, starts: &str| -> BTreeSet<String> {
+        let cut = |c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        text.split(cut).filter(|w| w.starts_with(starts) && w.len() > starts.len()).map(String::from).collect()
+    };
+
+    let options = words(&between(&help, "\nOptions:\n", "\nEnvironment"), "--");
+    assert_eq!(words(&between(&man, ".SH OPTIONS", ".SH ENVIRONMENT"), "--"), options, "man page, OPTIONS");
+    let synopsis = words(&between(&help, "Usage:\n", "\nCommands:"), "--");
+    // The usage lines say -v for --verbose.
+    let only_options: Vec<&String> = options.difference(&synopsis).collect();
+    assert_eq!(only_options, ["--verbose"], "--help: the usage lines and the options");
+    assert!(help.contains("[-v]") && help.contains("  -v, --verbose "), "{help}");
+    assert_eq!(words(&between(&man, ".SH SYNOPSIS", ".SH DESCRIPTION"), "--"), synopsis, "man page, SYNOPSIS");
+    assert_eq!(words(&between(&readme, "## Command line\n\n```\n", "```"), "--"), synopsis, "README, Command line");
+
+    // Each command's usage, in its own help, in --help's and in the README's synopsis.
+    let usage = |text: &str, command: &str| -> String {
+        let start = format!("autofs-restart {command} ");
+        let mut lines = text.lines().skip_while(|l| !l.trim_start().starts_with(&start));
+        let first = lines.next().unwrap_or_else(|| panic!("no usage of {command} in {text}"));
+        let rest = lines.take_while(|l| l.starts_with("       ") && !l.trim_start().starts_with("autofs-restart"));
+        std::iter::once(first).chain(rest).flat_map(|l| l.split_whitespace()).collect::<Vec<_>>().join(" ")
+    };
+    let command_line = between(&readme, "## Command line\n\n```\n", "```");
+    for command in ["restart", "status", "recover"] {
+        let own = stdout(&run(&[command, "--help"]));
+        assert_eq!(stdout(&run(&["help", command])), own, "help {command}");
+        assert_eq!(stdout(&run(&["--help", command])), own, "--help {command}");
+        let own = usage(&between(&format!("{own}\n"), "Usage:\n", "\n\n"), command);
+        assert_eq!(usage(&between(&help, "Usage:\n", "\nCommands:"), command), own, "{command}: --help");
+        assert_eq!(usage(&command_line, command), own, "{command}: README");
+    }
+
+    let variables = |text: &str| -> BTreeSet<String> {
+        let mut all = words(text, "AUTOFS_RESTART_");
+        all.extend(words(text, "CRTOOLS_"));
+        all
+    };
+    let environment = variables(&between(&help, "\nEnvironment", "\nExit status"));
+    assert_eq!(variables(&between(&man, ".SH ENVIRONMENT", ".SH ")), environment, "man page, ENVIRONMENT");
+    assert_eq!(variables(&between(&readme, "\n## Environment\n", "\n## ")), environment, "README, Environment");
+
+    let codes = |text: &str, prefix: &str| -> BTreeSet<String> {
+        let code =
+            |l: &str| l.strip_prefix(prefix)?.split(' ').next().filter(|c| c.parse::<u8>().is_ok()).map(String::from);
+        text.lines().filter_map(code).collect()
+    };
+    let exit = between(&format!("{help}\n"), "\nExit status: ", "\n\n");
+    let in_help: BTreeSet<String> = exit
+        .split([';', ':'])
+        .filter_map(|p| p.split_whitespace().next()?.parse::<u8>().ok())
+        .map(|c| c.to_string())
+        .collect();
+    assert_eq!(in_help, ["0", "1", "2", "3"].map(String::from).into(), "--help: {exit}");
+    let man_exit = between(&man, ".SH EXIT STATUS", ".SH ");
+    let in_man: BTreeSet<String> = man_exit
+        .split(".TP\n.B ")
+        .skip(1)
+        .filter_map(|p| p.split_whitespace().next().filter(|c| c.parse::<u8>().is_ok()).map(String::from))
+        .collect();
+    assert_eq!(in_man, in_help, "man page, EXIT STATUS");
+    assert_eq!(codes(&between(&readme, "\n## Exit status\n", "\n## "), "| "), in_help, "README, Exit status");
+}

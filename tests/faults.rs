@@ -70,11 +70,13 @@ fn killed_half_way_then_recover_or_the_next_run_puts_everything_back() {
         let pinned = pinned.lines().map(MountLine::parse).find(|m| m.mount_point == pin).expect("the pin is a mount");
         assert_eq!(pinned.fs_type, "nsfs", "{finish}");
         // That the copy there is the tmpfs, superblock and file, shows once it is back (Kept).
-        let status = stdout(&run(&["status", "--pid", &ctr.pid]));
+        let out = run(&["status", "--pid", &ctr.pid]);
+        let status = stdout(&out);
         assert!(
             status.contains(&format!("An interrupted run left trees set aside in the mount namespace pinned at {pin}")),
             "{status}"
         );
+        assert_eq!(out.status.code(), Some(3), "needs a look: {status}");
 
         if round == 0 {
             let out = run(&["recover", "--pid", &ctr.pid]);
@@ -123,8 +125,10 @@ fn killed_with_the_tree_in_the_container_then_recover(ctr: &Container, kept: &Ke
     assert_eq!([(staged.dev, staged.root)], kept.stack("/srv/data"));
     assert_eq!(ctr.ok("cat /run/autofs-restart/0/file"), "kept\n");
     assert_eq!(ctr.pin(), None, "nothing pinned on the host");
-    let status = stdout(&run(&["status", "--pid", &ctr.pid]));
+    let out = run(&["status", "--pid", &ctr.pid]);
+    let status = stdout(&out);
     assert!(status.contains("An interrupted run left trees set aside in /run/autofs-restart:"), "{status}");
+    assert_eq!(out.status.code(), Some(3), "needs a look: {status}");
 
     let out = run(&["recover", "--pid", &ctr.pid]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
@@ -195,7 +199,9 @@ fn one_run_at_a_time() {
         "autofs-restart: another autofs-restart run on this container holds its lock; gave up after 1 s\n"
     );
     let out = run(&["status", "--pid", &ctr.pid]);
-    assert_eq!(out.status.code(), Some(0), "status needs no lock");
+    // A run in progress is not an interrupted one: nothing to recover, nothing to look at.
+    assert_eq!(out.status.code(), Some(0), "status needs no lock: {}", stdout(&out));
+    assert!(stdout(&out).contains("\nA run in progress has trees set aside in "), "{}", stdout(&out));
 
     ctr.ok("touch /run/go");
     let out = first.wait_with_output().unwrap();

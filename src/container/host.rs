@@ -104,6 +104,16 @@ impl Host {
         }
     }
 
+    /// Whether a run holds the container's lock now: a shared flock(2) that cannot be had.
+    /// Held for no longer than the try: a run that wants the lock then retries in 20 ms.
+    /// Tells a run in progress from what an interrupted one left; false where it cannot tell.
+    pub fn run_in_progress(&self) -> bool {
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+        openat(&self.root, ".", flags, Mode::empty()).is_ok_and(|fd| {
+            rustix::fs::flock(&fd, rustix::fs::FlockOperation::NonBlockingLockShared) == Err(Errno::WOULDBLOCK)
+        })
+    }
+
     /// Runs `op` in the container's mount namespace and root, then goes back to ours: to read
     /// what is relative to them before entering (a dry run never enters). Going back failing
     /// leaves us in the container's namespace: an error, the run ends there.

@@ -6,7 +6,9 @@
 //! holder, trees an interrupted run left aside). Nothing is walked into and nothing entered:
 //! a restored mount that nobody touched yet cannot be told from a live one without an access,
 //! which would hang; processes blocked in autofs are the sign of one that was touched.
-//! `--json`: one object per container, a line each, for tooling.
+//! `--json`: one object per container, a line each, for tooling (keys: the man page's JSON
+//! OUTPUT, schema 1). For monitoring, the exit status is NEEDS_A_LOOK when some container
+//! needs the operator or could not be read.
 
 use std::io::Write;
 
@@ -36,6 +38,9 @@ struct Container {
     interrupted: bool,
 }
 
+/// The master of a mount that has none.
+const NOBODY: &str = "nothing";
+
 #[derive(Clone)]
 struct Mount {
     path: Vec<u8>,
@@ -47,21 +52,32 @@ struct Mount {
     catatonic: bool,
 }
 
+/// The exit status of `status` when something needs the operator: a mount nothing serves,
+/// processes blocked in autofs, trees an interrupted run left aside, a container that could
+/// not be read. 1 and 2 keep their meaning (could not be done, bad input).
+pub const NEEDS_A_LOOK: u8 = 3;
+
+/// The version of the JSON objects' keys (the man page's JSON OUTPUT): raised when a key
+/// changes meaning or goes, not when one is added.
+const SCHEMA: u32 = 1;
+
 pub fn run(api: Api, json: bool) -> Result<u8> {
     let mut out = std::io::stdout().lock();
     let mut listed = 0;
+    let mut needs_a_look = false;
     for pid in inits()? {
         let seen = i32::try_from(pid)
             .ok()
             .and_then(Pid::from_raw)
             .ok_or_else(|| Error::check("a bad pid"))
-            .and_then(|p| look(p, api));
+            .and_then(|p| look("pid", p, api, false));
+        needs_a_look |= seen.as_ref().map_or(true, |c| c.as_ref().is_some_and(Container::needs_a_look));
         let line = match seen {
             Ok(None) => continue,
             Ok(Some(c)) if json => c.json(),
             Ok(Some(c)) => c.text(),
             // Gone since it was listed, or not to be looked at: said, and on to the next.
-            Err(e) if json => format!("{{\"pid\":{pid},\"error\":{}}}\n", string(e.to_string().as_bytes())),
+            Err(e) if json => error_json(pid, &e),
             Err(e) => format!("pid {pid}: {e}\n"),
         };
         out.write_all(line.as_bytes()).context("writing the status")?;
@@ -70,7 +86,19 @@ pub fn run(api: Api, json: bool) -> Result<u8> {
     if listed == 0 && !json {
         writeln!(out, "No container of this host has an autofs mount.").context("writing the status")?;
     }
-    Ok(0)
+    Ok(if needs_a_look { NEEDS_A_LOOK } else { 0 })
+}
+
+/// `status --pid PID --json`: that container's object, also when it has no autofs mount; one
+/// that cannot be read is an error (exit 1), as without --json.
+pub fn one_json(pid_name: &'static str, pid: Pid, api: Api) -> Result<u8> {
+    let c = look(pid_name, pid, api, true)?.ok_or_else(|| Error::check("no container"))?;
+    std::io::stdout().lock().write_all(c.json().as_bytes()).context("writing the status")?;
+    Ok(if c.needs_a_look() { NEEDS_A_LOOK } else { 0 })
+}
+
+fn error_json(pid: u32, e: &Error) -> String {
+    format!("{{\"schema\":{SCHEMA},\"pid\":{pid},\"error\":{}}}\n", string(e.to_string().as_bytes()))
 }
 
 /// The host pids of the inits of pid namespaces below ours: 1 in their own namespace.
@@ -88,12 +116,12 @@ fn inits() -> Result<Vec<u32>> {
     Ok(pids.into_iter().filter(init).collect())
 }
 
-/// The container of init `pid`, if it has autofs mounts.
-fn look(pid: Pid, api: Api) -> Result<Option<Container>> {
-    let host = Host::open("pid", pid)?;
+/// The container of init `pid`, if it has autofs mounts (or `always`).
+fn look(pid_name: &'static str, pid: Pid, api: Api, always: bool) -> Result<Option<Container>> {
+    let host = Host::open(pid_name, pid)?;
     let init = host.init();
     let text = host.mount_table(api)?.text;
-    if !autofs::any(&text) {
+    if !always && !autofs::any(&text) {
         return Ok(None);
     }
     let table = Table::from_mountinfo(&text, init.host_pid())?;
@@ -104,7 +132,7 @@ fn look(pid: Pid, api: Api) -> Result<Option<Container>> {
         mounts: mounts(init, &table)?,
         blocked: survey.blocked.iter().map(|&p| (p, init.ctr_pid(p), init.comm(p).unwrap_or_default())).collect(),
         held: holder::live(init).map(|l| l.mounts),
-        interrupted: staging::left_behind(init, &table)?.is_some(),
+        interrupted: staging::left_behind(init, &table)?.is_some() && !host.run_in_progress(),
     }))
 }
 
@@ -118,7 +146,7 @@ fn mounts(init: &Init, table: &Table<'_>) -> Result<Vec<Mount>> {
             Master::Unit(_) => "systemd",
             Master::Daemon { .. } => "automount",
             Master::Other { .. } => "another process",
-            Master::None => "nothing",
+            Master::None => NOBODY,
         };
         let master = status::master_words(init, &master);
         let kind = a.options.kind.map_or("?", |k| k.as_str());
@@ -129,6 +157,13 @@ fn mounts(init: &Init, table: &Table<'_>) -> Result<Vec<Mount>> {
 }
 
 impl Container {
+    /// Whether the operator should look: a mount nothing serves (catatonic, or without a
+    /// master, where an access hangs), processes blocked in autofs, trees left aside. A
+    /// pre-resume holder is a restore in progress, not a fault.
+    fn needs_a_look(&self) -> bool {
+        self.mounts.iter().any(|m| m.catatonic || m.by == NOBODY) || !self.blocked.is_empty() || self.interrupted
+    }
+
     /// One line when nothing needs the operator; then one more for each thing that does.
     fn text(&self) -> String {
         let pid = self.pid;
@@ -187,7 +222,7 @@ impl Container {
             .collect();
         let held = self.held.map_or_else(|| "null".to_string(), |n| n.to_string());
         format!(
-            "{{\"pid\":{},\"comm\":{},\"mounts\":[{}],\"blocked\":[{}],\"held\":{held},\"interrupted\":{}}}\n",
+            "{{\"schema\":{SCHEMA},\"pid\":{},\"comm\":{},\"mounts\":[{}],\"blocked\":[{}],\"held\":{held},\"interrupted\":{}}}\n",
             self.pid,
             string(&self.comm),
             mounts.join(","),
@@ -256,7 +291,7 @@ mod tests {
     fn one_object_a_line() {
         assert_eq!(
             container().json(),
-            "{\"pid\":4242,\"comm\":\"systemd\",\"mounts\":[{\"where\":\"/srv/idle\",\"type\":\"direct\",\"master\":\
+            "{\"schema\":1,\"pid\":4242,\"comm\":\"systemd\",\"mounts\":[{\"where\":\"/srv/idle\",\"type\":\"direct\",\"master\":\
              \"systemd srv-idle.automount\",\"catatonic\":false},{\"where\":\"/srv/a \\\"b\\\"\",\"type\":\"indirect\",\
              \"master\":\"none\",\"catatonic\":true}],\"blocked\":[{\"pid\":4300,\"ctr_pid\":78,\"comm\":\"stat\"}],\"held\":2,\
              \"interrupted\":false}\n"
@@ -274,5 +309,27 @@ mod tests {
         let calm =
             Container { blocked: Vec::new(), held: None, mounts: container().mounts[..1].to_vec(), ..container() };
         assert_eq!(calm.text(), "pid 4242 (systemd): autofs mounts served by systemd (1)\n");
+    }
+
+    #[test]
+    fn what_needs_a_look() {
+        let mounts = container().mounts;
+        let calm = Container { blocked: Vec::new(), held: Some(1), mounts: mounts[..1].to_vec(), ..container() };
+        assert!(!calm.needs_a_look(), "served mounts and a holder: a restore on its way");
+        assert!(container().needs_a_look());
+        let masterless = Mount { catatonic: false, ..mounts[1].clone() };
+        assert!(Container { mounts: vec![masterless], ..calm_of() }.needs_a_look(), "an access would hang");
+        let catatonic = Mount { by: "systemd", ..mounts[1].clone() };
+        assert!(Container { mounts: vec![catatonic], ..calm_of() }.needs_a_look(), "an access fails");
+        assert!(Container { blocked: container().blocked, ..calm_of() }.needs_a_look());
+        assert!(Container { interrupted: true, ..calm_of() }.needs_a_look());
+        assert_eq!(
+            error_json(7, &Error::check("gone")),
+            format!("{{\"schema\":1,\"pid\":7,\"error\":{}}}\n", string(Error::check("gone").to_string().as_bytes()))
+        );
+    }
+
+    fn calm_of() -> Container {
+        Container { blocked: Vec::new(), held: None, mounts: container().mounts[..1].to_vec(), ..container() }
     }
 }

@@ -25,7 +25,7 @@ pub fn run(pid_name: &'static str, pid: Pid, api: Api) -> Result<u8> {
     let text = host.mount_table(api)?.text;
     let table = Table::from_mountinfo(&text, init.host_pid())?;
     let mut out = std::io::stdout().lock();
-    let rows = mounts(init, &table)?;
+    let (rows, mut needs_a_look) = mounts(init, &table)?;
     if rows.len() > 1 {
         print(&mut out, &rows)?;
     } else {
@@ -35,12 +35,18 @@ pub fn run(pid_name: &'static str, pid: Pid, api: Api) -> Result<u8> {
     }
     // Before entering: the pins are on the host.
     if let Some(left) = staging::left_behind(init, &table)? {
-        writeln!(
-            out,
-            "\nAn interrupted run left trees set aside in {}: `autofs-restart recover --pid {pid}` puts them back.",
-            left.place()
-        )
-        .context("writing the status")?;
+        if host.run_in_progress() {
+            writeln!(out, "\nA run in progress has trees set aside in {}.", left.place())
+                .context("writing the status")?;
+        } else {
+            needs_a_look = true;
+            writeln!(
+                out,
+                "\nAn interrupted run left trees set aside in {}: `autofs-restart recover --pid {pid}` puts them back.",
+                left.place()
+            )
+            .context("writing the status")?;
+        }
     }
     let holder = crate::work::holder::live(init);
     if let Some(h) = &holder {
@@ -60,6 +66,7 @@ pub fn run(pid_name: &'static str, pid: Pid, api: Api) -> Result<u8> {
     // Processes waiting on an autofs mount: on a stale one, they wait for good. What they
     // look up reads as the container's paths only from inside.
     if !survey.blocked.is_empty() {
+        needs_a_look = true;
         let points = table.autofs_points();
         let inside = host.enter(api)?;
         let mut rows = vec![["BLOCKED PROCESS".to_string(), "ON".into(), "LOOKING UP".into(), String::new()]];
@@ -73,7 +80,7 @@ pub fn run(pid_name: &'static str, pid: Pid, api: Api) -> Result<u8> {
         writeln!(out, "{}", release_note(holder.as_ref(), crate::work::tokens::needed(api)))
             .context("writing the status")?;
     }
-    Ok(0)
+    Ok(if needs_a_look { super::overview::NEEDS_A_LOOK } else { 0 })
 }
 
 /// Whether the blocked processes can be released, on this kernel (`by_token`: one before 6.6,
@@ -104,13 +111,17 @@ pub(super) fn master_words(init: &Init, master: &Master) -> String {
     }
 }
 
-/// A row per autofs mount: where, its type, its master, what is on top.
-fn mounts(init: &Init, table: &Table<'_>) -> Result<Vec<Row>> {
+/// A row per autofs mount: where, its type, its master, what is on top; and whether one is
+/// served by nothing (catatonic, or no master: an access fails, or hangs).
+fn mounts(init: &Init, table: &Table<'_>) -> Result<(Vec<Row>, bool)> {
     let who = init.as_planned();
     let mut facts = ProcFacts::new(init);
     let mut rows = vec![["WHERE".to_string(), "TYPE".into(), "MASTER".into(), "ON TOP".into()]];
+    let mut unserved = false;
     for a in table.autofs() {
-        let mut master = master_words(init, &plan::master_of(&a, who, &mut facts)?);
+        let master = plan::master_of(&a, who, &mut facts)?;
+        unserved |= a.options.catatonic() || matches!(master, Master::None);
+        let mut master = master_words(init, &master);
         if a.options.catatonic() {
             master.push_str(", catatonic");
         }
@@ -122,7 +133,7 @@ fn mounts(init: &Init, table: &Table<'_>) -> Result<Vec<Row>> {
         let on_top = if on_top.is_empty() { "-".to_string() } else { on_top.join(" + ") };
         rows.push([column(&a.mount.mount_point), kind.into(), master, on_top]);
     }
-    Ok(rows)
+    Ok((rows, unserved))
 }
 
 /// A row per autofs mount of a nested namespace, and what a restart does to it.
