@@ -196,7 +196,13 @@ fn one_run_at_a_time() {
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert_eq!(
         stderr(&out),
-        "autofs-restart: another autofs-restart run on this container holds its lock; gave up after 1 s\n"
+        format!(
+            "autofs-restart: another autofs-restart run (pid {}) on this container holds its lock; gave up after 1 s: \
+             let it end (`autofs-restart status --pid {}` says what it has set aside), then run again\n",
+            first.id(),
+            ctr.pid
+        ),
+        "the holder named, and what to do"
     );
     let out = run(&["status", "--pid", &ctr.pid]);
     // A run in progress is not an interrupted one: nothing to recover, nothing to look at.

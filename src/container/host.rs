@@ -95,8 +95,11 @@ impl Host {
                 }
                 Err(Errno::WOULDBLOCK) => {
                     return Err(Error::check(format!(
-                        "another autofs-restart run on this container holds its lock; gave up after {} s",
-                        seconds(timeout)
+                        "another autofs-restart run{} on this container holds its lock; gave up after {} s: \
+                         let it end (`autofs-restart status --pid {}` says what it has set aside), then run again",
+                        lock_holder(&fd).map_or_else(String::new, |p| format!(" (pid {p})")),
+                        seconds(timeout),
+                        self.init.pid,
                     )));
                 }
                 Err(e) => return Err(Error::sys(doing, e)),
@@ -149,4 +152,11 @@ impl Host {
             .context(format!("entering the root of pid {}", init.pid))?;
         Ok(Inside::new(init, (root, mnt, host_mnt), confine, api))
     }
+}
+
+/// The host pid of the process holding the flock on `fd`'s file, from /proc/locks.
+fn lock_holder(fd: &OwnedFd) -> Option<u32> {
+    let st = rustix::fs::fstat(fd).ok()?;
+    let locks = std::fs::read("/proc/locks").ok()?;
+    procfs::flock_holder(&locks, rustix::fs::major(st.st_dev), rustix::fs::minor(st.st_dev), st.st_ino)
 }

@@ -203,7 +203,11 @@ impl<'c> Daemon<'c> {
             Supervisor::Init => match self.respawn.take() {
                 Some(Ok(r)) => self.restart_respawning(inside, &r, timeout),
                 Some(Err(e)) => return Err(e),
-                None => return Err(Error::check("nothing known to start it again with")),
+                None => {
+                    return Err(Error::check(
+                        "nothing known to start it again with (its command line was not read): left running as it was",
+                    ));
+                }
             },
         };
         let new = match restarted {

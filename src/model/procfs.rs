@@ -9,6 +9,24 @@ fn stat_field<T: std::str::FromStr>(stat: &[u8], n: usize) -> Option<T> {
     rest.split_ascii_whitespace().nth(n - 3)?.parse().ok()
 }
 
+/// The pid that holds a flock(2) on the file of device `major:minor` and inode `ino`, from
+/// /proc/locks (`1: FLOCK  ADVISORY  WRITE 812 fd:01:1234 0 EOF`, device numbers in hex; a
+/// waiter's line has `->` after its number).
+pub fn flock_holder(locks: &[u8], major: u32, minor: u32, ino: u64) -> Option<u32> {
+    let text = std::str::from_utf8(locks).ok()?;
+    text.lines().find_map(|line| {
+        let mut words = line.split_ascii_whitespace().skip(1);
+        if words.next()? != "FLOCK" {
+            return None;
+        }
+        let pid = words.nth(2)?.parse().ok()?;
+        let mut file = words.next()?.split(':');
+        let (maj, min) = (u32::from_str_radix(file.next()?, 16).ok()?, u32::from_str_radix(file.next()?, 16).ok()?);
+        let i: u64 = file.next()?.parse().ok()?;
+        (maj == major && min == minor && i == ino).then_some(pid)
+    })
+}
+
 /// The parent pid, field (4) of /proc/PID/stat.
 pub fn parent_of(stat: &[u8]) -> Option<u32> {
     stat_field(stat, 4)
@@ -194,5 +212,18 @@ mod tests {
     fn nul_lists() {
         assert_eq!(nul_list(b"automount\x00-t\x00600\x00"), [b"automount".to_vec(), b"-t".to_vec(), b"600".to_vec()]);
         assert!(nul_list(b"").is_empty());
+    }
+
+    #[test]
+    fn the_holder_of_a_flock() {
+        let locks = b"1: POSIX  ADVISORY  WRITE 700 00:2a:99 0 EOF\n\
+                      2: FLOCK  ADVISORY  WRITE 812 fd:01:1234 0 EOF\n\
+                      2: -> FLOCK  ADVISORY  WRITE 913 fd:01:1234 0 EOF\n\
+                      3: FLOCK  ADVISORY  READ 77 103:05:1234 0 EOF\n";
+        assert_eq!(flock_holder(locks, 0xfd, 1, 1234), Some(812), "the holder, not the waiter");
+        assert_eq!(flock_holder(locks, 0x103, 5, 1234), Some(77));
+        assert_eq!(flock_holder(locks, 0, 0x2a, 99), None, "a POSIX lock is not ours");
+        assert_eq!(flock_holder(locks, 0xfd, 1, 12345), None);
+        assert_eq!(flock_holder(b"garbage\n\xff", 0xfd, 1, 1234), None);
     }
 }

@@ -74,7 +74,9 @@ pub fn start(host: &Host, mounts: &[(Vec<u8>, Dev)], first: Option<u32>) -> Resu
         }
     };
     let start = procfs::start_time_of(&init.proc_file(pid.as_raw_pid() as u32, "stat").unwrap_or_default())
-        .ok_or_else(|| Error::check("the holder ended at once"))?;
+        .ok_or_else(|| {
+            Error::check("the holder ended at once: post-resume fixes the mounts without it (what blocks on them before is named, or killed with --blocked kill)")
+        })?;
     let first = first.map_or_else(String::new, |t| format!(" {t}"));
     let mut text = format!("{} {start}{first}\n", pid.as_raw_pid()).into_bytes();
     text.extend_from_slice(&held);
@@ -196,7 +198,8 @@ pub fn hold_child(pin: &[u8]) -> Result<u8> {
     let mut out = std::io::stdout().lock();
     for (dev, path) in lines(&work) {
         let dev = dev.split_once(':').and_then(|(a, b)| Some(Dev { major: a.parse().ok()?, minor: b.parse().ok()? }));
-        let dev = dev.ok_or_else(|| Error::check("a bad device number in the work"))?;
+        let dev =
+            dev.ok_or_else(|| Error::check("a bad device number in the work (pre-resume's, a bug: report it)"))?;
         let fd = ctl.open_mount(&path, dev)?;
         out.write_all(&line(&fd.as_raw_fd().to_string(), &path)).context("reporting")?;
         held.push(fd);

@@ -374,7 +374,9 @@ fn check_dev(staging: &OwnedFd, n: u32, dev: Dev) -> Result<()> {
     let st = rustix::fs::statat(staging, n.to_string(), AtFlags::SYMLINK_NOFOLLOW).context("checking the copy")?;
     let found = Dev { major: major(st.st_dev), minor: minor(st.st_dev) };
     if found != dev {
-        return Err(Error::check(format!("the mount there is {found}, not {dev}: the table changed")));
+        return Err(Error::check(format!(
+            "the mount there is {found}, not {dev}: the container's mounts changed during the run; run again"
+        )));
     }
     Ok(())
 }
