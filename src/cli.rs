@@ -1,7 +1,7 @@
 //! The command line and the environment: what to do, with which settings.
 
 use std::ffi::OsString;
-use std::os::unix::ffi::OsStrExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::time::Duration;
 
 use lexopt::prelude::*;
@@ -9,7 +9,7 @@ use rustix::process::Pid;
 
 use crate::criu::{self, Stage};
 use crate::error::{Error, Result};
-use crate::model::units;
+use crate::model::{config, units};
 use crate::settings::{Api, OnBlocked, Policy, Settings};
 use crate::work::holder::HOLD_ARG;
 use crate::work::probe::PROBE_ARG;
@@ -54,7 +54,7 @@ Options:
   -h, --help       this text; after a command (or `help COMMAND`), that command's
   -V, --version    the version and how it was built
 
-Environment (options win):
+Environment (options win over it, it over the settings file):
   CRTOOLS_SCRIPT_ACTION   set by CRIU; pre-dump, pre-resume and post-resume do something,
                           every other stage nothing
   CRTOOLS_INIT_PID        set by CRIU: the restored init's host pid
@@ -69,6 +69,9 @@ Environment (options win):
   AUTOFS_RESTART_KERNEL_API  new (default: open_tree/move_mount, clone3 into the cgroup,
                           listmount/statmount; each falls back by itself) or legacy
                           (bind and MS_MOVE, fork, mountinfo)
+  AUTOFS_RESTART_CONFIG   the settings file (default /etc/autofs-restart.conf; empty: none):
+                          KEY=value lines of the names above, under the environment; for
+                          hosts where a runtime (runc, crun, podman) starts CRIU
 
 Exit status: 0 done or nothing to do; 1 something could not be done, each said on its
 line (a unit, --nested fail, the lock, a recovery); 2 bad input; 3 (status) something
@@ -174,15 +177,26 @@ fn help_of(command: Option<&OsString>) -> &'static str {
     }
 }
 
-/// Reads the command from `args` (without argv[0]) and settings from `env`.
-pub fn parse(args: Vec<OsString>, env: &dyn Fn(&str) -> Option<OsString>) -> Result<Command> {
+/// The settings file, unless `CONFIG_VAR` names another (empty: none).
+pub const CONFIG_FILE: &str = "/etc/autofs-restart.conf";
+pub const CONFIG_VAR: &str = "AUTOFS_RESTART_CONFIG";
+
+/// Where settings come from: the environment, and the settings file read by `read`.
+pub struct Sources<'a> {
+    pub env: &'a dyn Fn(&str) -> Option<OsString>,
+    pub read: &'a dyn Fn(&std::ffi::OsStr) -> std::io::Result<Vec<u8>>,
+}
+
+/// Reads the command from `args` (without argv[0]) and settings from `from`: options first,
+/// then the environment, then the settings file.
+pub fn parse(args: Vec<OsString>, from: &Sources<'_>) -> Result<Command> {
     if args.is_empty() {
-        return from_criu(env);
+        return from_criu(from);
     }
     if let Some(internal) = internal(&args) {
         return Ok(internal);
     }
-    let mut settings = settings_from_env(env)?;
+    let mut settings = settings_from(from)?;
     let mut parser = lexopt::Parser::from_args(args);
     let mut command = None;
     let mut pid = None;
@@ -278,12 +292,13 @@ fn internal(args: &[OsString]) -> Option<Command> {
 /// The command of an action-script run: CRIU runs it with no arguments and says the stage in
 /// the environment. The stage comes first: other stages must not fail over a setting they do
 /// not use.
-fn from_criu(env: &dyn Fn(&str) -> Option<OsString>) -> Result<Command> {
+fn from_criu(from: &Sources<'_>) -> Result<Command> {
+    let env = from.env;
     let Some(action) = env(criu::ACTION_VAR) else {
         return Err(Error::Usage("no command (see --help)".into()));
     };
     let settings = || -> Result<Settings> {
-        let mut settings = settings_from_env(env)?;
+        let mut settings = settings_from(from)?;
         settings.pid = criu::parse_pid(criu::PID_VAR, env(criu::PID_VAR).as_deref())?;
         settings.pid_name = criu::PID_VAR;
         settings.criu = criu::criu_pid(env(criu::IMAGE_DIR_VAR).as_deref());
@@ -297,7 +312,35 @@ fn from_criu(env: &dyn Fn(&str) -> Option<OsString>) -> Result<Command> {
     }
 }
 
-fn settings_from_env(env: &dyn Fn(&str) -> Option<OsString>) -> Result<Settings> {
+/// The settings of the environment over those of the settings file. Every line of the file
+/// must hold a good value, also one the environment overrides: a bad one is never ignored.
+fn settings_from(from: &Sources<'_>) -> Result<Settings> {
+    let Some((path, entries)) = settings_file(from)? else { return settings_of(from.env) };
+    let value = |e: &config::Entry| OsString::from_vec(e.value.clone());
+    for e in &entries {
+        settings_of(&|name| (name == e.key).then(|| value(e)))
+            .map_err(|err| Error::Usage(format!("{path}:{}: {err}", e.line)))?;
+    }
+    settings_of(&|name| (from.env)(name).or_else(|| entries.iter().find(|e| e.key == name).map(value)))
+}
+
+/// The settings file's path and entries; None where there is none.
+fn settings_file(from: &Sources<'_>) -> Result<Option<(String, Vec<config::Entry>)>> {
+    let path = (from.env)(CONFIG_VAR).unwrap_or_else(|| CONFIG_FILE.into());
+    if path.is_empty() {
+        return Ok(None);
+    }
+    let shown = path.to_string_lossy().into_owned();
+    let text = match (from.read)(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::Usage(format!("reading {shown}: {e}"))),
+    };
+    let entries = config::parse(&text).map_err(|(line, why)| Error::Usage(format!("{shown}:{line}: {why}")))?;
+    Ok(Some((shown, entries)))
+}
+
+fn settings_of(env: &dyn Fn(&str) -> Option<OsString>) -> Result<Settings> {
     let flag = |name: &str| -> Result<bool> {
         match env(name).as_deref().map(|v| v.as_bytes()) {
             None | Some(b"" | b"0") => Ok(false),
@@ -379,9 +422,18 @@ mod tests {
     use super::*;
 
     fn parse_with(args: &[&str], env: &[(&str, &str)]) -> Result<Command> {
+        parse_with_file(args, env, None)
+    }
+
+    /// With `file` as the settings file's text (None: no file).
+    fn parse_with_file(args: &[&str], env: &[(&str, &str)], file: Option<&str>) -> Result<Command> {
         let env: Vec<(String, OsString)> = env.iter().map(|(k, v)| (k.to_string(), OsString::from(v))).collect();
         let lookup = move |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
-        parse(args.iter().map(OsString::from).collect(), &lookup)
+        let read = |path: &std::ffi::OsStr| match file {
+            Some(text) if path == CONFIG_FILE || path == "/elsewhere.conf" => Ok(text.as_bytes().to_vec()),
+            _ => Err(std::io::Error::from(std::io::ErrorKind::NotFound)),
+        };
+        parse(args.iter().map(OsString::from).collect(), &Sources { env: &lookup, read: &read })
     }
 
     fn settings(c: Result<Command>) -> Settings {
@@ -531,6 +583,55 @@ mod tests {
         assert_eq!(e.err().unwrap().to_string(), "AUTOFS_RESTART_NESTED='SKIP': not restart, skip or fail");
         let e = parse_with(&[], &[]).err().unwrap();
         assert_eq!(e.to_string(), "no command (see --help)");
+    }
+
+    #[test]
+    fn the_settings_file_under_the_environment_and_the_options() {
+        let file = "# set by the operator\nAUTOFS_RESTART_NESTED=fail\nAUTOFS_RESTART_TIMEOUT=\"5\"\n";
+        let criu = [("CRTOOLS_SCRIPT_ACTION", "post-resume"), ("CRTOOLS_INIT_PID", "42")];
+        let s = settings(parse_with_file(&[], &criu, Some(file)));
+        assert_eq!((s.nested, s.timeout), (Policy::Fail, Duration::from_secs(5)), "as CRIU runs it, under a runtime");
+        let env = [criu[0], criu[1], ("AUTOFS_RESTART_NESTED", "skip")];
+        assert_eq!(settings(parse_with_file(&[], &env, Some(file))).nested, Policy::Skip, "the environment wins");
+        let s = settings(parse_with_file(&["restart", "--pid", "7", "--nested", "restart"], &env, Some(file)));
+        assert_eq!((s.nested, s.timeout), (Policy::Restart, Duration::from_secs(5)), "the option wins");
+        let elsewhere = [criu[0], criu[1], (CONFIG_VAR, "/elsewhere.conf")];
+        assert_eq!(settings(parse_with_file(&[], &elsewhere, Some(file))).nested, Policy::Fail);
+        let none = [criu[0], criu[1], (CONFIG_VAR, "")];
+        assert_eq!(settings(parse_with_file(&[], &none, Some(file))).nested, Policy::Restart, "no file at all");
+        assert_eq!(settings(parse_with_file(&[], &criu, None)).nested, Policy::Restart, "no file there");
+        // Other stages read no setting, and so no file.
+        let other = [("CRTOOLS_SCRIPT_ACTION", "post-dump"), ("CRTOOLS_INIT_PID", "42")];
+        assert!(matches!(parse_with_file(&[], &other, Some("junk")), Ok(Command::Ignore)));
+    }
+
+    #[test]
+    fn a_bad_line_of_the_settings_file_is_named_even_where_overridden() {
+        let criu =
+            [("CRTOOLS_SCRIPT_ACTION", "post-resume"), ("CRTOOLS_INIT_PID", "42"), ("AUTOFS_RESTART_TIMEOUT", "3")];
+        for (file, said) in [
+            (
+                "AUTOFS_RESTART_TIMEOUT=x",
+                "/etc/autofs-restart.conf:1: AUTOFS_RESTART_TIMEOUT='x': not a number of seconds above 0, at most 86400",
+            ),
+            (
+                "\nAUTOFS_RESTART_NESTED=ask",
+                "/etc/autofs-restart.conf:2: AUTOFS_RESTART_NESTED='ask': not restart, skip or fail",
+            ),
+            (
+                "TIMEOUT=3",
+                "/etc/autofs-restart.conf:1: TIMEOUT is not a setting (one of AUTOFS_RESTART_UNITS, AUTOFS_RESTART_TIMEOUT, AUTOFS_RESTART_PROBE, AUTOFS_RESTART_VERBOSE, AUTOFS_RESTART_NESTED, AUTOFS_RESTART_BLOCKED, AUTOFS_RESTART_KERNEL_API)",
+            ),
+        ] {
+            let e = parse_with_file(&[], &criu, Some(file)).err().unwrap_or_else(|| panic!("{file} parsed"));
+            assert_eq!((e.exit_code(), e.to_string().as_str()), (2, said));
+            let e = parse_with_file(&["status"], &[], Some(file)).err().unwrap();
+            assert_eq!(e.to_string(), said, "status");
+        }
+        let c = parse_with_file(&[], &[("CRTOOLS_SCRIPT_ACTION", "pre-dump"), ("CRTOOLS_INIT_PID", "7")], Some("x"));
+        assert!(
+            matches!(c, Ok(Command::PreDump(Err(ref e))) if e.to_string().starts_with("/etc/autofs-restart.conf:1: "))
+        );
     }
 
     #[test]

@@ -40,7 +40,8 @@ use work::{holder, probe, release};
 
 fn main() -> ExitCode {
     let args = std::env::args_os().skip(1).collect();
-    let command = cli::parse(args, &|name| std::env::var_os(name));
+    let from = cli::Sources { env: &|name| std::env::var_os(name), read: &|path| std::fs::read(path) };
+    let command = cli::parse(args, &from);
     if let Ok(Command::Ignore) = command {
         return ExitCode::SUCCESS;
     }

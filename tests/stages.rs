@@ -93,6 +93,24 @@ fn pre_dump_with_a_private_nested_namespace_under_each_policy() {
         "autofs-restart: failed: the dump is refused: 3 private copies in nested mount namespaces (nested policy: fail); nothing was changed\n"
     ), "{said}");
 
+    // The same policy from the settings file, as where a runtime starts CRIU; the
+    // environment over it.
+    let file = std::env::temp_dir().join(format!("autofs-restart-test.{}.conf", std::process::id()));
+    std::fs::write(&file, "# as an operator writes it\nAUTOFS_RESTART_NESTED=fail\n").unwrap();
+    let config = ("AUTOFS_RESTART_CONFIG", file.to_str().unwrap());
+    let out = run_as_criu("pre-dump", &ctr.pid, &[config]);
+    assert_eq!((out.status.code(), copy_of(&stderr(&out)).len()), (Some(1), 3), "from the file: {}", stderr(&out));
+    let out = run_as_criu("pre-dump", &ctr.pid, &[config, ("AUTOFS_RESTART_NESTED", "skip")]);
+    assert_eq!(out.status.code(), Some(0), "the environment wins: {}", stderr(&out));
+    std::fs::write(&file, "AUTOFS_RESTART_NESTED=fail\nAUTOFS_RESTART_NESTED=skip\n").unwrap();
+    let out = run_as_criu("post-resume", &ctr.pid, &[config]);
+    let _ = std::fs::remove_file(&file);
+    assert_eq!(
+        (out.status.code(), stderr(&out)),
+        (Some(2), format!("autofs-restart: {}:2: AUTOFS_RESTART_NESTED again (first on line 1)\n", file.display())),
+        "a bad file is named, and nothing done"
+    );
+
     for (policy, then) in [
         ("restart", "after the restore the unit is restarted and that copy made catatonic (nested policy: restart)"),
         ("skip", "after the restore the unit is left alone, and it keeps hanging (nested policy: skip)"),

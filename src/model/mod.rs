@@ -3,6 +3,7 @@
 
 pub mod autofs;
 pub mod blocked;
+pub mod config;
 pub mod journal;
 pub mod kernel;
 pub mod layout;
