@@ -10,7 +10,7 @@ use rustix::process::Pid;
 use crate::criu::{self, Stage};
 use crate::error::{Error, Result};
 use crate::model::{config, units};
-use crate::settings::{Api, OnBlocked, Policy, Settings};
+use crate::settings::{Api, OnBlocked, Policy, Seen, Settings};
 use crate::work::holder::HOLD_ARG;
 use crate::work::probe::PROBE_ARG;
 use crate::work::release::CATATONIC_ARG;
@@ -24,6 +24,7 @@ Usage:
                          [--timeout SECS] [--dry-run] [--probe] [-v]
   autofs-restart status [--pid PID] [--json]
   autofs-restart recover --pid PID [--timeout SECS]
+  autofs-restart check [--json]
   autofs-restart help [COMMAND] | --help | --version
 
 Commands:
@@ -34,6 +35,8 @@ Commands:
                Without --pid: every container with autofs mounts, a line each, and what
                needs a look (--json: one JSON object a container, a line each)
   recover      put back what an interrupted run left set aside (every run does this first)
+  check        whether this host is ready: CRIU's configuration names this binary, its
+               CRIU runs it for the runtimes installed, the kernel, the settings in force
 
 Options:
   --pid PID        the container's init, as a host pid
@@ -76,7 +79,7 @@ Environment (options win over it, it over the settings file):
 Exit status: 0 done or nothing to do; 1 something could not be done, each said on its
 line (a unit, --nested fail, the lock, a recovery); 2 bad input; 3 (status) something
 needs a look: a mount nothing serves, processes blocked on autofs, trees an interrupted run
-left aside, a container that could not be read.
+left aside, a container that could not be read; (check) the host is not ready.
 ";
 
 pub enum Command {
@@ -89,6 +92,12 @@ pub enum Command {
         pid_name: &'static str,
         pid: Pid,
         api: Api,
+        json: bool,
+    },
+    /// `check`: whether the host is ready; the settings in force, or the error every run
+    /// would stop on.
+    Check {
+        settings: Result<Vec<Seen>>,
         json: bool,
     },
     /// `status` without `--pid`: every container.
@@ -159,6 +168,22 @@ blocked on autofs, trees an interrupted run left aside, a container that could n
 read); 1 the container could not be read (--pid); 2 bad input.
 ";
 
+const CHECK_HELP: &str = "\
+autofs-restart check: is this host ready for CRIU to run autofs-restart? Changes nothing
+
+Usage:
+  autofs-restart check [--json]
+
+One line an item: CRIU's configuration files (default.conf, runc.conf, crun.conf) and what
+they name; the installed criu and runtimes, and whether that criu runs the scripts of its
+configuration files for them (3.19 and later); the kernel (autofs, the mount API,
+statmount, how blocked processes are released); our privileges; the settings in force and
+where each came from. A FAIL line says what to do.
+  --json           one JSON object (keys: the man page, JSON OUTPUT)
+
+Exit status: 0 ready; 3 not ready (a FAIL line); 2 bad input.
+";
+
 const RECOVER_HELP: &str = "\
 autofs-restart recover: put back what an interrupted run left set aside, and nothing else
 (every restart and every action-script run does this first)
@@ -173,6 +198,7 @@ fn help_of(command: Option<&OsString>) -> &'static str {
         Some("restart") => RESTART_HELP,
         Some("status") => STATUS_HELP,
         Some("recover") => RECOVER_HELP,
+        Some("check") => CHECK_HELP,
         _ => HELP,
     }
 }
@@ -195,6 +221,9 @@ pub fn parse(args: Vec<OsString>, from: &Sources<'_>) -> Result<Command> {
     }
     if let Some(internal) = internal(&args) {
         return Ok(internal);
+    }
+    if args[0] == "check" {
+        return check(args, from);
     }
     let mut settings = settings_from(from)?;
     let mut parser = lexopt::Parser::from_args(args);
@@ -277,6 +306,45 @@ pub fn parse(args: Vec<OsString>, from: &Sources<'_>) -> Result<Command> {
         settings.blocked = blocked;
     }
     Ok(Command::Restart(settings))
+}
+
+/// `check [--json]`: a bad setting is one of its findings, not a usage error.
+fn check(args: Vec<OsString>, from: &Sources<'_>) -> Result<Command> {
+    let mut parser = lexopt::Parser::from_args(args.into_iter().skip(1));
+    let mut json = false;
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Short('h') | Long("help") => return Ok(Command::Help(CHECK_HELP)),
+            Long("json") => json = true,
+            _ => return Err(arg.unexpected().into()),
+        }
+    }
+    Ok(Command::Check { settings: settings_seen(from), json })
+}
+
+/// The settings in force and where each came from: those set, and the settings file.
+fn settings_seen(from: &Sources<'_>) -> Result<Vec<Seen>> {
+    settings_from(from)?;
+    let file = settings_file(from)?;
+    let named = (from.env)(CONFIG_VAR).map(|v| v.to_string_lossy().into_owned());
+    let path = named.clone().unwrap_or_else(|| CONFIG_FILE.to_string());
+    let how = if named.is_some() { "from the environment" } else { "the default" };
+    let value = match &file {
+        Some(_) => path.clone(),
+        None if path.is_empty() => "none".to_string(),
+        None => format!("{path}, absent"),
+    };
+    let mut seen = vec![Seen { key: CONFIG_VAR, value, from: how.into() }];
+    let entries = file.map(|(_, e)| e).unwrap_or_default();
+    for key in config::KEYS {
+        if let Some(v) = (from.env)(key) {
+            seen.push(Seen { key, value: v.to_string_lossy().into_owned(), from: "the environment".into() });
+        } else if let Some(e) = entries.iter().find(|e| e.key == key) {
+            let value = String::from_utf8_lossy(&e.value).into_owned();
+            seen.push(Seen { key, value, from: format!("{path}:{}", e.line) });
+        }
+    }
+    Ok(seen)
 }
 
 /// Our own children's hidden commands: the probe, the holder, the catatonic helper.
@@ -516,6 +584,13 @@ mod tests {
         assert!(matches!(parse_with(&["help"], &[]), Ok(Command::Help(HELP))));
         assert!(matches!(parse_with(&["help", "status"], &[]), Ok(Command::Help(STATUS_HELP))));
         assert!(matches!(parse_with(&["help", "recover"], &[]), Ok(Command::Help(RECOVER_HELP))));
+        assert!(matches!(parse_with(&["check", "--help"], &[]), Ok(Command::Help(CHECK_HELP))));
+        assert!(matches!(parse_with(&["check", "--json"], &[]), Ok(Command::Check { json: true, settings: Ok(_) })));
+        let c = parse_with(&["check"], &[("AUTOFS_RESTART_PROBE", "2")]);
+        assert!(
+            matches!(c, Ok(Command::Check { json: false, settings: Err(ref e) }) if e.to_string() == "AUTOFS_RESTART_PROBE='2': not 0 or 1"),
+            "a bad setting is a finding of check, not its failure"
+        );
         let e = parse_with(&["status"], &[("AUTOFS_RESTART_KERNEL_API", "old")]).err().unwrap();
         assert_eq!(e.to_string(), "AUTOFS_RESTART_KERNEL_API='old': not new or legacy");
         assert!(matches!(parse_with(&["-V"], &[]), Ok(Command::Version)));
@@ -572,6 +647,8 @@ mod tests {
             (&["restart", "--pid", "1", "--json"], "--json is for status only"),
             (&["recover", "--pid", "1", "--json"], "--json is for status only"),
             (&["restart", "status", "--pid", "1"], "unexpected argument \"status\""),
+            (&["check", "--pid", "1"], "invalid option '--pid'"),
+            (&["check", "now"], "unexpected argument \"now\""),
         ] {
             let e = parse_with(args, &[]).err().unwrap_or_else(|| panic!("{args:?} parsed"));
             assert_eq!(e.exit_code(), 2, "{args:?}");

@@ -35,7 +35,7 @@ use std::process::ExitCode;
 use rustix::fs::{Mode, OFlags};
 
 use cli::Command;
-use stages::{overview, predump, preresume, restart, status};
+use stages::{check, overview, predump, preresume, restart, status};
 use work::{holder, probe, release};
 
 fn main() -> ExitCode {
@@ -61,6 +61,7 @@ fn main() -> ExitCode {
         Command::Status { pid_name, pid, api, json: true } => overview::one_json(pid_name, pid, api),
         Command::Status { pid_name, pid, api, json: false } => status::run(pid_name, pid, api),
         Command::Overview { api, json } => overview::run(api, json),
+        Command::Check { settings, json } => check::run(&version(), settings, json),
         Command::Recover { pid_name, pid, timeout, api } => restart::recover(pid_name, pid, timeout, api),
         Command::Restart(settings) => restart::run(&settings),
         Command::PreDump(settings) => Ok(predump::run(settings)),

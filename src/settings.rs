@@ -25,6 +25,13 @@ pub struct Settings {
     pub criu: Option<u32>,
 }
 
+/// A setting as `check` shows it: its name, its value, where it came from.
+pub struct Seen {
+    pub key: &'static str,
+    pub value: String,
+    pub from: String,
+}
+
 /// The kernel interfaces a run was asked to use (`AUTOFS_RESTART_KERNEL_API`): the new ones,
 /// each falling back on its own where the kernel lacks it (`mounts::Moves`, `spawn::Start`,
 /// the tables read by statmount, waits released by catatonic mode), or the legacy ones for all.

@@ -65,6 +65,24 @@ pub fn column(path: &[u8]) -> String {
     Shown(path).to_string().replace(' ', "\\040")
 }
 
+/// A JSON string of `bytes`: UTF-8 as it is (a byte that is not, as U+FFFD), quotes,
+/// backslashes and control characters escaped.
+pub fn json_string(bytes: &[u8]) -> String {
+    let mut s = String::from("\"");
+    for c in String::from_utf8_lossy(bytes).chars() {
+        match c {
+            '"' => s.push_str("\\\""),
+            '\\' => s.push_str("\\\\"),
+            '\n' => s.push_str("\\n"),
+            '\t' => s.push_str("\\t"),
+            c if (c as u32) < 0x20 => s.push_str(&format!("\\u{:04x}", c as u32)),
+            c => s.push(c),
+        }
+    }
+    s.push('"');
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

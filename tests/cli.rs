@@ -60,6 +60,7 @@ fn people_get_help_version_and_usage_errors() {
         ("restart", "autofs-restart restart: restart the masters"),
         ("status", "autofs-restart status: what the autofs mounts"),
         ("recover", "autofs-restart recover: put back"),
+        ("check", "autofs-restart check: is this host ready"),
     ] {
         let out = run(&[command, "--help"]);
         assert_eq!(out.status.code(), Some(0));
@@ -289,7 +290,7 @@ fn help_man_page_and_readme_agree() {
         std::iter::once(first).chain(rest).flat_map(|l| l.split_whitespace()).collect::<Vec<_>>().join(" ")
     };
     let command_line = between(&readme, "## Command line\n\n```\n", "```");
-    for command in ["restart", "status", "recover"] {
+    for command in ["restart", "status", "recover", "check"] {
         let own = stdout(&run(&[command, "--help"]));
         assert_eq!(stdout(&run(&["help", command])), own, "help {command}");
         assert_eq!(stdout(&run(&["--help", command])), own, "--help {command}");
@@ -327,4 +328,103 @@ fn help_man_page_and_readme_agree() {
         .collect();
     assert_eq!(in_man, in_help, "man page, EXIT STATUS");
     assert_eq!(codes(&between(&readme, "\n## Exit status\n", "\n## "), "| "), in_help, "README, Exit status");
+}
+
+/// `autofs-restart check` as an operator runs it, with CRIU's configuration files of the case
+/// (in a mount namespace of its own: a tmpfs at /etc/criu) and the host's criu, runtimes and
+/// kernel as they are: each line says what this host has, and the exit status is 0 only
+/// without a FAIL line.
+#[test]
+#[ignore = "needs root (a mount namespace of its own): make test runs it"]
+fn check_tells_whether_the_host_is_ready() {
+    let made = !std::path::Path::new("/etc/criu").exists();
+    if made {
+        std::fs::create_dir("/etc/criu").unwrap();
+    }
+    let check = |conf: Option<&str>, env: &[(&str, &str)], args: &[&str]| {
+        let write = conf.map_or_else(String::new, |c| format!("printf '%s\\n' '{c}' >/etc/criu/default.conf && "));
+        // A file that is not executable, for a configuration to name.
+        let write = format!("{write}: >/etc/criu/plain && chmod 644 /etc/criu/plain && ");
+        let line = format!("mount -t tmpfs none /etc/criu && {write}exec \"$0\" check \"$@\"");
+        let out = std::process::Command::new("unshare")
+            .args(["-m", "--propagation", "private", "sh", "-c", &line])
+            .arg(bin())
+            .args(args)
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        (out.status.code(), stdout(&out), stderr(&out))
+    };
+    let bin = bin().canonicalize().unwrap().display().to_string();
+    // What this host has, read here as an operator would.
+    let criu = std::process::Command::new("criu").arg("--version").output().map(|o| stdout(&o)).unwrap_or_default();
+    let criu: Vec<u32> = criu
+        .lines()
+        .find_map(|l| l.strip_prefix("Version: "))
+        .unwrap_or("0.0")
+        .split('.')
+        .filter_map(|p| p.parse().ok())
+        .collect();
+    let old_criu = (criu[0], criu[1]) < (3, 19);
+    let runc = ["/usr/sbin/runc", "/usr/bin/runc"].iter().any(|p| std::path::Path::new(p).exists());
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+    let autofs = std::fs::read_to_string("/proc/filesystems").unwrap().lines().any(|l| l.ends_with("\tautofs"))
+        || std::path::Path::new(&format!("/lib/modules/{}/kernel/fs/autofs", release.trim())).is_dir();
+    let expected_code = |our_fail: bool| Some(if our_fail || !autofs || (runc && old_criu) { 3 } else { 0 });
+
+    let (code, said, err) = check(None, &[], &[]);
+    let unnamed =
+        "FAIL  CRIU's configuration: no file names an autofs-restart: CRIU will not run it; put `action-script ";
+    assert!(said.contains(unnamed) && said.ends_with("not ready: see the FAIL lines\n"), "{said}{err}");
+    assert_eq!(code, Some(3), "{said}");
+    assert!(said.contains("note  /etc/criu/default.conf (criu, and every runtime through it): absent\n"), "{said}");
+    let kernel = if autofs {
+        format!("ok    kernel {}: autofs", release.trim())
+    } else {
+        format!("FAIL  kernel {}: no autofs", release.trim())
+    };
+    assert!(said.contains(&kernel), "{said}");
+    if runc && old_criu {
+        assert!(said.contains("runs no script of its configuration files when runc drive it (CRIU 3.19 does); install CRIU 3.19 or later"), "{said}");
+    } else {
+        assert!(said.lines().any(|l| l.starts_with("ok    criu: ")), "{said}");
+    }
+
+    let (code, said, _) = check(Some(&format!("action-script {bin}")), &[], &[]);
+    assert!(
+        said.contains(&format!(
+            "ok    /etc/criu/default.conf (criu, and every runtime through it): runs {bin}: this binary\n"
+        )),
+        "{said}"
+    );
+    assert!(!said.contains("CRIU's configuration"), "{said}");
+    assert_eq!(code, expected_code(false), "{said}");
+
+    let (code, said, _) = check(Some("action-script /etc/criu/plain"), &[], &[]);
+    let plain = "names /etc/criu/plain, which is not an executable file";
+    assert!(
+        said.contains(&format!("FAIL  /etc/criu/default.conf (criu, and every runtime through it): {plain}")),
+        "{said}"
+    );
+    assert_eq!(code, Some(3), "{said}");
+
+    // The settings in force, and where each came from; a bad one is a FAIL.
+    let file = std::env::temp_dir().join(format!("autofs-restart-check.{}.conf", std::process::id()));
+    std::fs::write(&file, "AUTOFS_RESTART_NESTED=fail\n").unwrap();
+    let config = ("AUTOFS_RESTART_CONFIG", file.to_str().unwrap());
+    let (_, said, _) = check(Some(&format!("action-script {bin}")), &[config, ("AUTOFS_RESTART_TIMEOUT", "9")], &[]);
+    assert!(said.contains(&format!("ok    setting AUTOFS_RESTART_NESTED: fail ({}:1)\n", file.display())), "{said}");
+    assert!(said.contains("ok    setting AUTOFS_RESTART_TIMEOUT: 9 (the environment)\n"), "{said}");
+    std::fs::write(&file, "AUTOFS_RESTART_NESTED=ask\n").unwrap();
+    let (code, said, _) = check(Some(&format!("action-script {bin}")), &[config], &["--json"]);
+    let _ = std::fs::remove_file(&file);
+    assert_eq!(code, Some(3), "{said}");
+    let bad = format!(
+        "{{\"verdict\":\"fail\",\"what\":\"settings\",\"found\":\"{}:1: AUTOFS_RESTART_NESTED='ask': not restart, skip or fail\"",
+        file.display()
+    );
+    assert!(said.starts_with("{\"schema\":1,\"ready\":false,\"items\":[") && said.contains(&bad), "{said}");
+    if made {
+        std::fs::remove_dir("/etc/criu").unwrap();
+    }
 }

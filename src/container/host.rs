@@ -22,7 +22,7 @@ const NEEDED: [(u32, &str); 2] = [(21, "CAP_SYS_ADMIN"), (19, "CAP_SYS_PTRACE")]
 
 /// Fails with one line naming what is missing, unless we have what reaching the container
 /// takes: else the first refusal would be a bare EACCES or EPERM on some /proc path.
-fn privileged() -> Result<()> {
+pub fn privileged() -> Result<()> {
     let effective = rustix::thread::capabilities(None).context("reading our capabilities")?.effective;
     let missing: Vec<&str> = NEEDED
         .iter()

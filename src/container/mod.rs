@@ -29,7 +29,7 @@ use rustix::fs::{Dir, Mode, OFlags, openat, readlinkat};
 use rustix::io::Errno;
 use rustix::process::{Pid, PidfdFlags, getpid, pidfd_open};
 
-pub use host::Host;
+pub use host::{Host, privileged};
 pub use inside::Inside;
 pub use ns::{NsId, Place};
 pub use spawn::Spec;

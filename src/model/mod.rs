@@ -14,6 +14,7 @@ pub mod nested;
 pub mod partial;
 pub mod plan;
 pub mod procfs;
+pub mod readiness;
 pub mod recovery;
 pub mod report;
 pub mod units;

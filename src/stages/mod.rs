@@ -1,6 +1,7 @@
 //! The commands and CRIU stages, each a module that puts the layers below to work:
-//! pre-dump, pre-resume, post-resume with `restart` and `recover`, and `status`.
+//! pre-dump, pre-resume, post-resume with `restart` and `recover`, `status` and `check`.
 
+pub mod check;
 pub mod opening;
 pub mod overview;
 pub mod predump;

@@ -20,7 +20,7 @@ use crate::model::autofs::{self, Table};
 use crate::model::plan::{self, Master};
 use crate::model::procfs;
 use crate::settings::Api;
-use crate::show::{Shown, who};
+use crate::show::{Shown, json_string as string, who};
 use crate::stages::status;
 use crate::work::holder;
 use crate::work::staging;
@@ -230,24 +230,6 @@ impl Container {
             self.interrupted
         )
     }
-}
-
-/// A JSON string of `bytes`: UTF-8 as it is (a byte that is not, as U+FFFD), quotes,
-/// backslashes and control characters escaped.
-fn string(bytes: &[u8]) -> String {
-    let mut s = String::from("\"");
-    for c in String::from_utf8_lossy(bytes).chars() {
-        match c {
-            '"' => s.push_str("\\\""),
-            '\\' => s.push_str("\\\\"),
-            '\n' => s.push_str("\\n"),
-            '\t' => s.push_str("\\t"),
-            c if (c as u32) < 0x20 => s.push_str(&format!("\\u{:04x}", c as u32)),
-            c => s.push(c),
-        }
-    }
-    s.push('"');
-    s
 }
 
 #[cfg(test)]
