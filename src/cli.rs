@@ -10,7 +10,7 @@ use rustix::process::Pid;
 use crate::criu::{self, Stage};
 use crate::error::{Error, Result};
 use crate::model::{config, units};
-use crate::settings::{Api, OnBlocked, Policy, Seen, Settings};
+use crate::settings::{Api, OnBlocked, Policy, SYSLOG_SOCKET, Seen, Settings};
 use crate::work::holder::HOLD_ARG;
 use crate::work::probe::PROBE_ARG;
 use crate::work::release::CATATONIC_ARG;
@@ -72,6 +72,9 @@ Environment (options win over it, it over the settings file):
   AUTOFS_RESTART_KERNEL_API  new (default: open_tree/move_mount, clone3 into the cgroup,
                           listmount/statmount; each falls back by itself) or legacy
                           (bind and MS_MOVE, fork, mountinfo)
+  AUTOFS_RESTART_SYSLOG   post-resume tells the host's log (one line a run that changed
+                          or failed something): 1 (default: /dev/log), 0 off, or a
+                          socket's absolute path
   AUTOFS_RESTART_CONFIG   the settings file (default /etc/autofs-restart.conf; empty: none):
                           KEY=value lines of the names above, under the environment; for
                           hosts where a runtime (runc, crun, podman) starts CRIU
@@ -453,6 +456,17 @@ fn settings_of(env: &dyn Fn(&str) -> Option<OsString>) -> Result<Settings> {
             _ => OnBlocked::Name,
         },
         criu: None,
+        syslog: match env("AUTOFS_RESTART_SYSLOG").as_deref().map(|v| v.as_bytes()) {
+            None | Some(b"" | b"1") => Some(SYSLOG_SOCKET.to_string()),
+            Some(b"0") => None,
+            Some(path) if path.starts_with(b"/") && std::str::from_utf8(path).is_ok() => {
+                Some(String::from_utf8_lossy(path).into_owned())
+            }
+            Some(v) => {
+                let v = String::from_utf8_lossy(v);
+                return Err(Error::Usage(format!("AUTOFS_RESTART_SYSLOG='{v}': not 0, 1 or a socket's absolute path")));
+            }
+        },
     })
 }
 
@@ -697,7 +711,7 @@ mod tests {
             ),
             (
                 "TIMEOUT=3",
-                "/etc/autofs-restart.conf:1: TIMEOUT is not a setting (one of AUTOFS_RESTART_UNITS, AUTOFS_RESTART_TIMEOUT, AUTOFS_RESTART_PROBE, AUTOFS_RESTART_VERBOSE, AUTOFS_RESTART_NESTED, AUTOFS_RESTART_BLOCKED, AUTOFS_RESTART_KERNEL_API)",
+                "/etc/autofs-restart.conf:1: TIMEOUT is not a setting (one of AUTOFS_RESTART_UNITS, AUTOFS_RESTART_TIMEOUT, AUTOFS_RESTART_PROBE, AUTOFS_RESTART_VERBOSE, AUTOFS_RESTART_NESTED, AUTOFS_RESTART_BLOCKED, AUTOFS_RESTART_KERNEL_API, AUTOFS_RESTART_SYSLOG)",
             ),
         ] {
             let e = parse_with_file(&[], &criu, Some(file)).err().unwrap_or_else(|| panic!("{file} parsed"));
@@ -709,6 +723,21 @@ mod tests {
         assert!(
             matches!(c, Ok(Command::PreDump(Err(ref e))) if e.to_string().starts_with("/etc/autofs-restart.conf:1: "))
         );
+    }
+
+    #[test]
+    fn the_syslog_setting() {
+        let criu = |v: &'static str| {
+            let env =
+                [("CRTOOLS_SCRIPT_ACTION", "post-resume"), ("CRTOOLS_INIT_PID", "42"), ("AUTOFS_RESTART_SYSLOG", v)];
+            parse_with(&[], &env)
+        };
+        assert_eq!(settings(parse_with(&["restart", "--pid", "7"], &[])).syslog.as_deref(), Some("/dev/log"));
+        assert_eq!(settings(criu("1")).syslog.as_deref(), Some("/dev/log"));
+        assert_eq!(settings(criu("0")).syslog, None);
+        assert_eq!(settings(criu("/run/other.sock")).syslog.as_deref(), Some("/run/other.sock"));
+        let e = criu("yes").err().unwrap();
+        assert_eq!(e.to_string(), "AUTOFS_RESTART_SYSLOG='yes': not 0, 1 or a socket's absolute path");
     }
 
     #[test]

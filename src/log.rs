@@ -1,19 +1,117 @@
 //! What a run says on stderr, where CRIU keeps it in its log: one line per unit, daemon or
 //! finding, and with `-v` each step. An error of the run itself is not said here but returned,
-//! and printed once by `main`.
+//! and printed once by `main`. A post-resume run of CRIU's also tells the host's log what it
+//! said, in one line (`tell_syslog`): CRIU's log is per restore, and nobody reads it unless a
+//! restore fails.
+
+use std::cell::RefCell;
 
 pub struct Log {
     pub verbose: bool,
+    /// What `say` said, for the host's log.
+    said: RefCell<Vec<String>>,
 }
 
 impl Log {
+    pub fn new(verbose: bool) -> Log {
+        Log { verbose, said: RefCell::new(Vec::new()) }
+    }
+
     pub fn say(&self, msg: std::fmt::Arguments<'_>) {
-        eprintln!("autofs-restart: {msg}");
+        let line = msg.to_string();
+        eprintln!("autofs-restart: {line}");
+        self.said.borrow_mut().push(line);
     }
 
     pub fn step(&self, msg: std::fmt::Arguments<'_>) {
         if self.verbose {
-            self.say(msg);
+            eprintln!("autofs-restart: {msg}");
         }
+    }
+
+    /// Sends the host's log (the syslog socket at `socket`) one line of what this run said
+    /// about container `pid`, and of `failed`, the error that ended it; nothing if it said
+    /// nothing and did not fail. Best effort: no syslog daemon, nothing sent, nothing said.
+    pub fn tell_syslog(&self, socket: &str, pid: u32, failed: Option<&str>) {
+        let said = self.said.borrow();
+        let Some(line) = syslog_line(pid, &said, failed, rustix::process::getpid().as_raw_pid()) else { return };
+        let _ = send(socket, line.as_bytes());
+    }
+}
+
+/// The most of a line sent: syslog daemons take 1 KiB at least, journald far more.
+const MOST: usize = 4096;
+
+/// One syslog message (RFC 3164's `<PRI>TAG[PID]: `, which journald and rsyslog read; facility
+/// daemon), or None when there is nothing to tell.
+fn syslog_line(pid: u32, said: &[String], failed: Option<&str>, ours: i32) -> Option<String> {
+    if said.is_empty() && failed.is_none() {
+        return None;
+    }
+    let mut parts: Vec<&str> = said.iter().map(String::as_str).collect();
+    let failure = failed.map(|e| format!("failed: {e}"));
+    parts.extend(failure.as_deref());
+    // LOG_DAEMON (3 << 3) with LOG_ERR (3) when a line failed, else LOG_INFO (6).
+    let failing = failed.is_some() || said.iter().any(|l| l.contains("failed"));
+    let pri = 24 + if failing { 3 } else { 6 };
+    let mut line = format!("<{pri}>autofs-restart[{ours}]: post-resume, container pid {pid}: {}", parts.join("; "));
+    if line.len() > MOST {
+        let mut cut = MOST - 3;
+        while !line.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        line.truncate(cut);
+        line.push_str("...");
+    }
+    Some(line)
+}
+
+/// One datagram to the unix socket at `path`, never waiting: a syslog daemon whose queue is
+/// full loses the line rather than holding up the restore.
+fn send(path: &str, line: &[u8]) -> rustix::io::Result<()> {
+    use rustix::net::{AddressFamily, SendFlags, SocketAddrUnix, SocketFlags, SocketType};
+    let socket = rustix::net::socket_with(AddressFamily::UNIX, SocketType::DGRAM, SocketFlags::CLOEXEC, None)?;
+    let to = SocketAddrUnix::new(path)?;
+    rustix::net::sendto(&socket, line, SendFlags::DONTWAIT, &to).map(drop)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_line_for_the_hosts_log() {
+        let said = [
+            "srv-data.automount: restarted, tmpfs srv-data kept on top".to_string(),
+            "srv-idle.automount: restarted".into(),
+        ];
+        assert_eq!(
+            syslog_line(4242, &said, None, 77).unwrap(),
+            "<30>autofs-restart[77]: post-resume, container pid 4242: srv-data.automount: restarted, tmpfs srv-data kept on top; srv-idle.automount: restarted"
+        );
+        assert_eq!(
+            syslog_line(4242, &[], Some("another run holds its lock"), 77).unwrap(),
+            "<27>autofs-restart[77]: post-resume, container pid 4242: failed: another run holds its lock"
+        );
+        let failed = ["srv-data.automount: failed restarting".to_string()];
+        assert!(syslog_line(1, &failed, None, 2).unwrap().starts_with("<27>"));
+        assert_eq!(syslog_line(4242, &[], None, 77), None, "nothing said, nothing done: nothing to tell");
+        let long = vec!["é".repeat(3000)];
+        let line = syslog_line(1, &long, None, 2).unwrap();
+        assert!(line.len() <= MOST && line.ends_with("..."), "{}", line.len());
+    }
+
+    #[test]
+    fn sent_as_one_datagram() {
+        let dir = std::env::temp_dir().join(format!("autofs-restart-log-test.{}", std::process::id()));
+        let _ = std::fs::create_dir(&dir);
+        let path = dir.join("sock");
+        let listener = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+        send(path.to_str().unwrap(), b"<30>a line").unwrap();
+        let mut buf = [0u8; 64];
+        let n = listener.recv(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"<30>a line");
+        assert!(send(dir.join("none").to_str().unwrap(), b"x").is_err(), "no daemon: an error, for the caller to drop");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

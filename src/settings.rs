@@ -23,7 +23,13 @@ pub struct Settings {
     /// The CRIU process that runs us as an action script (from `CRTOOLS_IMAGE_DIR`): a
     /// second run of the same stage by it does nothing (`once`).
     pub criu: Option<u32>,
+    /// The syslog socket a post-resume run of CRIU's tells its outcome to (`/dev/log`), or
+    /// None: off.
+    pub syslog: Option<String>,
 }
+
+/// Where a post-resume run tells the host's log, unless told otherwise.
+pub const SYSLOG_SOCKET: &str = "/dev/log";
 
 /// A setting as `check` shows it: its name, its value, where it came from.
 pub struct Seen {

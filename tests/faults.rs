@@ -192,8 +192,20 @@ fn one_run_at_a_time() {
     let first = spawn_as_criu("post-resume", &ctr.pid, &[]);
     ctr.wait_for("test -e /run/restart-started");
 
-    let out = run_as_criu("post-resume", &ctr.pid, &[("AUTOFS_RESTART_TIMEOUT", "1")]);
+    let syslog = common::Syslog::bind();
+    let out = run_as_criu(
+        "post-resume",
+        &ctr.pid,
+        &[("AUTOFS_RESTART_TIMEOUT", "1"), ("AUTOFS_RESTART_SYSLOG", &syslog.path())],
+    );
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let told = syslog.messages();
+    assert!(
+        told.len() == 1
+            && told[0].starts_with("<27>autofs-restart[")
+            && told[0].contains(": failed: another autofs-restart run (pid "),
+        "the host's log told of the failure: {told:?}"
+    );
     assert_eq!(
         stderr(&out),
         format!(

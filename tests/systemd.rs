@@ -82,7 +82,19 @@ fn fix_and_check_under(wrapper: &str, extra: &[(&str, &str)]) -> String {
 #[test]
 #[ignore = "needs root and the kernel's autofs: make test runs it"]
 fn fixes_every_automount_and_keeps_what_is_on_top() {
-    let said = fix_and_check(&[("AUTOFS_RESTART_VERBOSE", "1")]);
+    let syslog = common::Syslog::bind();
+    let said = fix_and_check(&[("AUTOFS_RESTART_VERBOSE", "1"), ("AUTOFS_RESTART_SYSLOG", &syslog.path())]);
+    // The host's log gets one line: what was restarted, not the steps.
+    let told = syslog.messages();
+    assert_eq!(told.len(), 1, "{told:?}");
+    let told = &told[0];
+    assert!(told.starts_with("<30>autofs-restart[") && told.contains("]: post-resume, container pid "), "{told}");
+    for unit in
+        ["proc-sys-fs-binfmt_misc.automount: restarted", "srv-data.automount: restarted, tmpfs srv-data kept on top"]
+    {
+        assert!(told.contains(unit), "{told}");
+    }
+    assert!(!told.contains("the container's mount table"), "no step: {told}");
     let read = said.lines().find_map(|l| l.strip_prefix("autofs-restart: the container's mount table: ")).unwrap_or("");
     if statmount_reads_lines() {
         // The part of the table a plan needs: far fewer mounts than the container has.

@@ -5,7 +5,7 @@
 //! bytes in, entries out; a line that is not one of these is an error naming it.
 
 /// The names a file may set: the environment's, less CRIU's own and the file's name.
-pub const KEYS: [&str; 7] = [
+pub const KEYS: [&str; 8] = [
     "AUTOFS_RESTART_UNITS",
     "AUTOFS_RESTART_TIMEOUT",
     "AUTOFS_RESTART_PROBE",
@@ -13,6 +13,7 @@ pub const KEYS: [&str; 7] = [
     "AUTOFS_RESTART_NESTED",
     "AUTOFS_RESTART_BLOCKED",
     "AUTOFS_RESTART_KERNEL_API",
+    "AUTOFS_RESTART_SYSLOG",
 ];
 
 /// One setting of the file, with its line (from 1) for errors.

@@ -12,7 +12,7 @@ use crate::work::once;
 /// The log of a CRIU stage whose settings may not have been read: their `-v`, else quiet
 /// (the stage then warns in one line why it could not look).
 pub fn log(settings: &Result<Settings>) -> Log {
-    Log { verbose: settings.as_ref().is_ok_and(|s| s.verbose) }
+    Log::new(settings.as_ref().is_ok_and(|s| s.verbose))
 }
 
 /// A stage's start: the container, and its mount table (mountinfo lines).

@@ -37,7 +37,17 @@ use crate::work::tokens;
 /// Runs the fix. Returns the exit code: 0 when every unit checks out (or there was nothing to
 /// do), 1 when one did not; each unit's outcome has been said on stderr.
 pub fn run(s: &Settings) -> Result<u8> {
-    let log = Log { verbose: s.verbose };
+    let log = Log::new(s.verbose);
+    let done = run_logged(s, &log);
+    // CRIU's post-resume run (not a person's `restart`, who reads stderr) tells the host's log.
+    if let (Some(socket), true) = (&s.syslog, s.pid_name == crate::criu::PID_VAR && !s.dry_run) {
+        let failed = done.as_ref().err().map(ToString::to_string);
+        log.tell_syslog(socket, s.pid.as_raw_nonzero().get() as u32, failed.as_deref());
+    }
+    done
+}
+
+fn run_logged(s: &Settings, log: &Log) -> Result<u8> {
     let host = Host::open(s.pid_name, s.pid)?;
     // A second run by the same CRIU process (the script named twice in its configuration).
     match once::first("post-resume", host.init(), s.criu) {
@@ -50,7 +60,7 @@ pub fn run(s: &Settings) -> Result<u8> {
     }
     // What the pre-resume run's holder holds, if it ran: taken over before entering, as the
     // control device to use it with is opened (the container's /dev may have none).
-    let held = if s.dry_run { None } else { take_held(&host, &log) };
+    let held = if s.dry_run { None } else { take_held(&host, log) };
     let first = held.as_ref().and_then(|h| h.first_token);
     let releaser = Control::open().ok().map(|ctl| Releaser::new(ctl, tokens::needed(s.api), first));
     // The pre-resume run chose the autofs mounts from every mount: read what is below them.
@@ -60,7 +70,7 @@ pub fn run(s: &Settings) -> Result<u8> {
     log.step(format_args!("the container's mount table: {}", snapshot.read));
     // No autofs mount and nothing left by an interrupted run: nothing to lock either.
     if !autofs::any(&snapshot.text) && !staging::anything_left(host.init(), &snapshot.text) {
-        return Ok(no_autofs(&host, s, &log));
+        return Ok(no_autofs(&host, s, log));
     }
     let (_lock, waited) = host.lock(s.timeout)?;
     if waited {
@@ -70,7 +80,7 @@ pub fn run(s: &Settings) -> Result<u8> {
         Reached::Outside(host)
     } else {
         // What an interrupted run left set aside goes back first: the plan must see it in place.
-        match recover_staged(host, &snapshot.text, s.api, &log)? {
+        match recover_staged(host, &snapshot.text, s.api, log)? {
             Recovered::Nothing(host) => Reached::Outside(host),
             Recovered::NotAll => return Ok(1),
             Recovered::AllBack(inside) => {
@@ -81,7 +91,7 @@ pub fn run(s: &Settings) -> Result<u8> {
     };
     let below = if snapshot.read.is_below() { below } else { Vec::new() };
     let held = Holding { held, releaser, below };
-    plan_and_fix(reached, snapshot.text, &held, s, &log)
+    plan_and_fix(reached, snapshot.text, &held, s, log)
 }
 
 /// The end of a run on a container without autofs mounts: a unit asked for is not there (a
@@ -410,7 +420,7 @@ fn recover_staged(host: Host, text: &[u8], api: Api, log: &Log) -> Result<Recove
 /// `autofs-restart recover`: puts back what an interrupted run left set aside, and nothing
 /// else. Returns the exit code.
 pub fn recover(pid_name: &'static str, pid: Pid, timeout: Duration, api: Api) -> Result<u8> {
-    let log = Log { verbose: false };
+    let log = Log::new(false);
     let host = Host::open(pid_name, pid)?;
     if staging::anything_left(host.init(), &host.init().mountinfo()?) {
         let (_lock, _) = host.lock(timeout)?;

@@ -490,3 +490,43 @@ impl Drop for Bare {
         let _ = self.unshare.wait();
     }
 }
+
+/// A syslog socket of the test's own, to give a run as AUTOFS_RESTART_SYSLOG: what the run
+/// tells the host's log arrives here. Removed when dropped.
+pub struct Syslog {
+    dir: PathBuf,
+    socket: std::os::unix::net::UnixDatagram,
+}
+
+impl Syslog {
+    pub fn bind() -> Syslog {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static N: AtomicU32 = AtomicU32::new(0);
+        let n = N.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("autofs-restart-syslog.{}.{n}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let socket = std::os::unix::net::UnixDatagram::bind(dir.join("log")).unwrap();
+        socket.set_nonblocking(true).unwrap();
+        Syslog { dir, socket }
+    }
+
+    pub fn path(&self) -> String {
+        self.dir.join("log").to_str().unwrap().to_string()
+    }
+
+    /// The messages received so far (a run sends before it exits).
+    pub fn messages(&self) -> Vec<String> {
+        let mut got = Vec::new();
+        let mut buf = vec![0u8; 65536];
+        while let Ok(n) = self.socket.recv(&mut buf) {
+            got.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+        got
+    }
+}
+
+impl Drop for Syslog {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
