@@ -1,5 +1,5 @@
 # autofs-restart: `make` builds $(BIN), one static executable. Every knob a packager has is
-# described in README.md, "Install".
+# described in PACKAGING.md.
 CARGO ?= cargo
 RUSTC ?= rustc
 export RUSTC
@@ -65,7 +65,7 @@ SCRIPTDIR = $(LIBEXECDIR)/criu/scripts
 # Where set-ups name CRIU's old script, for install-compat: Debian 12's criu package has it in
 # /usr/lib/criu/scripts, Debian 13's and Fedora's in /usr/libexec/criu/scripts.
 COMPATDIR ?= $(SCRIPTDIR)
-DOCS := README.md NEWS LICENSE-MIT LICENSE-APACHE
+DOCS := README.md MANUAL.md NEWS LICENSE-MIT LICENSE-APACHE
 
 # The container tests need root and the kernel's autofs; CONTAINER_TESTS=0 leaves them out of
 # `make test` (a build chroot), where cargo lists them as ignored.
@@ -143,7 +143,7 @@ check: $(if $(filter 1,$(LINT)),lint)
 	$(CARGO) test $(CARGOFLAGS)
 
 # Everything: the above, the man page, the install tree, and the tests in throwaway
-# containers (root, the kernel's autofs; see README), which fail rather than skip. Where this
+# containers (root, the kernel's autofs; see HACKING.md), which fail rather than skip. Where this
 # machine's kernel has no autofs (or VM=1), those run in VMs on each kernel of KERNELS
 # (default: Debian 12's, Debian 13's and the newest Debian has). MUSL_ON=KERNEL: the musl
 # binary of `make check-musl` is the one under test on that kernel (CI: trixie).

@@ -144,7 +144,7 @@ fn script_item(what: &str, script: &[u8], me: (u64, u64)) -> Item {
             Verdict::Fail,
             format!("runs {shown}: CRIU's old script, not autofs-restart"),
             Some(
-                "make install-compat puts autofs-restart under that name (README: Coming from systemd-autofs-restart.sh)",
+                "make install-compat puts autofs-restart under that name (MANUAL.md: Coming from systemd-autofs-restart.sh)",
             ),
         ),
         Ok(_) => item(Verdict::Note, format!("runs {shown}: another action script"), None),
