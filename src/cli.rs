@@ -230,67 +230,80 @@ pub fn parse(args: Vec<OsString>, from: &Sources<'_>) -> Result<Command> {
     }
     let mut settings = settings_from(from)?;
     let mut parser = lexopt::Parser::from_args(args);
-    let mut command = None;
-    let mut pid = None;
-    let mut units = Vec::new();
-    let mut nested = None;
-    let mut blocked = None;
-    let mut json = false;
-    let mut timeout_given = false;
-    let mut verbose_given = false;
+    let mut given = Given::default();
     while let Some(arg) = parser.next()? {
         match arg {
             // `--help restart` as `restart --help`.
             Short('h') | Long("help") => {
                 let after = parser.raw_args()?.next();
-                return Ok(Command::Help(help_of(command.as_ref().or(after.as_ref()))));
+                return Ok(Command::Help(help_of(given.command.as_ref().or(after.as_ref()))));
             }
             // `help`, `help restart`: what git and systemctl take.
-            Value(v) if command.is_none() && v == "help" => {
+            Value(v) if given.command.is_none() && v == "help" => {
                 return Ok(Command::Help(help_of(parser.raw_args()?.next().as_ref())));
             }
             Short('V') | Long("version") => return Ok(Command::Version),
-            Long("pid") => pid = Some(criu::parse_pid("--pid", Some(&parser.value()?))?),
-            Long("unit") => units.push(units::unit_from_arg(&parser.value()?)?),
+            Long("pid") => given.pid = Some(criu::parse_pid("--pid", Some(&parser.value()?))?),
+            Long("unit") => given.units.push(units::unit_from_arg(&parser.value()?)?),
             Long("timeout") => {
                 settings.timeout = timeout("--timeout", &parser.value()?)?;
-                timeout_given = true;
+                given.timeout = true;
             }
-            Long("nested") => nested = Some(policy("--nested", &parser.value()?)?),
-            Long("blocked") => blocked = Some(on_blocked("--blocked", &parser.value()?)?),
+            Long("nested") => given.nested = Some(policy("--nested", &parser.value()?)?),
+            Long("blocked") => given.blocked = Some(on_blocked("--blocked", &parser.value()?)?),
             Long("dry-run") => settings.dry_run = true,
-            Long("json") => json = true,
+            Long("json") => given.json = true,
             Long("probe") => settings.probe = true,
             Short('v') | Long("verbose") => {
                 settings.verbose = true;
-                verbose_given = true;
+                given.verbose = true;
             }
-            Value(v) if command.is_none() && (v == "restart" || v == "status" || v == "recover") => command = Some(v),
+            Value(v) if given.command.is_none() && (v == "restart" || v == "status" || v == "recover") => {
+                given.command = Some(v);
+            }
             _ => return Err(arg.unexpected().into()),
         }
     }
-    let Some(command) = command else {
+    command_of(given, settings)
+}
+
+/// What the command line gave besides the settings' own fields.
+#[derive(Default)]
+struct Given {
+    command: Option<OsString>,
+    pid: Option<Pid>,
+    units: Vec<String>,
+    nested: Option<Policy>,
+    blocked: Option<OnBlocked>,
+    json: bool,
+    timeout: bool,
+    verbose: bool,
+}
+
+/// The command `given` asks for, each taking only its own options.
+fn command_of(given: Given, mut settings: Settings) -> Result<Command> {
+    let Some(command) = given.command else {
         return Err(Error::Usage("no command (see --help)".into()));
     };
-    let restart_only = !units.is_empty()
+    let restart_only = !given.units.is_empty()
         || settings.dry_run
         || settings.probe
-        || nested.is_some()
-        || blocked.is_some()
-        || verbose_given;
+        || given.nested.is_some()
+        || given.blocked.is_some()
+        || given.verbose;
     if command == "status" {
-        if restart_only || timeout_given {
+        if restart_only || given.timeout {
             return Err(Error::Usage("status takes only --pid or --json".into()));
         }
-        return match pid {
-            None => Ok(Command::Overview { api: settings.api, json }),
-            Some(pid) => Ok(Command::Status { pid_name: "--pid", pid, api: settings.api, json }),
+        return match given.pid {
+            None => Ok(Command::Overview { api: settings.api, json: given.json }),
+            Some(pid) => Ok(Command::Status { pid_name: "--pid", pid, api: settings.api, json: given.json }),
         };
     }
-    if json {
+    if given.json {
         return Err(Error::Usage("--json is for status only".into()));
     }
-    let pid = pid.ok_or_else(|| Error::Usage(format!("{} needs --pid PID", command.to_string_lossy())))?;
+    let pid = given.pid.ok_or_else(|| Error::Usage(format!("{} needs --pid PID", command.to_string_lossy())))?;
     if command == "recover" {
         if restart_only {
             return Err(Error::Usage("recover takes only --pid and --timeout".into()));
@@ -299,15 +312,11 @@ pub fn parse(args: Vec<OsString>, from: &Sources<'_>) -> Result<Command> {
     }
     settings.pid = pid;
     settings.pid_name = "--pid";
-    if !units.is_empty() {
-        settings.units = units;
+    if !given.units.is_empty() {
+        settings.units = given.units;
     }
-    if let Some(nested) = nested {
-        settings.nested = nested;
-    }
-    if let Some(blocked) = blocked {
-        settings.blocked = blocked;
-    }
+    settings.nested = given.nested.unwrap_or(settings.nested);
+    settings.blocked = given.blocked.unwrap_or(settings.blocked);
     Ok(Command::Restart(settings))
 }
 

@@ -12,6 +12,12 @@ use rustix::io::Errno;
 
 use crate::show::{Shown, seconds};
 
+/// The exit status of `status` when something needs the operator (a mount nothing serves,
+/// processes blocked in autofs, trees an interrupted run left aside, a container that could
+/// not be read), and of `check` when the host is not ready. 1 and 2 keep their meaning (could
+/// not be done, bad input).
+pub const NEEDS_A_LOOK: u8 = 3;
+
 #[derive(Debug, Clone)]
 pub enum Error {
     /// The command line or a setting is wrong (exit 2).

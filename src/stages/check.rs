@@ -19,7 +19,7 @@ use crate::sys::fork::{self, Exec, Forked};
 use crate::work::{self, tokens};
 
 /// Exit status when the host is not ready (as `status` when something needs a look).
-pub use super::overview::NEEDS_A_LOOK as NOT_READY;
+use crate::error::NEEDS_A_LOOK as NOT_READY;
 
 /// Where programs are looked for: PATH, and the system directories a user's PATH may lack.
 const SYSTEM_DIRS: [&str; 4] = ["/usr/local/sbin", "/usr/sbin", "/sbin", "/usr/bin"];

@@ -15,7 +15,7 @@ use std::io::Write;
 use rustix::process::Pid;
 
 use crate::container::{Host, Init};
-use crate::error::{Context, Error, Result};
+use crate::error::{Context, Error, NEEDS_A_LOOK, Result};
 use crate::model::autofs::{self, Table};
 use crate::model::plan::{self, Master};
 use crate::model::procfs;
@@ -51,11 +51,6 @@ struct Mount {
     /// Whether nothing serves it any more: every access fails at once.
     catatonic: bool,
 }
-
-/// The exit status of `status` when something needs the operator: a mount nothing serves,
-/// processes blocked in autofs, trees an interrupted run left aside, a container that could
-/// not be read. 1 and 2 keep their meaning (could not be done, bad input).
-pub const NEEDS_A_LOOK: u8 = 3;
 
 /// The version of the JSON objects' keys (the man page's JSON OUTPUT): raised when a key
 /// changes meaning or goes, not when one is added.

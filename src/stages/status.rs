@@ -80,7 +80,7 @@ pub fn run(pid_name: &'static str, pid: Pid, api: Api) -> Result<u8> {
         writeln!(out, "{}", release_note(holder.as_ref(), crate::work::tokens::needed(api)))
             .context("writing the status")?;
     }
-    Ok(if needs_a_look { super::overview::NEEDS_A_LOOK } else { 0 })
+    Ok(if needs_a_look { crate::error::NEEDS_A_LOOK } else { 0 })
 }
 
 /// Whether the blocked processes can be released, on this kernel (`by_token`: one before 6.6,
