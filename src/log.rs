@@ -5,6 +5,7 @@
 //! restore fails.
 
 use std::cell::RefCell;
+use std::os::fd::OwnedFd;
 
 pub struct Log {
     pub verbose: bool,
@@ -29,14 +30,24 @@ impl Log {
         }
     }
 
-    /// Sends the host's log (the syslog socket at `socket`) one line of what this run said
+    /// Sends the host's log (`syslog`, from `syslog_socket`) one line of what this run said
     /// about container `pid`, and of `failed`, the error that ended it; nothing if it said
-    /// nothing and did not fail. Best effort: no syslog daemon, nothing sent, nothing said.
-    pub fn tell_syslog(&self, socket: &str, pid: u32, failed: Option<&str>) {
+    /// nothing and did not fail. Best effort: a line the daemon cannot take is dropped.
+    pub fn tell_syslog(&self, syslog: &OwnedFd, pid: u32, failed: Option<&str>) {
         let said = self.said.borrow();
         let Some(line) = syslog_line(pid, &said, failed, rustix::process::getpid().as_raw_pid()) else { return };
-        let _ = send(socket, line.as_bytes());
+        let _ = rustix::net::send(syslog, line.as_bytes(), rustix::net::SendFlags::DONTWAIT);
     }
+}
+
+/// A datagram socket connected to the syslog socket at `path`: made before the run enters the
+/// container's mount namespace, where `path` would name the container's log, or nothing. None
+/// where no daemon listens.
+pub fn syslog_socket(path: &str) -> Option<OwnedFd> {
+    use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
+    let socket = rustix::net::socket_with(AddressFamily::UNIX, SocketType::DGRAM, SocketFlags::CLOEXEC, None).ok()?;
+    rustix::net::connect(&socket, &SocketAddrUnix::new(path).ok()?).ok()?;
+    Some(socket)
 }
 
 /// The most of a line sent: syslog daemons take 1 KiB at least, journald far more.
@@ -66,15 +77,6 @@ fn syslog_line(pid: u32, said: &[String], failed: Option<&str>, ours: i32) -> Op
     Some(line)
 }
 
-/// One datagram to the unix socket at `path`, never waiting: a syslog daemon whose queue is
-/// full loses the line rather than holding up the restore.
-fn send(path: &str, line: &[u8]) -> rustix::io::Result<()> {
-    use rustix::net::{AddressFamily, SendFlags, SocketAddrUnix, SocketFlags, SocketType};
-    let socket = rustix::net::socket_with(AddressFamily::UNIX, SocketType::DGRAM, SocketFlags::CLOEXEC, None)?;
-    let to = SocketAddrUnix::new(path)?;
-    rustix::net::sendto(&socket, line, SendFlags::DONTWAIT, &to).map(drop)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -102,16 +104,28 @@ mod tests {
     }
 
     #[test]
-    fn sent_as_one_datagram() {
+    fn sent_as_one_datagram_never_waiting() {
         let dir = std::env::temp_dir().join(format!("autofs-restart-log-test.{}", std::process::id()));
         let _ = std::fs::create_dir(&dir);
         let path = dir.join("sock");
         let listener = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
-        send(path.to_str().unwrap(), b"<30>a line").unwrap();
-        let mut buf = [0u8; 64];
+        let socket = syslog_socket(path.to_str().unwrap()).expect("connected");
+        let log = Log::new(false);
+        log.say(format_args!("srv-idle.automount: restarted"));
+        log.tell_syslog(&socket, 42, None);
+        let mut buf = [0u8; 256];
         let n = listener.recv(&mut buf).unwrap();
-        assert_eq!(&buf[..n], b"<30>a line");
-        assert!(send(dir.join("none").to_str().unwrap(), b"x").is_err(), "no daemon: an error, for the caller to drop");
+        let got = String::from_utf8_lossy(&buf[..n]).into_owned();
+        assert!(
+            got.starts_with("<30>autofs-restart[")
+                && got.ends_with("]: post-resume, container pid 42: srv-idle.automount: restarted"),
+            "{got}"
+        );
+        // A daemon that does not read: the run goes on, the lines are dropped.
+        for _ in 0..1000 {
+            log.tell_syslog(&socket, 42, None);
+        }
+        assert!(syslog_socket(dir.join("none").to_str().unwrap()).is_none(), "no daemon: no socket");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -38,9 +38,12 @@ use crate::work::tokens;
 /// do), 1 when one did not; each unit's outcome has been said on stderr.
 pub fn run(s: &Settings) -> Result<u8> {
     let log = Log::new(s.verbose);
+    // CRIU's post-resume run (not a person's `restart`, who reads stderr) tells the host's log:
+    // connected now, in the host's mount namespace, which the run then leaves.
+    let by_criu = s.pid_name == crate::criu::PID_VAR && !s.dry_run;
+    let syslog = s.syslog.as_deref().filter(|_| by_criu).and_then(crate::log::syslog_socket);
     let done = run_logged(s, &log);
-    // CRIU's post-resume run (not a person's `restart`, who reads stderr) tells the host's log.
-    if let (Some(socket), true) = (&s.syslog, s.pid_name == crate::criu::PID_VAR && !s.dry_run) {
+    if let Some(socket) = &syslog {
         let failed = done.as_ref().err().map(ToString::to_string);
         log.tell_syslog(socket, s.pid.as_raw_nonzero().get() as u32, failed.as_deref());
     }
