@@ -7,6 +7,7 @@
 
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::time::{Duration, Instant};
 
@@ -120,7 +121,7 @@ fn criu_confs(exe: &str, me: (u64, u64)) -> Vec<Item> {
 /// old script, or a script of someone else's.
 fn script_item(what: &str, script: &[u8], me: (u64, u64)) -> Item {
     let shown = Shown(script).to_string();
-    let path = std::ffi::OsStr::new(std::str::from_utf8(script).unwrap_or(""));
+    let path = std::ffi::OsStr::from_bytes(script);
     let name = script.rsplit(|&b| b == b'/').next().unwrap_or_default();
     let item = |verdict, found: String, todo: Option<&str>| Item {
         verdict,
@@ -185,8 +186,8 @@ fn criu_and_runtimes() -> Vec<Item> {
             verdict: Verdict::Fail,
             what: "criu".into(),
             found: format!(
-                "{v} ({shown}): runs no script of its configuration files when {} drive it (CRIU {}.{} does)",
-                runtimes.join(" or "),
+                "{v} ({shown}): runs no script of its configuration files under {} (CRIU {}.{} does)",
+                runtimes.join(", "),
                 RPC_SCRIPTS.0,
                 RPC_SCRIPTS.1
             ),
@@ -272,7 +273,6 @@ fn find(program: &str) -> Option<std::path::PathBuf> {
 /// What `program args` writes to stdout and stderr (at most 64 KiB), or None if it could not
 /// run or took longer than `timeout` (then it is killed).
 fn output_of(program: &std::path::Path, args: &[&[u8]], timeout: Duration) -> Option<Vec<u8>> {
-    use std::os::unix::ffi::OsStrExt;
     let path = program.as_os_str().as_bytes();
     let argv: Vec<&[u8]> = [path].into_iter().chain(args.iter().copied()).collect();
     let exec = Exec::new(path, &argv, &[b"PATH=/usr/sbin:/usr/bin:/sbin:/bin", b"LANG=C"])?;
