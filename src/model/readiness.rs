@@ -58,6 +58,25 @@ pub struct Item {
     pub todo: Option<String>,
 }
 
+impl Item {
+    pub fn ok(what: impl Into<String>, found: impl Into<String>) -> Item {
+        Item { verdict: Verdict::Ok, what: what.into(), found: found.into(), todo: None }
+    }
+
+    pub fn note(what: impl Into<String>, found: impl Into<String>) -> Item {
+        Item { verdict: Verdict::Note, what: what.into(), found: found.into(), todo: None }
+    }
+
+    pub fn fail(what: impl Into<String>, found: impl Into<String>, todo: impl Into<String>) -> Item {
+        Item { verdict: Verdict::Fail, what: what.into(), found: found.into(), todo: Some(todo.into()) }
+    }
+
+    /// This item, with what to do about it.
+    pub fn todo(self, todo: impl Into<String>) -> Item {
+        Item { todo: Some(todo.into()), ..self }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
     Ok,

@@ -19,53 +19,31 @@ use crate::show::{Shown, json_string};
 use crate::sys::fork::{self, Exec, Forked};
 use crate::work::{self, tokens};
 
-/// Exit status when the host is not ready (as `status` when something needs a look).
+// The exit status when the host is not ready, as `status`'s when something needs a look.
 use crate::error::NEEDS_A_LOOK as NOT_READY;
 
 /// Where programs are looked for: PATH, and the system directories a user's PATH may lack.
 const SYSTEM_DIRS: [&str; 4] = ["/usr/local/sbin", "/usr/sbin", "/sbin", "/usr/bin"];
 
 pub fn run(version: &str, settings: std::result::Result<Vec<Seen>, Error>, json: bool) -> Result<u8> {
-    let mut items = vec![];
     let exe = std::fs::read_link("/proc/self/exe").context("reading /proc/self/exe")?;
     let me = std::fs::metadata("/proc/self/exe").context("reading /proc/self/exe")?;
-    let exe_shown = exe.display().to_string();
-    items.push(Item {
-        verdict: Verdict::Ok,
-        what: "this binary".into(),
-        found: format!("{exe_shown}, {version}"),
-        todo: None,
-    });
-    items.extend(criu_confs(&exe_shown, (me.dev(), me.ino())));
+    let exe = exe.display().to_string();
+    let mut items = vec![Item::ok("this binary", format!("{exe}, {version}"))];
+    items.extend(criu_confs(&exe, (me.dev(), me.ino())));
     items.extend(criu_and_runtimes());
     items.extend(kernel_items());
     items.push(match crate::container::privileged() {
-        Ok(()) => Item {
-            verdict: Verdict::Ok,
-            what: "privileges".into(),
-            found: "CAP_SYS_ADMIN, CAP_SYS_PTRACE".into(),
-            todo: None,
-        },
-        Err(e) => Item {
-            verdict: Verdict::Note,
-            what: "privileges".into(),
-            found: e.to_string(),
-            todo: Some("CRIU runs it as root; run check as root for the whole answer".into()),
-        },
+        Ok(()) => Item::ok("privileges", "CAP_SYS_ADMIN, CAP_SYS_PTRACE"),
+        Err(e) => {
+            Item::note("privileges", e.to_string()).todo("CRIU runs it as root; run check as root for the whole answer")
+        }
     });
     match settings {
-        Ok(seen) => items.extend(seen.into_iter().map(|s| Item {
-            verdict: Verdict::Ok,
-            what: format!("setting {}", s.key),
-            found: format!("{} ({})", s.value, s.from),
-            todo: None,
-        })),
-        Err(e) => items.push(Item {
-            verdict: Verdict::Fail,
-            what: "settings".into(),
-            found: e.to_string(),
-            todo: Some("fix that line or variable: every run stops on it".into()),
-        }),
+        Ok(seen) => items.extend(
+            seen.into_iter().map(|s| Item::ok(format!("setting {}", s.key), format!("{} ({})", s.value, s.from))),
+        ),
+        Err(e) => items.push(Item::fail("settings", e.to_string(), "fix that line or variable: every run stops on it")),
     }
     let out = if json { readiness::json(&items, json_string) } else { readiness::text(&items) };
     std::io::stdout().lock().write_all(out.as_bytes()).context("writing the check")?;
@@ -82,23 +60,17 @@ fn criu_confs(exe: &str, me: (u64, u64)) -> Vec<Item> {
         let text = match std::fs::read(conf) {
             Ok(text) => text,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                items.push(Item { verdict: Verdict::Note, what, found: "absent".into(), todo: None });
+                items.push(Item::note(what, "absent"));
                 continue;
             }
             Err(e) => {
-                let todo = Some("make it readable by root".to_string());
-                items.push(Item { verdict: Verdict::Fail, what, found: format!("unreadable: {e}"), todo });
+                items.push(Item::fail(what, format!("unreadable: {e}"), "make it readable by root"));
                 continue;
             }
         };
         let scripts = readiness::action_scripts(&text);
         if scripts.is_empty() {
-            items.push(Item {
-                verdict: Verdict::Note,
-                what: what.clone(),
-                found: "names no action script".into(),
-                todo: None,
-            });
+            items.push(Item::note(what.clone(), "names no action script"));
         }
         for script in scripts {
             let item = script_item(&what, &script, me);
@@ -107,12 +79,8 @@ fn criu_confs(exe: &str, me: (u64, u64)) -> Vec<Item> {
         }
     }
     if !named {
-        items.push(Item {
-            verdict: Verdict::Fail,
-            what: "CRIU's configuration".into(),
-            found: "no file names an autofs-restart: CRIU will not run it".into(),
-            todo: Some(format!("put `action-script {exe}` in /etc/criu/default.conf")),
-        });
+        let todo = format!("put `action-script {exe}` in /etc/criu/default.conf");
+        items.push(Item::fail("CRIU's configuration", "no file names an autofs-restart: CRIU will not run it", todo));
     }
     items
 }
@@ -121,35 +89,25 @@ fn criu_confs(exe: &str, me: (u64, u64)) -> Vec<Item> {
 /// old script, or a script of someone else's.
 fn script_item(what: &str, script: &[u8], me: (u64, u64)) -> Item {
     let shown = Shown(script).to_string();
-    let path = std::ffi::OsStr::from_bytes(script);
     let name = script.rsplit(|&b| b == b'/').next().unwrap_or_default();
-    let item = |verdict, found: String, todo: Option<&str>| Item {
-        verdict,
-        what: what.to_string(),
-        found,
-        todo: todo.map(String::from),
-    };
-    match std::fs::metadata(path) {
-        Ok(m) if (m.dev(), m.ino()) == me => item(Verdict::Ok, format!("runs {shown}: this binary"), None),
-        Ok(m) if !m.is_file() || m.mode() & 0o111 == 0 => item(
-            Verdict::Fail,
+    match std::fs::metadata(std::ffi::OsStr::from_bytes(script)) {
+        Ok(m) if (m.dev(), m.ino()) == me => Item::ok(what, format!("runs {shown}: this binary")),
+        Ok(m) if !m.is_file() || m.mode() & 0o111 == 0 => Item::fail(
+            what,
             format!("names {shown}, which is not an executable file"),
-            Some("chmod 755 it, or name the installed binary"),
+            "chmod 755 it, or name the installed binary",
         ),
-        Ok(_) if name.starts_with(b"autofs-restart") => item(
-            Verdict::Ok,
-            format!("runs {shown}: an autofs-restart, not this one"),
-            Some("`autofs-restart --version` there says which"),
-        ),
-        Ok(_) if name == b"systemd-autofs-restart.sh" => item(
-            Verdict::Fail,
+        Ok(_) if name.starts_with(b"autofs-restart") => {
+            Item::ok(what, format!("runs {shown}: an autofs-restart, not this one"))
+                .todo("`autofs-restart --version` there says which")
+        }
+        Ok(_) if name == b"systemd-autofs-restart.sh" => Item::fail(
+            what,
             format!("runs {shown}: CRIU's old script, not autofs-restart"),
-            Some(
-                "make install-compat puts autofs-restart under that name (MANUAL.md: Coming from systemd-autofs-restart.sh)",
-            ),
+            "make install-compat puts autofs-restart under that name (MANUAL.md: Coming from systemd-autofs-restart.sh)",
         ),
-        Ok(_) => item(Verdict::Note, format!("runs {shown}: another action script"), None),
-        Err(e) => item(Verdict::Fail, format!("names {shown}: {e}"), Some("name the installed binary")),
+        Ok(_) => Item::note(what, format!("runs {shown}: another action script")),
+        Err(e) => Item::fail(what, format!("names {shown}: {e}"), "name the installed binary"),
     }
 }
 
@@ -157,55 +115,39 @@ fn script_item(what: &str, script: &[u8], me: (u64, u64)) -> Item {
 /// scripts of its configuration files for them.
 fn criu_and_runtimes() -> Vec<Item> {
     let runtimes: Vec<&str> = ["runc", "crun", "podman"].into_iter().filter(|r| find(r).is_some()).collect();
-    let shown_runtimes = if runtimes.is_empty() { "none".to_string() } else { runtimes.join(", ") };
-    let mut items = vec![Item { verdict: Verdict::Ok, what: "runtimes".into(), found: shown_runtimes, todo: None }];
+    let mut items =
+        vec![Item::ok("runtimes", if runtimes.is_empty() { "none".to_string() } else { runtimes.join(", ") })];
     let Some(criu) = find("criu") else {
-        items.push(Item {
-            verdict: Verdict::Fail,
-            what: "criu".into(),
-            found: "not installed".into(),
-            todo: Some("install criu".into()),
-        });
+        items.push(Item::fail("criu", "not installed", "install criu"));
         return items;
     };
     let shown = criu.display().to_string();
     let said = output_of(&criu, &[b"--version"], Duration::from_secs(5));
     let Some(version) = said.as_deref().and_then(readiness::criu_version) else {
-        items.push(Item {
-            verdict: Verdict::Fail,
-            what: "criu".into(),
-            found: format!("{shown} --version says no version"),
-            todo: Some("check that criu runs".into()),
-        });
+        items.push(Item::fail("criu", format!("{shown} --version says no version"), "check that criu runs"));
         return items;
     };
     let v = format!("{}.{}.{}", version.0, version.1, version.2);
-    let rpc = runtimes.iter().any(|r| *r == "runc" || *r == "podman" || *r == "crun");
-    items.push(if rpc && !readiness::at_least(version, RPC_SCRIPTS) {
-        Item {
-            verdict: Verdict::Fail,
-            what: "criu".into(),
-            found: format!(
-                "{v} ({shown}): runs no script of its configuration files under {} (CRIU {}.{} does)",
-                runtimes.join(", "),
-                RPC_SCRIPTS.0,
-                RPC_SCRIPTS.1
+    // Every runtime drives CRIU over RPC.
+    items.push(if !runtimes.is_empty() && !readiness::at_least(version, RPC_SCRIPTS) {
+        let (major, minor) = RPC_SCRIPTS;
+        Item::fail(
+            "criu",
+            format!(
+                "{v} ({shown}): runs no script of its configuration files under {} (CRIU {major}.{minor} does)",
+                runtimes.join(", ")
             ),
-            todo: Some(format!(
-                "install CRIU {}.{} or later (Debian 13 has 4.1); `criu restore` by hand still runs it",
-                RPC_SCRIPTS.0, RPC_SCRIPTS.1
-            )),
-        }
+            format!("install CRIU {major}.{minor} or later (Debian 13 has 4.1); `criu restore` by hand still runs it"),
+        )
     } else {
-        Item { verdict: Verdict::Ok, what: "criu".into(), found: format!("{v} ({shown})"), todo: None }
+        Item::ok("criu", format!("{v} ({shown})"))
     });
     if runtimes.contains(&"crun") && !readiness::at_least(version, CRUN_CONF) {
-        items.push(Item {
-            verdict: Verdict::Note,
-            what: "crun".into(),
-            found: format!("passes /etc/criu/crun.conf with CRIU {}.{} or later only", CRUN_CONF.0, CRUN_CONF.1),
-            todo: Some("name the script in /etc/criu/default.conf".into()),
-        });
+        let (major, minor) = CRUN_CONF;
+        items.push(
+            Item::note("crun", format!("passes /etc/criu/crun.conf with CRIU {major}.{minor} or later only"))
+                .todo("name the script in /etc/criu/default.conf"),
+        );
     }
     items
 }
@@ -216,50 +158,37 @@ fn kernel_items() -> Vec<Item> {
     let filesystems = std::fs::read("/proc/filesystems").unwrap_or_default();
     let built_in = filesystems.split(|&b| b == b'\n').any(|l| l.ends_with(b"\tautofs"));
     let module = std::path::Path::new(&format!("/lib/modules/{release}/kernel/fs/autofs")).is_dir();
+    let kernel = format!("kernel {release}");
     let mut items = vec![match (built_in, module) {
-        (true, _) => {
-            Item { verdict: Verdict::Ok, what: format!("kernel {release}"), found: "autofs".into(), todo: None }
-        }
-        (false, true) => Item {
-            verdict: Verdict::Ok,
-            what: format!("kernel {release}"),
-            found: "autofs as a module, loaded at the first autofs mount".into(),
-            todo: None,
-        },
-        (false, false) => Item {
-            verdict: Verdict::Fail,
-            what: format!("kernel {release}"),
-            found: "no autofs: no container here has an autofs mount to fix".into(),
-            todo: Some("use a kernel with CONFIG_AUTOFS_FS".into()),
-        },
+        (true, _) => Item::ok(kernel, "autofs"),
+        (false, true) => Item::ok(kernel, "autofs as a module, loaded at the first autofs mount"),
+        (false, false) => Item::fail(
+            kernel,
+            "no autofs: no container here has an autofs mount to fix",
+            "use a kernel with CONFIG_AUTOFS_FS",
+        ),
     }];
-    let yes_or = |ok: bool, yes: &str, no: &str| {
-        if ok { (Verdict::Ok, yes.to_string()) } else { (Verdict::Note, no.to_string()) }
-    };
     let open_tree = rustix::mount::open_tree(rustix::fs::CWD, "/", rustix::mount::OpenTreeFlags::OPEN_TREE_CLOEXEC);
-    let (verdict, found) =
-        yes_or(open_tree.is_ok(), "open_tree, move_mount", "no open_tree: trees move the legacy way (bind, MS_MOVE)");
-    items.push(Item { verdict, what: "mount API".into(), found, todo: None });
-    let listed = crate::sys::statmount::list_mounts();
-    let (verdict, found) = yes_or(
-        listed.is_ok(),
-        "listmount, statmount: only the mounts needed are read",
-        "no listmount or statmount (Linux 6.8): the whole mountinfo is read",
-    );
-    items.push(Item { verdict, what: "mount tables".into(), found, todo: None });
-    let (verdict, found) = if work::running_at_least(kernel::WAKES_FROM_CATATONIC) {
-        (Verdict::Ok, "catatonic mode wakes them (Linux 6.6 and later)".to_string())
+    items.push(match open_tree {
+        Ok(_) => Item::ok("mount API", "open_tree, move_mount"),
+        Err(_) => Item::note("mount API", "no open_tree: trees move the legacy way (bind, MS_MOVE)"),
+    });
+    items.push(match crate::sys::statmount::list_mounts() {
+        Ok(_) => Item::ok("mount tables", "listmount, statmount: only the mounts needed are read"),
+        Err(_) => Item::note("mount tables", "no listmount or statmount (Linux 6.8): the whole mountinfo is read"),
+    });
+    let blocked = "processes blocked on a restored mount";
+    items.push(if work::running_at_least(kernel::WAKES_FROM_CATATONIC) || !tokens::needed(Api::New) {
+        Item::ok(blocked, "catatonic mode wakes them (Linux 6.6 and later)")
     } else {
-        match tokens::needed(Api::New).then(tokens::next) {
-            Some(Ok(_)) => (Verdict::Ok, "answered one by one by token: the wait counter reads".to_string()),
-            Some(Err(e)) => (
-                Verdict::Note,
+        match tokens::next() {
+            Ok(_) => Item::ok(blocked, "answered one by one by token: the wait counter reads"),
+            Err(e) => Item::note(
+                blocked,
                 format!("by token, but the wait counter does not read ({e}): only the last 65536 waits are tried"),
             ),
-            None => (Verdict::Ok, "catatonic mode wakes them".to_string()),
         }
-    };
-    items.push(Item { verdict, what: "processes blocked on a restored mount".into(), found, todo: None });
+    });
     items
 }
 
