@@ -336,8 +336,7 @@ fn check(args: Vec<OsString>, from: &Sources<'_>) -> Result<Command> {
 
 /// The settings in force and where each came from: those set, and the settings file.
 fn settings_seen(from: &Sources<'_>) -> Result<Vec<Seen>> {
-    settings_from(from)?;
-    let file = settings_file(from)?;
+    let (_, file) = settings_and_file(from)?;
     let named = (from.env)(CONFIG_VAR).map(|v| v.to_string_lossy().into_owned());
     let path = named.clone().unwrap_or_else(|| CONFIG_FILE.to_string());
     let how = if named.is_some() { "from the environment" } else { "the default" };
@@ -395,17 +394,27 @@ fn from_criu(from: &Sources<'_>) -> Result<Command> {
 /// The settings of the environment over those of the settings file. Every line of the file
 /// must hold a good value, also one the environment overrides: a bad one is never ignored.
 fn settings_from(from: &Sources<'_>) -> Result<Settings> {
-    let Some((path, entries)) = settings_file(from)? else { return settings_of(from.env) };
+    settings_and_file(from).map(|(settings, _)| settings)
+}
+
+/// `settings_from`, and the settings file it read (for `check`, which shows where each came
+/// from): the file is read once.
+fn settings_and_file(from: &Sources<'_>) -> Result<(Settings, Option<SettingsFile>)> {
+    let Some((path, entries)) = settings_file(from)? else { return Ok((settings_of(from.env)?, None)) };
     let value = |e: &config::Entry| OsString::from_vec(e.value.clone());
     for e in &entries {
         settings_of(&|name| (name == e.key).then(|| value(e)))
             .map_err(|err| Error::Usage(format!("{path}:{}: {err}", e.line)))?;
     }
-    settings_of(&|name| (from.env)(name).or_else(|| entries.iter().find(|e| e.key == name).map(value)))
+    let settings = settings_of(&|name| (from.env)(name).or_else(|| entries.iter().find(|e| e.key == name).map(value)))?;
+    Ok((settings, Some((path, entries))))
 }
 
+/// The settings file as read: its path as shown, and its entries.
+type SettingsFile = (String, Vec<config::Entry>);
+
 /// The settings file's path and entries; None where there is none.
-fn settings_file(from: &Sources<'_>) -> Result<Option<(String, Vec<config::Entry>)>> {
+fn settings_file(from: &Sources<'_>) -> Result<Option<SettingsFile>> {
     let path = (from.env)(CONFIG_VAR).unwrap_or_else(|| CONFIG_FILE.into());
     if path.is_empty() {
         return Ok(None);

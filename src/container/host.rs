@@ -81,9 +81,7 @@ impl Host {
     /// we had to wait: then the mount table read before is stale.
     pub fn lock(&self, timeout: Duration) -> Result<(OwnedFd, bool)> {
         let doing = "locking the container's root directory";
-        // "." opens the directory `root` already is: no path walk, nothing to be misled by.
-        let fd = openat(&self.root, ".", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
-            .context(doing)?;
+        let fd = self.root_dir().context(doing)?;
         let start = Instant::now();
         let mut waited = false;
         loop {
@@ -111,10 +109,15 @@ impl Host {
     /// Held for no longer than the try: a run that wants the lock then retries in 20 ms.
     /// Tells a run in progress from what an interrupted one left; false where it cannot tell.
     pub fn run_in_progress(&self) -> bool {
-        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
-        openat(&self.root, ".", flags, Mode::empty()).is_ok_and(|fd| {
+        self.root_dir().is_ok_and(|fd| {
             rustix::fs::flock(&fd, rustix::fs::FlockOperation::NonBlockingLockShared) == Err(Errno::WOULDBLOCK)
         })
+    }
+
+    /// The container's root directory as a file of its own, for the lock: "." opens the
+    /// directory `root` already is, with no path walk to be misled by.
+    fn root_dir(&self) -> rustix::io::Result<OwnedFd> {
+        openat(&self.root, ".", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
     }
 
     /// Runs `op` in the container's mount namespace and root, then goes back to ours: to read
