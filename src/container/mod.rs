@@ -32,7 +32,7 @@ use rustix::process::{Pid, PidfdFlags, getpid, pidfd_open};
 pub use host::{Host, privileged};
 pub use inside::Inside;
 pub use ns::{NsId, Place};
-pub use spawn::Spec;
+pub use spawn::{PATH as PROGRAM_PATH, Spec, resolve_in};
 pub use table::Snapshot;
 
 use crate::error::{Context, Error, Result};

@@ -44,7 +44,7 @@ impl Start {
 }
 
 /// Where a program of the container is looked for (its own PATH is not ours to trust).
-const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+pub const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// This very binary, as the child sees it: in the container's pid namespace, whose /proc
 /// knows the child.
@@ -383,12 +383,21 @@ fn exec_report(report: &OwnedFd, deadline: Instant) -> std::result::Result<(), R
 /// A program's path: as given if absolute, else the first executable of that name in `PATH`
 /// (in our root: the container's, after entering).
 fn resolve(program: &[u8]) -> Option<Vec<u8>> {
+    resolve_in(PATH.as_bytes(), program)
+}
+
+/// `program` itself if it is a path, else the first executable file of that name in the
+/// directories of `path` (`:`-separated, empty ones skipped), in this mount namespace.
+pub fn resolve_in(path: &[u8], program: &[u8]) -> Option<Vec<u8>> {
     if program.starts_with(b"/") {
         return Some(program.to_vec());
     }
     let executable =
         |p: &[u8]| rustix::fs::stat(p).is_ok_and(|st| st.st_mode & 0o170000 == 0o100000 && st.st_mode & 0o111 != 0);
-    PATH.split(':').map(|dir| [dir.as_bytes(), b"/", program].concat()).find(|p| executable(p))
+    path.split(|&b| b == b':')
+        .filter(|dir| !dir.is_empty())
+        .map(|dir| [dir, b"/", program].concat())
+        .find(|p| executable(p))
 }
 
 /// Collects a child's stderr until it exits, killing it with SIGKILL at the deadline.

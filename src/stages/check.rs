@@ -11,6 +11,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::time::{Duration, Instant};
 
+use crate::container::{PROGRAM_PATH, resolve_in};
 use crate::error::{Context, Error, Result};
 use crate::model::kernel;
 use crate::model::readiness::{self, CRIU_CONFS, CRUN_CONF, Item, RPC_SCRIPTS, Verdict};
@@ -21,9 +22,6 @@ use crate::work::{self, tokens};
 
 // The exit status when the host is not ready, as `status`'s when something needs a look.
 use crate::error::NEEDS_A_LOOK as NOT_READY;
-
-/// Where programs are looked for: PATH, and the system directories a user's PATH may lack.
-const SYSTEM_DIRS: [&str; 4] = ["/usr/local/sbin", "/usr/sbin", "/sbin", "/usr/bin"];
 
 pub fn run(version: &str, settings: std::result::Result<Vec<Seen>, Error>, json: bool) -> Result<u8> {
     let exe = std::fs::read_link("/proc/self/exe").context("reading /proc/self/exe")?;
@@ -192,11 +190,13 @@ fn kernel_items() -> Vec<Item> {
     items
 }
 
-/// `program` in PATH or the system directories, as an executable file.
+/// `program` in PATH, then in the system directories a user's PATH may lack (those the
+/// container's programs are looked for in), as an executable file.
 fn find(program: &str) -> Option<std::path::PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    let dirs = std::env::split_paths(&path).chain(SYSTEM_DIRS.iter().map(std::path::PathBuf::from));
-    dirs.map(|d| d.join(program)).find(|p| std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.mode() & 0o111 != 0))
+    use std::os::unix::ffi::OsStringExt;
+    let ours = std::env::var_os("PATH").unwrap_or_default();
+    let path = [ours.as_bytes(), b":", PROGRAM_PATH.as_bytes()].concat();
+    resolve_in(&path, program.as_bytes()).map(|p| std::ffi::OsString::from_vec(p).into())
 }
 
 /// What `program args` writes to stdout and stderr (at most 64 KiB), or None if it could not
