@@ -196,14 +196,24 @@ impl Container {
 
     /// `criu dump` of it (it is gone afterwards), `args` added; fails with the end of CRIU's log.
     pub fn criu_dump(&self, args: &[&str]) {
-        let out = timed("criu", || Command::new(harness()).arg("dump").arg(&self.dir).args(args).output().unwrap());
+        let out = self.try_criu_dump(&[], args);
         assert!(out.status.success(), "criu dump: {}", stderr(&out));
     }
 
-    /// `criu restore` of that dump, `args` added: the restored container, whose init has
-    /// another host pid.
-    pub fn criu_restore(&mut self, args: &[&str]) {
-        let out = timed("criu", || Command::new(harness()).arg("undump").arg(&self.dir).args(args).output().unwrap());
+    /// A `criu dump` that may fail, CRIU (and so its action scripts) given `env` too; on
+    /// failure the harness's stderr ends with the end of CRIU's log.
+    pub fn try_criu_dump(&self, env: &[(&str, &str)], args: &[&str]) -> Output {
+        timed("criu", || {
+            Command::new(harness()).arg("dump").arg(&self.dir).args(args).envs(env.iter().copied()).output().unwrap()
+        })
+    }
+
+    /// `criu restore` of that dump, CRIU (and so its action scripts) given `env` too, `args`
+    /// added: the restored container, whose init has another host pid.
+    pub fn criu_restore(&mut self, env: &[(&str, &str)], args: &[&str]) {
+        let out = timed("criu", || {
+            Command::new(harness()).arg("undump").arg(&self.dir).args(args).envs(env.iter().copied()).output().unwrap()
+        });
         assert!(out.status.success(), "criu restore: {}", stderr(&out));
         self.pid = stdout(&out).trim().to_string();
     }
@@ -212,6 +222,11 @@ impl Container {
     pub fn kill(&self) {
         let out = Command::new(harness()).arg("kill").arg(&self.dir).output().unwrap();
         assert!(out.status.success(), "kill: {}", stderr(&out));
+    }
+
+    /// Where a file of its directory is on the host.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
     }
 
     /// A file of its directory on the host (CRIU's logs are in `img/`).
