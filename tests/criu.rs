@@ -8,7 +8,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use common::{bin, require_program};
+use common::bin;
 
 /// The stages CRIU runs the scripts at for a process without namespaces of its own.
 const STAGES: [&str; 6] = ["pre-dump", "post-dump", "pre-restore", "post-restore", "pre-resume", "post-resume"];
@@ -48,7 +48,7 @@ fn scripts_at(log: &str, stage: &str) -> Vec<String> {
 /// Runs `criu ARGS` with `logger` and `ours` named on its command line, `ours` again in its
 /// configuration file; returns its log.
 fn criu(dir: &Path, args: &[&str], logger: &Path, ours: &str) -> String {
-    let out = Command::new("criu")
+    let out = Command::new(common::criu())
         .args(args)
         .args(["-D", &dir.join("img").to_string_lossy(), "-v4"])
         .args(["--config", &dir.join("criu.conf").to_string_lossy()])
@@ -66,7 +66,7 @@ fn criu(dir: &Path, args: &[&str], logger: &Path, ours: &str) -> String {
 #[ignore = "needs root and criu: make test runs it"]
 fn criu_runs_every_action_script_and_ours_acts_once_per_stage() {
     assert!(rustix::process::geteuid().is_root(), "this test needs root");
-    require_program("criu");
+    common::criu();
     let dir = PathBuf::from(format!("/tmp/autofs-restart-criu.{}", std::process::id()));
     std::fs::create_dir_all(dir.join("img")).unwrap();
     let mut scene = Scene { dir: dir.clone(), pid: None };

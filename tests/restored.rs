@@ -6,9 +6,7 @@
 
 mod common;
 
-use common::{
-    Container, bin, kernel_at_least, refuses_foreign_private_triggers, require_containers, require_program, stderr,
-};
+use common::{Container, bin, kernel_at_least, refuses_foreign_private_triggers, require_containers, stderr};
 
 /// The processes called automount in the container, zombies left out: container pids.
 fn daemons(ctr: &Container) -> Vec<String> {
@@ -16,6 +14,19 @@ fn daemons(ctr: &Container) -> Vec<String> {
         .lines()
         .map(String::from)
         .collect()
+}
+
+/// The device numbers of the autofs mounts at these paths in the container, for a message: a
+/// restore that gave a mount its old number back shows no bug there (tests/harness/container
+/// makes that unlikely).
+fn autofs_devs(ctr: &Container, paths: &[&str]) -> String {
+    let table = ctr.mountinfo();
+    let devs = paths.iter().map(|p| {
+        let dev =
+            table.iter().find(|m| m.mount_point == *p && m.fs_type == "autofs").map_or("none", |m| m.dev.as_str());
+        format!("{p} {dev}")
+    });
+    devs.collect::<Vec<_>>().join(", ")
 }
 
 /// Debian 12's systemd and automount daemon in one container:
@@ -31,7 +42,7 @@ fn daemons(ctr: &Container) -> Vec<String> {
 #[ignore = "needs root, the kernel's autofs and criu: make test runs it"]
 fn systemd_and_the_automount_daemon_after_a_real_restore() {
     require_containers();
-    require_program("criu");
+    common::criu();
     let mut ctr = Container::start_on_root("bookworm");
     ctr.ok(r#"set -e
         mkdir -p /srv/data-d /srv/data-i && echo direct > /srv/data-d/f && echo indirect > /srv/data-i/f
@@ -61,6 +72,7 @@ fn systemd_and_the_automount_daemon_after_a_real_restore() {
     // test holds it open as such a host's mount would.
     let _binfmt = std::fs::File::open(format!("/proc/{}/root/proc/sys/fs/binfmt_misc/status", ctr.pid)).unwrap();
     let ours = bin().to_string_lossy().into_owned();
+    let dumped_devs = autofs_devs(&ctr, &["/srv/direct", "/srv/idle"]);
     ctr.criu_dump(&["--action-script", &ours]);
     let dumped = ctr.file("img/dump.log");
     assert!(dumped.contains("Running pre-dump scripts"), "{dumped}");
@@ -68,8 +80,9 @@ fn systemd_and_the_automount_daemon_after_a_real_restore() {
 
     // Without our script: CRIU's new superblocks, which the masters do not know.
     ctr.criu_restore(&[], &[]);
-    assert_eq!(ctr.answers("/srv/direct", 3), None, "the daemon's direct mount should hang");
-    assert_eq!(ctr.answers("/srv/idle", 3), None, "systemd's automount should hang");
+    let devs = format!("{dumped_devs} at the dump, {} now", autofs_devs(&ctr, &["/srv/direct", "/srv/idle"]));
+    assert_eq!(ctr.answers("/srv/direct", 3), None, "the daemon's direct mount should hang: {devs}");
+    assert_eq!(ctr.answers("/srv/idle", 3), None, "systemd's automount should hang: {devs}");
     assert!(ctr.journal("autofs.service").contains("can't find map entry for"), "{}", ctr.journal("autofs.service"));
     let units = ctr.journal("srv-idle.automount");
     assert!(units.contains("Automount point already active?"), "{units}");
@@ -127,7 +140,7 @@ done
 #[ignore = "needs root, the kernel's autofs and criu: make test runs it"]
 fn a_private_copy_and_an_access_before_the_fix_after_a_real_restore() {
     require_containers();
-    require_program("criu");
+    common::criu();
     let mut ctr = Container::start_on_root("bookworm");
     ctr.ok(r#"set -e
         echo kept > /srv/data/f
@@ -159,6 +172,7 @@ fn a_private_copy_and_an_access_before_the_fix_after_a_real_restore() {
     assert_eq!(ctr.ok("cat /srv/data/f"), "kept\n", "the container runs on");
 
     // By default, the dump goes ahead, naming each copy and what the restore will do to it.
+    let dumped_devs = autofs_devs(&ctr, &["/srv/idle"]);
     ctr.criu_dump(&["--config", &config]);
     let dumped = ctr.file("img/dump.log");
     let then = "after the restore the unit is restarted and that copy made catatonic (nested policy: restart)";
@@ -166,6 +180,12 @@ fn a_private_copy_and_an_access_before_the_fix_after_a_real_restore() {
 
     // Without our script: the access right after the resume hangs, and so does the copy.
     ctr.criu_restore(&[], &[]);
+    assert_eq!(
+        ctr.answers("/srv/idle", 3),
+        None,
+        "{dumped_devs} at the dump, {} now",
+        autofs_devs(&ctr, &["/srv/idle"])
+    );
     ctr.ok("touch /run/go");
     ctr.wait_for("grep -qx autofs_wait /proc/$(cat /run/early.pid)/wchan");
     std::thread::sleep(std::time::Duration::from_secs(3));

@@ -96,6 +96,21 @@ pub fn require_program(program: &str) {
     assert!(found, "this test needs {program} (apt-get install {program})");
 }
 
+/// The criu the tests run: $CRIU (tests/harness/suite chooses one per kernel), else `criu`;
+/// asserted to be there.
+pub fn criu() -> String {
+    match std::env::var("CRIU") {
+        Ok(path) if !path.is_empty() => {
+            assert!(std::path::Path::new(&path).exists(), "no criu at {path} (CRIU)");
+            path
+        }
+        _ => {
+            require_program("criu");
+            "criu".to_string()
+        }
+    }
+}
+
 /// What a run must never lose, taken before it: the container's mount count, what is stacked
 /// on each watched mount point above its autofs mount (superblock and root, lowest first), and
 /// the content of watched files. `check` also asserts that nothing of a run is left behind.
@@ -350,7 +365,8 @@ impl Container {
         assert!(stderr(&refused).contains("Operation not permitted"), "{}", stderr(&refused));
     }
 
-    /// Waits, bounded, until `script` succeeds inside.
+    /// Waits, bounded, until `script` succeeds inside; else fails with the container's
+    /// processes, where they wait.
     pub fn wait_for(&self, script: &str) {
         for _ in 0..200 {
             if self.sh(script).status.success() {
@@ -358,7 +374,8 @@ impl Container {
             }
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
-        panic!("still not true after 10 s: {script}");
+        let ps = stdout(&self.sh("ps -eo pid,stat,wchan:24,args"));
+        panic!("still not true after 200 tries: {script}\n{ps}");
     }
 
     /// Replaces the container's systemctl with a wrapper that runs `fault` on restart and passes
