@@ -31,13 +31,24 @@ impl Log {
     }
 
     /// Sends the host's log (`syslog`, from `syslog_socket`) one line of what this run said
-    /// about container `pid`, and of `failed`, the error that ended it; nothing if it said
-    /// nothing and did not fail. Best effort: a line the daemon cannot take is dropped.
-    pub fn tell_syslog(&self, syslog: &OwnedFd, pid: u32, failed: Option<&str>) {
+    /// about container `pid`, and of how it ended; nothing if it said nothing and did not fail.
+    /// Best effort: a line the daemon cannot take is dropped.
+    pub fn tell_syslog(&self, syslog: &OwnedFd, pid: u32, ended: Ended<'_>) {
         let said = self.said.borrow();
-        let Some(line) = syslog_line(pid, &said, failed, rustix::process::getpid().as_raw_pid()) else { return };
+        let Some(line) = syslog_line(pid, &said, ended, rustix::process::getpid().as_raw_pid()) else { return };
         let _ = rustix::net::send(syslog, line.as_bytes(), rustix::net::SendFlags::DONTWAIT);
     }
+}
+
+/// How a run ended, as the host's log tells it: its severity, and the error if one ended it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ended<'a> {
+    /// Exit status 0: every unit checks out, or there was nothing to do.
+    Fixed,
+    /// Exit status 1: a unit or daemon did not check out (its line says which).
+    NotAllFixed,
+    /// The run stopped on this error.
+    Failed(&'a str),
 }
 
 /// A datagram socket connected to the syslog socket at `path`: made before the run enters the
@@ -55,16 +66,18 @@ const MOST: usize = 4096;
 
 /// One syslog message (RFC 3164's `<PRI>TAG[PID]: `, which journald and rsyslog read; facility
 /// daemon), or None when there is nothing to tell.
-fn syslog_line(pid: u32, said: &[String], failed: Option<&str>, ours: i32) -> Option<String> {
-    if said.is_empty() && failed.is_none() {
+fn syslog_line(pid: u32, said: &[String], ended: Ended<'_>, ours: i32) -> Option<String> {
+    if said.is_empty() && ended == Ended::Fixed {
         return None;
     }
     let mut parts: Vec<&str> = said.iter().map(String::as_str).collect();
-    let failure = failed.map(|e| format!("failed: {e}"));
+    let failure = match ended {
+        Ended::Failed(e) => Some(format!("failed: {e}")),
+        Ended::Fixed | Ended::NotAllFixed => None,
+    };
     parts.extend(failure.as_deref());
-    // LOG_DAEMON (3 << 3) with LOG_ERR (3) when a line failed, else LOG_INFO (6).
-    let failing = failed.is_some() || said.iter().any(|l| l.contains("failed"));
-    let pri = 24 + if failing { 3 } else { 6 };
+    // LOG_DAEMON (3 << 3) with LOG_ERR (3) when the run did not fix everything, else LOG_INFO (6).
+    let pri = 24 + if ended == Ended::Fixed { 6 } else { 3 };
     let mut line = format!("<{pri}>autofs-restart[{ours}]: post-resume, container pid {pid}: {}", parts.join("; "));
     if line.len() > MOST {
         let mut cut = MOST - 3;
@@ -88,18 +101,22 @@ mod tests {
             "srv-idle.automount: restarted".into(),
         ];
         assert_eq!(
-            syslog_line(4242, &said, None, 77).unwrap(),
+            syslog_line(4242, &said, Ended::Fixed, 77).unwrap(),
             "<30>autofs-restart[77]: post-resume, container pid 4242: srv-data.automount: restarted, tmpfs srv-data kept on top; srv-idle.automount: restarted"
         );
         assert_eq!(
-            syslog_line(4242, &[], Some("another run holds its lock"), 77).unwrap(),
+            syslog_line(4242, &[], Ended::Failed("another run holds its lock"), 77).unwrap(),
             "<27>autofs-restart[77]: post-resume, container pid 4242: failed: another run holds its lock"
         );
-        let failed = ["srv-data.automount: failed restarting".to_string()];
-        assert!(syslog_line(1, &failed, None, 2).unwrap().starts_with("<27>"));
-        assert_eq!(syslog_line(4242, &[], None, 77), None, "nothing said, nothing done: nothing to tell");
+        // The severity is the run's ending, not a word of what it said.
+        let unit = [crate::model::report::missing_unit("srv-data.automount")];
+        assert!(syslog_line(1, &unit, Ended::NotAllFixed, 2).unwrap().starts_with("<27>"));
+        let word = ["x.automount: restarted (a mount named failed kept on top)".to_string()];
+        assert!(syslog_line(1, &word, Ended::Fixed, 2).unwrap().starts_with("<30>"));
+        assert_eq!(syslog_line(4242, &[], Ended::Fixed, 77), None, "nothing said, nothing done: nothing to tell");
+        assert!(syslog_line(4242, &[], Ended::NotAllFixed, 77).is_some());
         let long = vec!["é".repeat(3000)];
-        let line = syslog_line(1, &long, None, 2).unwrap();
+        let line = syslog_line(1, &long, Ended::Fixed, 2).unwrap();
         assert!(line.len() <= MOST && line.ends_with("..."), "{}", line.len());
     }
 
@@ -112,7 +129,7 @@ mod tests {
         let socket = syslog_socket(path.to_str().unwrap()).expect("connected");
         let log = Log::new(false);
         log.say(format_args!("srv-idle.automount: restarted"));
-        log.tell_syslog(&socket, 42, None);
+        log.tell_syslog(&socket, 42, Ended::Fixed);
         let mut buf = [0u8; 256];
         let n = listener.recv(&mut buf).unwrap();
         let got = String::from_utf8_lossy(&buf[..n]).into_owned();
@@ -123,7 +140,7 @@ mod tests {
         );
         // A daemon that does not read: the run goes on, the lines are dropped.
         for _ in 0..1000 {
-            log.tell_syslog(&socket, 42, None);
+            log.tell_syslog(&socket, 42, Ended::Fixed);
         }
         assert!(syslog_socket(dir.join("none").to_str().unwrap()).is_none(), "no daemon: no socket");
         let _ = std::fs::remove_dir_all(&dir);

@@ -15,7 +15,7 @@ use std::os::fd::AsFd;
 
 use crate::container::{Host, Inside, Reached, pidfd};
 use crate::error::{Context, Result};
-use crate::log::Log;
+use crate::log::{Ended, Log};
 use crate::masters::automount::Daemon;
 use crate::masters::systemd::{self, Outcome};
 use crate::model::autofs::{self, Table};
@@ -44,8 +44,16 @@ pub fn run(s: &Settings) -> Result<u8> {
     let syslog = s.syslog.as_deref().filter(|_| by_criu).and_then(crate::log::syslog_socket);
     let done = run_logged(s, &log);
     if let Some(socket) = &syslog {
-        let failed = done.as_ref().err().map(ToString::to_string);
-        log.tell_syslog(socket, s.pid.as_raw_nonzero().get() as u32, failed.as_deref());
+        let error;
+        let ended = match &done {
+            Ok(0) => Ended::Fixed,
+            Ok(_) => Ended::NotAllFixed,
+            Err(e) => {
+                error = e.to_string();
+                Ended::Failed(&error)
+            }
+        };
+        log.tell_syslog(socket, s.pid.as_raw_nonzero().get() as u32, ended);
     }
     done
 }
