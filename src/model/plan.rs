@@ -27,6 +27,43 @@ pub enum Master {
     None,
 }
 
+/// What kind of master serves a mount, as the overview counts them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServedBy {
+    Systemd,
+    Automount,
+    Another,
+    Nothing,
+}
+
+impl ServedBy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServedBy::Systemd => "systemd",
+            ServedBy::Automount => "automount",
+            ServedBy::Another => "another process",
+            ServedBy::Nothing => "nothing",
+        }
+    }
+}
+
+impl Master {
+    pub fn served_by(&self) -> ServedBy {
+        match self {
+            Master::Unit(_) => ServedBy::Systemd,
+            Master::Daemon { .. } => ServedBy::Automount,
+            Master::Other { .. } => ServedBy::Another,
+            Master::None => ServedBy::Nothing,
+        }
+    }
+}
+
+/// Whether nothing serves a mount: catatonic (an access fails at once), or without a master
+/// (an access hangs). What `status` counts as needing a look.
+pub fn unserved(catatonic: bool, by: ServedBy) -> bool {
+    catatonic || by == ServedBy::Nothing
+}
+
 /// Who starts an automount daemon again once it is killed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Supervisor {
@@ -394,6 +431,16 @@ mod tests {
             ],
             asked: 0,
         }
+    }
+
+    #[test]
+    fn unserved_is_catatonic_or_without_a_master() {
+        let daemon = Master::Daemon { pid: 7, supervisor: Supervisor::Init };
+        assert_eq!(daemon.served_by(), ServedBy::Automount);
+        assert!(!unserved(false, daemon.served_by()));
+        assert!(unserved(true, daemon.served_by()), "catatonic: an access fails at once");
+        assert!(unserved(false, Master::None.served_by()), "no master: an access hangs");
+        assert_eq!(Master::Other { pid: 1, comm: None }.served_by().as_str(), "another process");
     }
 
     #[test]

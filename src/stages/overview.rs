@@ -17,7 +17,7 @@ use rustix::process::Pid;
 use crate::container::{Host, Init};
 use crate::error::{Context, Error, NEEDS_A_LOOK, Result};
 use crate::model::autofs::{self, Table};
-use crate::model::plan::{self, Master};
+use crate::model::plan::{self, ServedBy};
 use crate::model::procfs;
 use crate::settings::Api;
 use crate::show::{Shown, json_string as string, who};
@@ -38,16 +38,13 @@ struct Container {
     interrupted: bool,
 }
 
-/// The master of a mount that has none.
-const NOBODY: &str = "nothing";
-
 #[derive(Clone)]
 struct Mount {
     path: Vec<u8>,
     kind: &'static str,
     master: String,
-    /// What kind of master, for the one line: systemd, automount, another process, nothing.
-    by: &'static str,
+    /// What kind of master, for the one line.
+    by: ServedBy,
     /// Whether nothing serves it any more: every access fails at once.
     catatonic: bool,
 }
@@ -137,12 +134,7 @@ fn mounts(init: &Init, table: &Table<'_>) -> Result<Vec<Mount>> {
     let mut mounts = Vec::new();
     for a in table.autofs() {
         let master = plan::master_of(&a, who, &mut facts)?;
-        let by = match master {
-            Master::Unit(_) => "systemd",
-            Master::Daemon { .. } => "automount",
-            Master::Other { .. } => "another process",
-            Master::None => NOBODY,
-        };
+        let by = master.served_by();
         let master = status::master_words(init, &master);
         let kind = a.options.kind.map_or("?", |k| k.as_str());
         let catatonic = a.options.catatonic();
@@ -156,20 +148,20 @@ impl Container {
     /// master, where an access hangs), processes blocked in autofs, trees left aside. A
     /// pre-resume holder is a restore in progress, not a fault.
     fn needs_a_look(&self) -> bool {
-        self.mounts.iter().any(|m| m.catatonic || m.by == NOBODY) || !self.blocked.is_empty() || self.interrupted
+        self.mounts.iter().any(|m| plan::unserved(m.catatonic, m.by)) || !self.blocked.is_empty() || self.interrupted
     }
 
     /// One line when nothing needs the operator; then one more for each thing that does.
     fn text(&self) -> String {
         let pid = self.pid;
-        let mut by: Vec<(&str, usize)> = Vec::new();
+        let mut by: Vec<(ServedBy, usize)> = Vec::new();
         for m in &self.mounts {
             match by.iter_mut().find(|(b, _)| *b == m.by) {
                 Some((_, n)) => *n += 1,
                 None => by.push((m.by, 1)),
             }
         }
-        let by: Vec<String> = by.iter().map(|(b, n)| format!("{b} ({n})")).collect();
+        let by: Vec<String> = by.iter().map(|(b, n)| format!("{} ({n})", b.as_str())).collect();
         let mut text = format!("pid {pid} ({}): autofs mounts served by {}\n", Shown(&self.comm), by.join(", "));
         for m in self.mounts.iter().filter(|m| m.catatonic) {
             text.push_str(&format!("  {}: catatonic: nothing serves it, an access fails at once\n", Shown(&m.path)));
@@ -240,14 +232,14 @@ mod tests {
                     path: b"/srv/idle".to_vec(),
                     kind: "direct",
                     master: "systemd srv-idle.automount".into(),
-                    by: "systemd",
+                    by: ServedBy::Systemd,
                     catatonic: false,
                 },
                 Mount {
                     path: b"/srv/a \"b\"".to_vec(),
                     kind: "indirect",
                     master: "none".into(),
-                    by: "nothing",
+                    by: ServedBy::Nothing,
                     catatonic: true,
                 },
             ],
@@ -296,7 +288,7 @@ mod tests {
         assert!(container().needs_a_look());
         let masterless = Mount { catatonic: false, ..mounts[1].clone() };
         assert!(Container { mounts: vec![masterless], ..calm_of() }.needs_a_look(), "an access would hang");
-        let catatonic = Mount { by: "systemd", ..mounts[1].clone() };
+        let catatonic = Mount { by: ServedBy::Systemd, ..mounts[1].clone() };
         assert!(Container { mounts: vec![catatonic], ..calm_of() }.needs_a_look(), "an access fails");
         assert!(Container { blocked: container().blocked, ..calm_of() }.needs_a_look());
         assert!(Container { interrupted: true, ..calm_of() }.needs_a_look());

@@ -120,7 +120,7 @@ fn mounts(init: &Init, table: &Table<'_>) -> Result<(Vec<Row>, bool)> {
     let mut unserved = false;
     for a in table.autofs() {
         let master = plan::master_of(&a, who, &mut facts)?;
-        unserved |= a.options.catatonic() || matches!(master, Master::None);
+        unserved |= plan::unserved(a.options.catatonic(), master.served_by());
         let mut master = master_words(init, &master);
         if a.options.catatonic() {
             master.push_str(", catatonic");
