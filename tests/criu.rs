@@ -129,3 +129,168 @@ fn criu_runs_every_action_script_and_ours_acts_once_per_stage() {
     assert_eq!(between(&dump, "post-dump", "never"), 0, "post-dump:\n{dump}");
     assert_eq!(between(&restore, "pre-restore", "pre-resume"), 0, "pre-restore, post-restore:\n{restore}");
 }
+
+/// The version `criu --version` gives: (major, minor).
+fn criu_version(criu: &str) -> (u32, u32) {
+    let out = Command::new(criu).arg("--version").output().expect("running criu --version");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let v = text.lines().find_map(|l| l.strip_prefix("Version: ")).unwrap_or_else(|| panic!("{text}"));
+    let mut n = v.split('.').map(|p| p.trim().parse::<u32>().unwrap_or(0));
+    (n.next().unwrap_or(0), n.next().unwrap_or(0))
+}
+
+/// A runc container (`runc run -d`) and its directory: killed, deleted and removed on drop,
+/// even on failure.
+struct Runc {
+    dir: PathBuf,
+    id: String,
+}
+
+impl Runc {
+    /// `runc ARGS` with its state under the test's directory and `criu` as its CRIU, more
+    /// environment `env`; asserts success.
+    fn run(&self, criu: &str, args: &[&str], env: &[(&str, &str)]) {
+        if let Err(said) = self.try_run(criu, args, env) {
+            panic!("runc {args:?}: {said}");
+        }
+    }
+
+    /// The same, returning on failure what runc said and the end of CRIU's logs. Its output
+    /// goes to a file: a pipe would stay open as long as a container started by `run -d` ran,
+    /// and that container's own output is /dev/null (CRIU dumps no file of another mount
+    /// namespace).
+    fn try_run(&self, criu: &str, args: &[&str], env: &[(&str, &str)]) -> Result<(), String> {
+        let out = self.dir.join("runc.out");
+        let file = if args[0] == "run" { std::fs::File::create("/dev/null") } else { std::fs::File::create(&out) };
+        let file = file.unwrap();
+        let status = Command::new("runc")
+            .arg("--root")
+            .arg(self.dir.join("state"))
+            .args(["--criu", criu])
+            .args(args)
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .status()
+            .expect("running runc");
+        if status.success() {
+            return Ok(());
+        }
+        let said = std::fs::read_to_string(&out).unwrap_or_default();
+        let logs = ["dump.log", "restore.log"].map(|l| std::fs::read_to_string(self.dir.join("work").join(l)));
+        let tail = |log: String| {
+            let lines: Vec<&str> = log.lines().collect();
+            lines[lines.len().saturating_sub(30)..].join("\n")
+        };
+        let tails: Vec<String> = logs.into_iter().flatten().map(tail).collect();
+        Err(format!("{said}\n{}", tails.join("\n")))
+    }
+}
+
+impl Drop for Runc {
+    fn drop(&mut self) {
+        let state = self.dir.join("state");
+        let _ = Command::new("runc").arg("--root").arg(&state).args(["kill", &self.id, "KILL"]).output();
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let _ = Command::new("runc").arg("--root").arg(&state).args(["delete", "-f", &self.id]).output();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// `runc spec`'s configuration, made into a container that sleeps in a busybox root, shares
+/// this host's network (CRIU locks a network namespace of its own with iptables), and names
+/// `conf` as CRIU's configuration file (runc's annotation `org.criu.config`). Each change must
+/// apply: a runc whose spec reads otherwise fails here, not later.
+fn runc_config(spec: &str, conf: &Path) -> String {
+    let changes = [
+        ("\"terminal\": true", "\"terminal\": false".to_string()),
+        ("\"args\": [\n\t\t\t\"sh\"\n\t\t]", "\"args\": [\"/bin/busybox\", \"sleep\", \"1000\"]".into()),
+        ("\"readonly\": true", "\"readonly\": false".into()),
+        ("\t\t\t{\n\t\t\t\t\"type\": \"network\"\n\t\t\t},\n", String::new()),
+        (
+            "\"ociVersion\": ",
+            format!("\"annotations\": {{\"org.criu.config\": \"{}\"}},\n\t\"ociVersion\": ", conf.display()),
+        ),
+    ];
+    let mut config = spec.to_string();
+    for (from, to) in changes {
+        assert!(config.contains(from), "runc spec has no {from:?}:\n{spec}");
+        config = config.replacen(from, &to, 1);
+    }
+    config
+}
+
+/// Under runc, which drives CRIU over RPC (`criu swrk`), CRIU runs the scripts of its
+/// configuration file from 3.19 on (CRIU's "action-scripts: allow shell scripts in rpc mode"),
+/// ours among them. Before, a configuration file that names an action script breaks every
+/// checkpoint: CRIU stops on its own assertion (`BUG at criu/action-scripts.c`), where a shell
+/// script and runc's RPC meet, and the container runs on. What README and `check` tell an
+/// operator; the file here is named by runc's annotation (`org.criu.config`), and Debian 12's
+/// criu reads /etc/criu/default.conf under runc too, with the same end.
+#[test]
+#[ignore = "needs root, runc and criu: make test runs it"]
+fn under_runc_a_configured_script_runs_from_criu_3_19_on_and_breaks_checkpoints_before() {
+    assert!(rustix::process::geteuid().is_root(), "this test needs root");
+    let criu = common::criu();
+    common::require_program("runc");
+    common::require_program("busybox");
+    let runs_scripts = criu_version(&criu) >= (3, 19);
+    let dir = PathBuf::from(format!("/tmp/autofs-restart-runc.{}", std::process::id()));
+    let rootfs = dir.join("bundle/rootfs");
+    for d in ["bin", "proc", "dev", "sys", "tmp"] {
+        std::fs::create_dir_all(rootfs.join(d)).unwrap();
+    }
+    let runc = Runc { dir: dir.clone(), id: format!("autofs-restart-test-{}", std::process::id()) };
+    let busybox = ["/bin/busybox", "/usr/bin/busybox"].into_iter().find(|p| Path::new(p).exists()).unwrap();
+    std::fs::copy(busybox, rootfs.join("bin/busybox")).unwrap();
+    let logger = dir.join("logger");
+    std::fs::write(&logger, "#!/bin/sh\necho \"$CRTOOLS_SCRIPT_ACTION\" >>\"$CHAIN_LOG\"\n").unwrap();
+    Command::new("chmod").arg("+x").arg(&logger).status().unwrap();
+    let ours = bin().to_string_lossy().into_owned();
+    let conf = dir.join("runc.conf");
+    std::fs::write(&conf, format!("action-script {}\naction-script {ours}\n", logger.display())).unwrap();
+    let out = Command::new("runc").arg("spec").current_dir(dir.join("bundle")).output().unwrap();
+    assert!(out.status.success(), "runc spec: {}", String::from_utf8_lossy(&out.stderr));
+    let spec = std::fs::read_to_string(dir.join("bundle/config.json")).unwrap();
+    std::fs::write(dir.join("bundle/config.json"), runc_config(&spec, &conf)).unwrap();
+
+    let bundle = dir.join("bundle").to_string_lossy().into_owned();
+    let (img, work) = (dir.join("img"), dir.join("work"));
+    let (img, work) = (img.to_string_lossy().into_owned(), work.to_string_lossy().into_owned());
+    let chain = dir.join("chain.log").to_string_lossy().into_owned();
+    let env = [("CHAIN_LOG", chain.as_str()), ("AUTOFS_RESTART_VERBOSE", "1")];
+    runc.run(&criu, &["run", "-d", "--bundle", &bundle, &runc.id], &[]);
+    let checkpoint = runc.try_run(&criu, &["checkpoint", "--image-path", &img, "--work-path", &work, &runc.id], &env);
+    if !runs_scripts {
+        let said = checkpoint.expect_err("CRIU before 3.19 checkpointed under runc with a configured action script");
+        assert!(said.contains("BUG at criu/action-scripts.c"), "{criu}: {said}");
+        assert!(said.contains("container still running"), "{criu}: {said}");
+        assert!(!Path::new(&chain).exists(), "{criu}: a script of the configuration file ran under runc");
+        return;
+    }
+    if let Err(said) = checkpoint {
+        panic!("{criu}: runc checkpoint: {said}");
+    }
+    runc.run(
+        &criu,
+        &["restore", "-d", "--image-path", &img, "--work-path", &work, "--bundle", &bundle, &runc.id],
+        &env,
+    );
+
+    let chain = std::fs::read_to_string(&chain).unwrap_or_default();
+    let dump = std::fs::read_to_string(dir.join("work/dump.log")).unwrap();
+    let restore = std::fs::read_to_string(dir.join("work/restore.log")).unwrap();
+    let ours_said = |log: &str, line: &str| log.lines().any(|l| l == line);
+    let (at_dump, at_resume) = (
+        "autofs-restart: pre-dump: nothing to do: the container has no autofs mount",
+        "autofs-restart: pre-resume: nothing to do: the container has no autofs mount",
+    );
+    for stage in STAGES {
+        assert!(chain.lines().any(|l| l == stage), "{criu}: the other script did not run at {stage}: {chain}");
+    }
+    assert!(ours_said(&dump, at_dump), "{criu}: ours did not run at pre-dump:\n{dump}");
+    assert!(ours_said(&restore, at_resume), "{criu}: ours did not run at pre-resume:\n{restore}");
+    let post = "autofs-restart: nothing to do: no autofs mount in the mount namespace of pid ";
+    assert!(restore.lines().any(|l| l.starts_with(post)), "{criu}: ours did not run at post-resume:\n{restore}");
+}

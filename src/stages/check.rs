@@ -28,8 +28,10 @@ pub fn run(version: &str, settings: std::result::Result<Vec<Seen>, Error>, json:
     let me = std::fs::metadata("/proc/self/exe").context("reading /proc/self/exe")?;
     let exe = exe.display().to_string();
     let mut items = vec![Item::ok("this binary", format!("{exe}, {version}"))];
-    items.extend(criu_confs(&exe, (me.dev(), me.ino())));
-    items.extend(criu_and_runtimes());
+    let found = Found::look();
+    let (confs, scripted) = criu_confs(&exe, (me.dev(), me.ino()), found.old_criu_under_runtimes());
+    items.extend(confs);
+    items.extend(criu_and_runtimes(&found, &scripted));
     items.extend(kernel_items());
     items.push(match crate::container::privileged() {
         Ok(()) => Item::ok("privileges", "CAP_SYS_ADMIN, CAP_SYS_PTRACE"),
@@ -48,10 +50,36 @@ pub fn run(version: &str, settings: std::result::Result<Vec<Seen>, Error>, json:
     Ok(if readiness::ready(&items) { 0 } else { NOT_READY })
 }
 
+/// The installed CRIU and the runtimes that drive it, as found on PATH.
+struct Found {
+    runtimes: Vec<&'static str>,
+    criu: Option<std::path::PathBuf>,
+    /// What `criu --version` says, if it says a version.
+    version: Option<(u32, u32, u32)>,
+}
+
+impl Found {
+    fn look() -> Found {
+        let runtimes = ["runc", "crun", "podman"].into_iter().filter(|r| find(r).is_some()).collect();
+        let criu = find("criu");
+        let said = criu.as_deref().and_then(|c| output_of(c, &[b"--version"], Duration::from_secs(5)));
+        let version = said.as_deref().and_then(readiness::criu_version);
+        Found { runtimes, criu, version }
+    }
+
+    /// Whether a runtime here drives a CRIU that runs no script of its configuration files
+    /// over RPC, and stops every checkpoint where one of them names an action script.
+    fn old_criu_under_runtimes(&self) -> bool {
+        self.version.is_some_and(|v| !readiness::at_least(v, RPC_SCRIPTS)) && !self.runtimes.is_empty()
+    }
+}
+
 /// What each CRIU configuration file names, and whether any names an autofs-restart CRIU can
-/// run; `exe` is this binary, `me` its device and inode.
-fn criu_confs(exe: &str, me: (u64, u64)) -> Vec<Item> {
+/// run; `exe` is this binary, `me` its device and inode; `old_criu`: as
+/// `Found::old_criu_under_runtimes`. Also the files that name an action script, whoever's.
+fn criu_confs(exe: &str, me: (u64, u64), old_criu: bool) -> (Vec<Item>, Vec<&'static str>) {
     let mut items = Vec::new();
+    let mut scripted = Vec::new();
     let mut named = false;
     for (conf, readers) in CRIU_CONFS {
         let what = format!("{conf} ({readers})");
@@ -69,6 +97,8 @@ fn criu_confs(exe: &str, me: (u64, u64)) -> Vec<Item> {
         let scripts = readiness::action_scripts(&text);
         if scripts.is_empty() {
             items.push(Item::note(what.clone(), "names no action script"));
+        } else {
+            scripted.push(conf);
         }
         for script in scripts {
             let item = script_item(&what, &script, me);
@@ -77,10 +107,16 @@ fn criu_confs(exe: &str, me: (u64, u64)) -> Vec<Item> {
         }
     }
     if !named {
-        let todo = format!("put `action-script {exe}` in /etc/criu/default.conf");
+        let (major, minor) = RPC_SCRIPTS;
+        let first = if old_criu {
+            format!("install CRIU {major}.{minor} or later first (below), then ")
+        } else {
+            String::new()
+        };
+        let todo = format!("{first}put `action-script {exe}` in /etc/criu/default.conf");
         items.push(Item::fail("CRIU's configuration", "no file names an autofs-restart: CRIU will not run it", todo));
     }
-    items
+    (items, scripted)
 }
 
 /// One `action-script` of a configuration file: this binary, another autofs-restart, CRIU's
@@ -110,32 +146,50 @@ fn script_item(what: &str, script: &[u8], me: (u64, u64)) -> Item {
 }
 
 /// The installed CRIU, its version, and the runtimes that drive it: whether it runs the
-/// scripts of its configuration files for them.
-fn criu_and_runtimes() -> Vec<Item> {
-    let runtimes: Vec<&str> = ["runc", "crun", "podman"].into_iter().filter(|r| find(r).is_some()).collect();
+/// scripts of its configuration files for them; `scripted`, the files that name one.
+fn criu_and_runtimes(found: &Found, scripted: &[&str]) -> Vec<Item> {
+    let runtimes = &found.runtimes;
     let mut items =
         vec![Item::ok("runtimes", if runtimes.is_empty() { "none".to_string() } else { runtimes.join(", ") })];
-    let Some(criu) = find("criu") else {
+    let Some(criu) = &found.criu else {
         items.push(Item::fail("criu", "not installed", "install criu"));
         return items;
     };
     let shown = criu.display().to_string();
-    let said = output_of(&criu, &[b"--version"], Duration::from_secs(5));
-    let Some(version) = said.as_deref().and_then(readiness::criu_version) else {
+    let Some(version) = found.version else {
         items.push(Item::fail("criu", format!("{shown} --version says no version"), "check that criu runs"));
         return items;
     };
     let v = format!("{}.{}.{}", version.0, version.1, version.2);
-    // Every runtime drives CRIU over RPC.
-    items.push(if !runtimes.is_empty() && !readiness::at_least(version, RPC_SCRIPTS) {
-        let (major, minor) = RPC_SCRIPTS;
+    // Every runtime drives CRIU over RPC; crun passes crun.conf only from CRIU 4.2.
+    let (major, minor) = RPC_SCRIPTS;
+    let read_under_rpc: Vec<&str> = scripted.iter().copied().filter(|c| !c.ends_with("/crun.conf")).collect();
+    items.push(if !runtimes.is_empty() && !readiness::at_least(version, RPC_SCRIPTS) && !read_under_rpc.is_empty() {
+        Item::fail(
+            "criu",
+            format!(
+                "{v} ({shown}): fails every checkpoint by {} while {} names an action script (CRIU's \
+                 \"BUG at criu/action-scripts.c\": shell scripts and RPC at once; CRIU {major}.{minor} runs them)",
+                runtimes.join(", "),
+                read_under_rpc.join(" and ")
+            ),
+            format!(
+                "install CRIU {major}.{minor} or later (Debian 13 has 4.1); until then take action-script out of \
+                 those files, and name autofs-restart on criu's command line (--action-script) where criu is run by hand"
+            ),
+        )
+    } else if !runtimes.is_empty() && !readiness::at_least(version, RPC_SCRIPTS) {
         Item::fail(
             "criu",
             format!(
                 "{v} ({shown}): runs no script of its configuration files under {} (CRIU {major}.{minor} does)",
                 runtimes.join(", ")
             ),
-            format!("install CRIU {major}.{minor} or later (Debian 13 has 4.1); `criu restore` by hand still runs it"),
+            format!(
+                "install CRIU {major}.{minor} or later (Debian 13 has 4.1); until then name autofs-restart only on \
+                 criu's command line (--action-script): in a configuration file it would stop every checkpoint by {}",
+                runtimes.join(", ")
+            ),
         )
     } else {
         Item::ok("criu", format!("{v} ({shown})"))
