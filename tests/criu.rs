@@ -223,7 +223,7 @@ fn runc_config(spec: &str, conf: &Path) -> String {
 
 /// Under runc, which drives CRIU over RPC (`criu swrk`), CRIU runs the scripts of its
 /// configuration file from 3.19 on (CRIU's "action-scripts: allow shell scripts in rpc mode"),
-/// ours among them. Before, a configuration file that names an action script breaks every
+/// ours among them, its settings read from a settings file. Before, a configuration file that names an action script breaks every
 /// checkpoint: CRIU stops on its own assertion (`BUG at criu/action-scripts.c`), where a shell
 /// script and runc's RPC meet, and the container runs on. What README and `check` tell an
 /// operator; the file here is named by runc's annotation (`org.criu.config`), and Debian 12's
@@ -259,7 +259,12 @@ fn under_runc_a_configured_script_runs_from_criu_3_19_on_and_breaks_checkpoints_
     let (img, work) = (dir.join("img"), dir.join("work"));
     let (img, work) = (img.to_string_lossy().into_owned(), work.to_string_lossy().into_owned());
     let chain = dir.join("chain.log").to_string_lossy().into_owned();
-    let env = [("CHAIN_LOG", chain.as_str()), ("AUTOFS_RESTART_VERBOSE", "1")];
+    // Our settings from a settings file, as where a runtime starts CRIU: verbose, for lines
+    // that show which stages ours ran at.
+    let settings = dir.join("autofs-restart.conf");
+    std::fs::write(&settings, "AUTOFS_RESTART_VERBOSE=1\n").unwrap();
+    let settings = settings.to_string_lossy().into_owned();
+    let env = [("CHAIN_LOG", chain.as_str()), ("AUTOFS_RESTART_CONFIG", settings.as_str())];
     runc.run(&criu, &["run", "-d", "--bundle", &bundle, &runc.id], &[]);
     let checkpoint = runc.try_run(&criu, &["checkpoint", "--image-path", &img, "--work-path", &work, &runc.id], &env);
     if !runs_scripts {
@@ -290,6 +295,8 @@ fn under_runc_a_configured_script_runs_from_criu_3_19_on_and_breaks_checkpoints_
         assert!(chain.lines().any(|l| l == stage), "{criu}: the other script did not run at {stage}: {chain}");
     }
     assert!(ours_said(&dump, at_dump), "{criu}: ours did not run at pre-dump:\n{dump}");
+    let verbose = "autofs-restart: pre-dump: the container's mount table: ";
+    assert!(dump.lines().any(|l| l.starts_with(verbose)), "{criu}: the settings file did not reach ours:\n{dump}");
     assert!(ours_said(&restore, at_resume), "{criu}: ours did not run at pre-resume:\n{restore}");
     let post = "autofs-restart: nothing to do: no autofs mount in the mount namespace of pid ";
     assert!(restore.lines().any(|l| l.starts_with(post)), "{criu}: ours did not run at post-resume:\n{restore}");
