@@ -18,13 +18,14 @@ impl Log {
         Log { verbose, said: RefCell::new(Vec::new()) }
     }
 
-    pub fn say(&self, msg: std::fmt::Arguments<'_>) {
+    /// Says `msg`: a line, or `format_args!` for one.
+    pub fn say(&self, msg: impl std::fmt::Display) {
         let line = msg.to_string();
         eprintln!("autofs-restart: {line}");
         self.said.borrow_mut().push(line);
     }
 
-    pub fn step(&self, msg: std::fmt::Arguments<'_>) {
+    pub fn step(&self, msg: impl std::fmt::Display) {
         if self.verbose {
             eprintln!("autofs-restart: {msg}");
         }

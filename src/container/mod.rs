@@ -315,13 +315,7 @@ impl Init {
         while let Some(Ok(entry)) = dir.read() {
             let Some(n) = entry.file_name().to_str().ok().and_then(|n| n.parse().ok()) else { continue };
             if let Ok(st) = rustix::fs::statat(&fds, entry.file_name(), rustix::fs::AtFlags::empty()) {
-                found.push((
-                    n,
-                    crate::model::mountinfo::Dev {
-                        major: rustix::fs::major(st.st_dev),
-                        minor: rustix::fs::minor(st.st_dev),
-                    },
-                ));
+                found.push((n, crate::model::mountinfo::Dev::of_stat(st.st_dev)));
             }
         }
         found

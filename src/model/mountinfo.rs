@@ -61,6 +61,19 @@ pub struct Dev {
     pub minor: u32,
 }
 
+impl Dev {
+    /// The device of a `stat`'s `st_dev`, split as the kernel encodes it for user space.
+    pub fn of_stat(st_dev: u64) -> Dev {
+        Dev { major: rustix::fs::major(st_dev), minor: rustix::fs::minor(st_dev) }
+    }
+
+    /// `MAJOR:MINOR`, as mountinfo's field 3 and pre-resume's work write it.
+    pub fn parse(text: &[u8]) -> Option<Dev> {
+        let c = find(text, b':')?;
+        Some(Dev { major: number(&text[..c])?, minor: number(&text[c + 1..])? })
+    }
+}
+
 impl fmt::Display for Dev {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}:{}", self.major, self.minor)
@@ -214,9 +227,7 @@ fn parse_fields(line: &[u8], escaped: bool) -> Result<Mount<'_>, &'static str> {
     let id = number(next("no mount id (1)")?).ok_or("mount id (1) is not a number")?;
     let parent = number(next("no parent id (2)")?).ok_or("parent id (2) is not a number")?;
     let dev = next("no major:minor (3)")?;
-    let dev = find(dev, b':')
-        .and_then(|c| Some(Dev { major: number(&dev[..c])?, minor: number(&dev[c + 1..])? }))
-        .ok_or("major:minor (3) is not two numbers")?;
+    let dev = Dev::parse(dev).ok_or("major:minor (3) is not two numbers")?;
     let raw_root = non_empty(next("no root (4)")?, "root (4) is empty")?;
     let mount_point = decode(non_empty(next("no mount point (5)")?, "mount point (5) is empty")?);
     let options = next("no mount options (6)")?;
@@ -420,6 +431,12 @@ mod tests {
         let m = parse_line(b"36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw,errors=continue").unwrap();
         assert_eq!((m.id, m.parent), (36, 35));
         assert_eq!(m.dev, Dev { major: 98, minor: 0 });
+        assert_eq!(Dev::parse(b"0:1234"), Some(Dev { major: 0, minor: 1234 }));
+        assert_eq!(Dev::parse(b"0:"), None);
+        assert_eq!(Dev::parse(b"8"), None);
+        // The kernel's new_encode_dev, as stat gives it: minor bits low and high, major between.
+        assert_eq!(Dev::of_stat(0x801), Dev { major: 8, minor: 1 });
+        assert_eq!(Dev::of_stat(0x34 | (0x1200 << 12)), Dev { major: 0, minor: 0x1234 });
         assert_eq!(&*m.root(), b"/mnt1");
         assert_eq!(&*m.mount_point, b"/mnt2");
         assert_eq!(m.options, b"rw,noatime");

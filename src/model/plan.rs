@@ -287,7 +287,7 @@ impl Plan {
     /// Applies the nested policy at the fix: finds each private copy of a unit's autofs mount
     /// in the nested namespaces, and with `skip` leaves those units out (`report::nested`
     /// says it all). With `fail`, any copy means nothing is done.
-    pub fn nested(&mut self, namespaces: &[Namespace], policy: Policy) -> Nested {
+    pub fn apply_nested_policy(&mut self, namespaces: &[Namespace], policy: Policy) -> Nested {
         let copies = self.private_copies(namespaces);
         let mut skipped = Vec::new();
         self.units.retain(|u| {
@@ -525,7 +525,7 @@ mod tests {
             .into_iter()
             .map(|(pid, copies)| Namespace { pid, ctr_pid: Some(278), comm: b"sleep".to_vec(), copies })
             .collect();
-        let nested = plan.nested(&namespaces, policy);
+        let nested = plan.apply_nested_policy(&namespaces, policy);
         let (lines, private) = (report::nested(&nested), nested.copies.len());
         (plan, lines, private)
     }

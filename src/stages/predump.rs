@@ -47,7 +47,7 @@ fn check(s: &Settings, log: &Log) -> Result<u8> {
         }
     }
     for d in &plan.daemons {
-        overmounted(init, &table, d).iter().for_each(|l| log.say(format_args!("{l}")));
+        overmounted(init, &table, d).iter().for_each(|l| log.say(l));
     }
     let survey = init.survey()?;
     let namespaces = if plan.units.is_empty() { Vec::new() } else { survey::namespaces(init, &table, &survey.nested)? };

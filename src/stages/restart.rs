@@ -122,9 +122,9 @@ fn no_autofs(host: &Host, s: &Settings, log: &Log) -> u8 {
 /// log wants it).
 fn say_nothing_to_do(line: &str, s: &Settings, log: &Log) {
     if s.dry_run {
-        log.say(format_args!("{line}"));
+        log.say(line);
     } else {
-        log.step(format_args!("{line}"));
+        log.step(line);
     }
 }
 
@@ -160,7 +160,7 @@ fn plan_and_fix(reached: Reached, text: Vec<u8>, held: &Holding, s: &Settings, l
     }
     let who = init.as_planned();
     let mut plan = Plan::make(&table, who, &s.units, &mut ProcFacts::new(init))?;
-    report::notes(&plan).iter().for_each(|l| log.say(format_args!("{l}")));
+    report::notes(&plan).iter().for_each(|l| log.say(l));
     let missing = u8::from(!plan.missing.is_empty());
     if plan.is_empty() {
         if plan.missing.is_empty() {
@@ -174,14 +174,14 @@ fn plan_and_fix(reached: Reached, text: Vec<u8>, held: &Holding, s: &Settings, l
     let survey = init.survey()?;
     let namespaces = if plan.units.is_empty() { Vec::new() } else { survey::namespaces(init, &table, &survey.nested)? };
     let places = Places::open(init, &namespaces);
-    let nested = plan.nested(&namespaces, s.nested);
-    report::nested(&nested).iter().for_each(|l| log.say(format_args!("{l}")));
+    let nested = plan.apply_nested_policy(&namespaces, s.nested);
+    report::nested(&nested).iter().for_each(|l| log.say(l));
     if nested.refuses() {
         return Ok(1);
     }
     let private = nested.copies.len();
     if plan.is_empty() || s.dry_run {
-        report::describe(&plan).iter().for_each(|l| log.say(format_args!("{l}")));
+        report::describe(&plan).iter().for_each(|l| log.say(l));
         return Ok(missing);
     }
     // What follows needs only what it owns, not the table: a large one would stay in memory
@@ -273,7 +273,7 @@ fn fix(inside: &Inside, plan: Plan, found: &Found<'_>, held: &Holding, s: &Setti
     } else {
         let (outcomes, unfinished) = systemd::restart(inside, plan.units, s.timeout, s.probe, log);
         if let Some(e) = unfinished {
-            log.say(format_args!("{e}"));
+            log.say(e);
             failed = true;
         }
         outcomes
@@ -306,11 +306,11 @@ fn fix(inside: &Inside, plan: Plan, found: &Found<'_>, held: &Holding, s: &Setti
     }
     for d in &mut daemons {
         let outcome = d.fix(inside, s.timeout, s.probe, &blocked_on);
-        d.steps().iter().for_each(|l| log.step(format_args!("{l}")));
+        d.steps().iter().for_each(|l| log.step(l));
         let (line, failure) = d.line(&outcome);
-        log.say(format_args!("{line}"));
+        log.say(line);
         failed |= failure;
-        d.unreleased().iter().for_each(|l| log.say(format_args!("{l}")));
+        d.unreleased().iter().for_each(|l| log.say(l));
         released.extend(d.released());
     }
     Fixed { failed, released }
@@ -364,7 +364,7 @@ fn release(
                     let line = format!("{}: made its old autofs mount {} catatonic{}", u.name, u.dev, waits.note());
                     match waits {
                         Waits::Unanswered(_) => log.say(format_args!("warning: {line}")),
-                        _ => log.step(format_args!("{line}")),
+                        _ => log.step(line),
                     }
                     released.push(u.path.clone());
                     continue;

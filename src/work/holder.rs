@@ -197,9 +197,8 @@ pub fn hold_child(pin: &[u8]) -> Result<u8> {
     let mut held = Vec::new();
     let mut out = std::io::stdout().lock();
     for (dev, path) in lines(&work) {
-        let dev = dev.split_once(':').and_then(|(a, b)| Some(Dev { major: a.parse().ok()?, minor: b.parse().ok()? }));
-        let dev =
-            dev.ok_or_else(|| Error::check("a bad device number in the work (pre-resume's, a bug: report it)"))?;
+        let dev = Dev::parse(dev.as_bytes())
+            .ok_or_else(|| Error::check("a bad device number in the work (pre-resume's, a bug: report it)"))?;
         let fd = ctl.open_mount(&path, dev)?;
         out.write_all(&line(&fd.as_raw_fd().to_string(), &path)).context("reporting")?;
         held.push(fd);
@@ -253,7 +252,7 @@ pub fn take(init: &Init) -> Result<Option<Held>> {
         let taken = pidfd_getfd(&holder, fd, PidfdGetfdFlags::empty())
             .context(format!("taking over the holder's descriptor {fd}"))?;
         let st = rustix::fs::fstat(&taken).context("stat of a held mount")?;
-        let dev = Dev { major: rustix::fs::major(st.st_dev), minor: rustix::fs::minor(st.st_dev) };
+        let dev = Dev::of_stat(st.st_dev);
         mounts.push((dev, path, taken));
     }
     let _ = pidfd_send_signal(&holder, Signal::KILL);

@@ -372,7 +372,7 @@ fn attach(to: &OwnedFd, n: u32, tree: &OwnedFd, dev: Dev) -> Result<()> {
 
 fn check_dev(staging: &OwnedFd, n: u32, dev: Dev) -> Result<()> {
     let st = rustix::fs::statat(staging, n.to_string(), AtFlags::SYMLINK_NOFOLLOW).context("checking the copy")?;
-    let found = Dev { major: major(st.st_dev), minor: minor(st.st_dev) };
+    let found = Dev::of_stat(st.st_dev);
     if found != dev {
         return Err(Error::check(format!(
             "the mount there is {found}, not {dev}: the container's mounts changed during the run; run again"
