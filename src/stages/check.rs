@@ -164,7 +164,8 @@ fn criu_and_runtimes(found: &Found, scripted: &[&str]) -> Vec<Item> {
     // Every runtime drives CRIU over RPC; crun passes crun.conf only from CRIU 4.2.
     let (major, minor) = RPC_SCRIPTS;
     let read_under_rpc: Vec<&str> = scripted.iter().copied().filter(|c| !c.ends_with("/crun.conf")).collect();
-    items.push(if !runtimes.is_empty() && !readiness::at_least(version, RPC_SCRIPTS) && !read_under_rpc.is_empty() {
+    let old_criu = found.old_criu_under_runtimes();
+    items.push(if old_criu && !read_under_rpc.is_empty() {
         Item::fail(
             "criu",
             format!(
@@ -178,7 +179,7 @@ fn criu_and_runtimes(found: &Found, scripted: &[&str]) -> Vec<Item> {
                  those files, and name autofs-restart on criu's command line (--action-script) where criu is run by hand"
             ),
         )
-    } else if !runtimes.is_empty() && !readiness::at_least(version, RPC_SCRIPTS) {
+    } else if old_criu {
         Item::fail(
             "criu",
             format!(
