@@ -144,6 +144,9 @@ fn criu_version(criu: &str) -> (u32, u32) {
 struct Runc {
     dir: PathBuf,
     id: String,
+    /// The container's init pids (before the checkpoint, after the restore): our runs leave
+    /// their markers under /run/autofs-restart by them.
+    pids: std::cell::RefCell<Vec<u32>>,
 }
 
 impl Runc {
@@ -152,6 +155,17 @@ impl Runc {
     fn run(&self, criu: &str, args: &[&str], env: &[(&str, &str)]) {
         if let Err(said) = self.try_run(criu, args, env) {
             panic!("runc {args:?}: {said}");
+        }
+    }
+
+    /// Notes the container's init pid now (`runc state`), for the markers dropped with it.
+    fn note_pid(&self) {
+        let out = Command::new("runc").arg("--root").arg(self.dir.join("state")).args(["state", &self.id]).output();
+        let text = out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
+        let pid =
+            text.split("\"pid\":").nth(1).and_then(|r| r.trim_start().split(|c: char| !c.is_ascii_digit()).next());
+        if let Some(pid) = pid.and_then(|p| p.parse().ok()) {
+            self.pids.borrow_mut().push(pid);
         }
     }
 
@@ -194,6 +208,11 @@ impl Drop for Runc {
         let _ = Command::new("runc").arg("--root").arg(&state).args(["kill", &self.id, "KILL"]).output();
         std::thread::sleep(std::time::Duration::from_millis(200));
         let _ = Command::new("runc").arg("--root").arg(&state).args(["delete", "-f", &self.id]).output();
+        for pid in self.pids.borrow().iter() {
+            let markers =
+                format!("rm -f /run/autofs-restart/*.{pid}-*.*; rmdir /run/autofs-restart 2>/dev/null || true");
+            let _ = Command::new("sh").args(["-c", &markers]).status();
+        }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
@@ -241,7 +260,8 @@ fn under_runc_a_configured_script_runs_from_criu_3_19_on_and_breaks_checkpoints_
     for d in ["bin", "proc", "dev", "sys", "tmp"] {
         std::fs::create_dir_all(rootfs.join(d)).unwrap();
     }
-    let runc = Runc { dir: dir.clone(), id: format!("autofs-restart-test-{}", std::process::id()) };
+    let runc =
+        Runc { dir: dir.clone(), id: format!("autofs-restart-test-{}", std::process::id()), pids: Default::default() };
     let busybox = ["/bin/busybox", "/usr/bin/busybox"].into_iter().find(|p| Path::new(p).exists()).unwrap();
     std::fs::copy(busybox, rootfs.join("bin/busybox")).unwrap();
     let logger = dir.join("logger");
@@ -266,6 +286,7 @@ fn under_runc_a_configured_script_runs_from_criu_3_19_on_and_breaks_checkpoints_
     let settings = settings.to_string_lossy().into_owned();
     let env = [("CHAIN_LOG", chain.as_str()), ("AUTOFS_RESTART_CONFIG", settings.as_str())];
     runc.run(&criu, &["run", "-d", "--bundle", &bundle, &runc.id], &[]);
+    runc.note_pid();
     let checkpoint = runc.try_run(&criu, &["checkpoint", "--image-path", &img, "--work-path", &work, &runc.id], &env);
     if !runs_scripts {
         let said = checkpoint.expect_err("CRIU before 3.19 checkpointed under runc with a configured action script");
@@ -282,6 +303,7 @@ fn under_runc_a_configured_script_runs_from_criu_3_19_on_and_breaks_checkpoints_
         &["restore", "-d", "--image-path", &img, "--work-path", &work, "--bundle", &bundle, &runc.id],
         &env,
     );
+    runc.note_pid();
 
     let chain = std::fs::read_to_string(&chain).unwrap_or_default();
     let dump = std::fs::read_to_string(dir.join("work/dump.log")).unwrap();
