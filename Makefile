@@ -176,7 +176,8 @@ check-install: $(BIN)
 	BIN=$(BIN) build/check-install
 
 # As packagers build: their flags kept, same bytes from two paths, out of tree on a read-only
-# source, a failed static check leaving nothing, `make check` as a normal user, from `make dist`.
+# source, a failed static check leaving nothing, `make` as a user with Rust in their home then
+# `sudo make install`, from `make dist`.
 check-packaging:
 	build/check-packaging
 
