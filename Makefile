@@ -6,6 +6,27 @@ export RUSTC
 # Passed to every cargo call that builds. A build against system crates (no Cargo.lock, or
 # another one) passes its own, such as CARGOFLAGS=--offline.
 CARGOFLAGS ?= --locked
+# ARCH=arm64, armhf, ppc64el, s390x or riscv64 (Debian's names): a static binary for that
+# architecture, cross-built with Debian's Rust and cross compiler (its libstd-rust-dev:ARCH,
+# gcc-GNU-TYPE and libc6-dev-ARCH-cross), in target/ARCH. `make check-cross` builds each and runs
+# their tests under qemu-user.
+ARCH ?=
+cross_arm64 := aarch64-unknown-linux-gnu aarch64-linux-gnu
+cross_armhf := armv7-unknown-linux-gnueabihf arm-linux-gnueabihf
+cross_ppc64el := powerpc64le-unknown-linux-gnu powerpc64le-linux-gnu
+cross_s390x := s390x-unknown-linux-gnu s390x-linux-gnu
+cross_riscv64 := riscv64gc-unknown-linux-gnu riscv64-linux-gnu
+ifneq ($(ARCH),)
+ifeq ($(cross_$(ARCH)),)
+$(error ARCH=$(ARCH): not one of arm64 armhf ppc64el s390x riscv64)
+endif
+TARGET := $(word 1,$(cross_$(ARCH)))
+GNU_TYPE := $(word 2,$(cross_$(ARCH)))
+STRIP ?= $(GNU_TYPE)-strip
+CROSS_RUSTFLAGS := -C linker=$(GNU_TYPE)-gcc
+CARGO_TARGET_DIR ?= $(CURDIR)/target/$(ARCH)
+export CARGO_TARGET_DIR
+endif
 # Where cargo builds: its default, or CARGO_TARGET_DIR (out of tree; the source tree may then
 # be read-only). The binary is $(BIN).
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
@@ -72,7 +93,7 @@ DOCS := README.md MANUAL.md NEWS LICENSE-MIT LICENSE-APACHE
 CONTAINER_TESTS ?= 1
 
 .PHONY: all install install-compat uninstall check test test-one test-newest lint check-man check-install check-packaging \
-	check-msrv check-musl check-deb bench fuzz demo dist clean FORCE
+	check-msrv check-musl check-cross check-deb bench fuzz demo dist clean FORCE
 .DELETE_ON_ERROR:
 all: $(BIN)
 
@@ -83,7 +104,7 @@ $(BIN): Cargo.toml $(wildcard Cargo.lock) $(shell find src -name '*.rs') $(TARGE
 	echo "building for $$target"; \
 	$(if $(filter 1,$(BUILD_STD)),build/musl-unwind '$(TARGET_DIR)/musl-unwind'; RUSTC_BOOTSTRAP=1) \
 	$(BUILD_ENV) $(CARGO) rustc $(CARGOFLAGS) $(BUILD_CONFIG) $(STD_CARGOFLAGS) --release --bin autofs-restart \
-	    --target $$target -- $(STATIC_RUSTFLAGS) $(STD_RUSTFLAGS); \
+	    --target $$target -- $(STATIC_RUSTFLAGS) $(STD_RUSTFLAGS) $(CROSS_RUSTFLAGS); \
 	build/check-static "$$out"; \
 	rm -f '$@.new'; \
 	if [ -n '$(STRIP)' ]; then $(STRIP) -o '$@.new' "$$out"; else cp "$$out" '$@.new'; fi; \
@@ -189,6 +210,13 @@ check-msrv:
 # left at $(TARGET_DIR)/musl/autofs-restart for `make test MUSL_ON=KERNEL`.
 check-musl:
 	build/check-musl
+
+# Static binaries for CROSS_ARCHES (default: every other architecture Debian builds criu for),
+# each built with `make ARCH=...` in a Debian 13 chroot, its unit tests and the tests that
+# need no root run under qemu-user; left at target/ARCH/autofs-restart.
+CROSS_ARCHES ?= arm64 armhf ppc64el s390x riscv64
+check-cross:
+	build/check-cross $(CROSS_ARCHES)
 
 # The Debian package of build/debian, built in a Debian 13 chroot, lintian-clean, installed
 # over criu's script, run and removed.

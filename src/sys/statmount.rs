@@ -472,7 +472,8 @@ mod tests {
     }
 
     /// Every mount of this process's namespace: its statmount record written as a line is the
-    /// kernel's own mountinfo line (a kernel without statmount is told apart, not failed).
+    /// kernel's own mountinfo line (a kernel, or a qemu-user, without statmount is told apart,
+    /// not failed).
     #[test]
     fn lines_are_the_kernels_own() {
         let text = std::fs::read("/proc/self/mountinfo").unwrap();
@@ -491,6 +492,11 @@ mod tests {
             };
             let record = match statmount(id) {
                 Ok(record) => record,
+                // qemu-user passes on only the system calls it knows.
+                Err(Errno::NOSYS) => {
+                    eprintln!("no statmount here: nothing compared");
+                    return;
+                }
                 // A kernel before 6.13 gives no sources (nor a newer one for a nameless mount).
                 Err(Errno::NODATA) => {
                     lacking += 1;
