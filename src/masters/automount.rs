@@ -21,6 +21,7 @@ use crate::model::autofs::Table;
 use crate::model::mountinfo::{AutofsOptions, Dev};
 use crate::model::plan::{DaemonPlan, Served, Supervisor};
 use crate::model::procfs;
+use crate::model::report;
 use crate::show::{self, Shown};
 use crate::work::holder::Held;
 use crate::work::mounts;
@@ -170,12 +171,16 @@ impl<'c> Daemon<'c> {
             Supervisor::Systemd(unit) => format!("{unit}: automount (pid {old})"),
             Supervisor::Other(sup) => format!("automount (pid {old}) under pid {sup}"),
             Supervisor::Init => format!("automount (pid {old})"),
+            Supervisor::IsInit => format!("automount (pid {old}, the container's init)"),
         }
     }
 
     /// Restarts it (and probes its idle direct mounts, with `probe`). Returns its line.
     /// `blocked_on`: mount points a process of the container is blocked on now.
     pub fn fix(&mut self, inside: &Inside, timeout: Duration, probe: bool, blocked_on: &[&[u8]]) -> Outcome {
+        if self.plan.supervisor == Supervisor::IsInit {
+            return Outcome::LeftRunning(report::DAEMON_IS_INIT.into());
+        }
         if let Some(in_use) = &self.plan.in_use {
             return Outcome::LeftRunning(in_use.to_string());
         }
@@ -200,6 +205,7 @@ impl<'c> Daemon<'c> {
         let restarted = match self.plan.supervisor.clone() {
             Supervisor::Systemd(unit) => self.restart_through_systemd(inside, &unit, timeout),
             Supervisor::Other(_) => self.restart_supervised(inside, timeout),
+            Supervisor::IsInit => return Err(Error::check(report::DAEMON_IS_INIT)),
             Supervisor::Init => match self.respawn.take() {
                 Some(Ok(r)) => self.restart_respawning(inside, &r, timeout),
                 Some(Err(e)) => return Err(e),
@@ -337,6 +343,7 @@ impl<'c> Daemon<'c> {
             }
             Supervisor::Init => kill_all(inside).map(|n| format!("killed {n} new automount process(es)")),
             Supervisor::Other(p) => Ok(format!("its supervisor (pid {p}) did not start one that serves them")),
+            Supervisor::IsInit => Ok("it was the container's init".into()),
         };
         state.push(killed.unwrap_or_else(|e| format!("could not kill what hangs: {e}")));
         let mut paths: Vec<&[u8]> = self.plan.mounts.iter().map(|m| m.path.as_slice()).collect();

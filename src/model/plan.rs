@@ -73,6 +73,9 @@ pub enum Supervisor {
     Init,
     /// Another process (host pid) that keeps it alive.
     Other(u32),
+    /// Nobody: it is the container's init itself (`automount -f` as a runtime's entry
+    /// point), and its death would end the container.
+    IsInit,
 }
 
 /// What the planner asks about processes: the host's /proc in a run, a table in the tests.
@@ -115,8 +118,11 @@ pub fn master_of(a: &Autofs<'_, '_>, init: Container, facts: &mut dyn Facts) -> 
 }
 
 /// How a daemon is kept running: by a service of the container's systemd, by nobody (its
-/// parent is the init), or by another process.
+/// parent is the init, or it is the init), or by another process.
 fn supervisor_of(pid: u32, init: Container, facts: &mut dyn Facts) -> Supervisor {
+    if pid == init.pid {
+        return Supervisor::IsInit;
+    }
     if let Some(unit) = init.systemd.then(|| facts.service(pid)).flatten() {
         return Supervisor::Systemd(unit);
     }
@@ -482,6 +488,8 @@ mod tests {
         assert_eq!(supervisor_of(300, not_systemd, &mut facts), Supervisor::Other(299));
         facts.procs[1].parent = 10632;
         assert_eq!(supervisor_of(300, not_systemd, &mut facts), Supervisor::Init);
+        let daemon_is_init = Container { pid: 300, systemd: false };
+        assert_eq!(supervisor_of(300, daemon_is_init, &mut facts), Supervisor::IsInit);
     }
 
     #[test]

@@ -19,6 +19,10 @@ pub fn notes(plan: &Plan) -> Vec<String> {
     alone.chain(plan.missing.iter().map(|u| missing_unit(u))).collect()
 }
 
+/// Why a daemon that is the container's init is never restarted, for every line that says so.
+pub const DAEMON_IS_INIT: &str = "it is the container's init: SIGKILL would end the container, and nothing would start \
+     it again; restart the container, or run the daemon under an init (a shell that starts it and sleeps, tini, systemd)";
+
 /// A unit asked for (`--unit`) that has no autofs mount of the container's systemd.
 pub fn missing_unit(unit: &str) -> String {
     format!("{unit}: failed: no autofs mount of the container's systemd belongs to this unit")
@@ -72,6 +76,7 @@ pub fn describe(plan: &Plan) -> Vec<String> {
             Supervisor::Systemd(unit) => format!("through {unit}"),
             Supervisor::Other(p) => format!("through its supervisor (pid {p})"),
             Supervisor::Init => "as it was (it daemonised on its own)".into(),
+            Supervisor::IsInit => return format!("automount (pid {}): would be left running: {DAEMON_IS_INIT}", d.pid),
         };
         if let Some(in_use) = &d.in_use {
             return format!("automount (pid {}): would be left running: {in_use}", d.pid);

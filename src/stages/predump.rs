@@ -10,7 +10,7 @@ use crate::error::Result;
 use crate::log::Log;
 use crate::model::autofs::Table;
 use crate::model::nested::Namespace;
-use crate::model::plan::{DaemonPlan, Master, Plan};
+use crate::model::plan::{DaemonPlan, Master, Plan, Supervisor};
 use crate::model::report;
 use crate::settings::{Policy, Settings};
 use crate::show::Shown;
@@ -47,6 +47,15 @@ fn check(s: &Settings, log: &Log) -> Result<u8> {
         }
     }
     for d in &plan.daemons {
+        if d.supervisor == Supervisor::IsInit {
+            log.say(format_args!(
+                "warning: {}: after a restore they hang, and autofs-restart cannot restart the automount daemon \
+                 that serves them (pid {}): {}",
+                d.served(),
+                d.pid,
+                report::DAEMON_IS_INIT
+            ));
+        }
         overmounted(init, &table, d).iter().for_each(|l| log.say(l));
     }
     let survey = init.survey()?;

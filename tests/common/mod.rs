@@ -98,6 +98,15 @@ pub fn require_program(program: &str) {
 
 /// The criu the tests run: $CRIU (tests/harness/suite chooses one per kernel), else `criu`;
 /// asserted to be there.
+/// The tar file of a Debian root for containers that real CRIU dumps (`tests/harness/root
+/// RELEASE`: bookworm or trixie), made once.
+pub fn root_tar(release: &str) -> String {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/harness/root");
+    let out = Command::new(root).arg(release).stderr(Stdio::inherit()).output().unwrap();
+    assert!(out.status.success(), "no Debian {release} root");
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
 pub fn criu() -> String {
     match std::env::var("CRIU") {
         Ok(path) if !path.is_empty() => {
@@ -202,11 +211,7 @@ impl Container {
     /// A container on a Debian root of its own (`tests/harness/root RELEASE`: bookworm or
     /// trixie), which real CRIU can dump and restore (`criu_dump`, `criu_restore`).
     pub fn start_on_root(release: &str) -> Container {
-        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/harness/root");
-        let out = Command::new(root).arg(release).stderr(Stdio::inherit()).output().unwrap();
-        assert!(out.status.success(), "no Debian {release} root");
-        let tar = String::from_utf8(out.stdout).unwrap();
-        Container::start_env(&[("CONTAINER_ROOT", tar.trim())])
+        Container::start_env(&[("CONTAINER_ROOT", &root_tar(release))])
     }
 
     /// `criu dump` of it (it is gone afterwards), `args` added; fails with the end of CRIU's log.
