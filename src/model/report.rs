@@ -21,7 +21,7 @@ pub fn notes(plan: &Plan) -> Vec<String> {
 
 /// Why a daemon that is the container's init is never restarted, for every line that says so.
 pub const DAEMON_IS_INIT: &str = "it is the container's init: SIGKILL would end the container, and nothing would start \
-     it again; restart the container, or run the daemon under an init (a shell that starts it and sleeps, tini, systemd)";
+     it again; restart the container, or run the daemon under an init (a shell that starts it and sleeps, or systemd)";
 
 /// A unit asked for (`--unit`) that has no autofs mount of the container's systemd.
 pub fn missing_unit(unit: &str) -> String {
