@@ -483,26 +483,30 @@ impl AutofsRunc {
     }
 }
 
-/// Under runc: the container's shell starts the automount daemon, which daemonises (it leads
-/// its own group, as CRIU needs of each mount's master; its parent is the container's init,
-/// and its log goes to a syslog the container lacks). Restored without our script, an access
-/// to the direct mount hangs; restored again from the same checkpoint with our script named in CRIU's configuration
-/// file (runc's annotation), one daemon serves both maps and the key's mount is kept. CRIU
+/// Under runc: the container's shell starts the automount daemon in the foreground, in a
+/// session of its own (CRIU needs each mount's master to lead its group), its log on /run;
+/// its parent is the container's init, which starts nothing again. Restored without our
+/// script, an access to the direct mount hangs and the daemon says why; restored again from the same checkpoint with our script named in CRIU's configuration
+/// file (runc's annotation), it is started again as it was, in the foreground, writing to the
+/// same log: one daemon serves both maps and the key's mount is kept. CRIU
 /// before 3.19 cannot run the script under runc (the test above): there the test ends once it
 /// has shown the hang.
 #[test]
 #[ignore = "needs root, the kernel's autofs, runc and criu: make test runs it"]
 fn under_runc_the_automount_daemon_is_restarted_after_a_restore() {
-    let scene = AutofsRunc::new("daemon", "/usr/sbin/automount; exec sleep 100000");
+    let init = "setsid /usr/sbin/automount -f -d /etc/auto.master >/run/automount.log 2>&1 & exec sleep 100000";
+    let scene = AutofsRunc::new("daemon", init);
     let (runc, criu) = (&scene.runc, &scene.criu);
     if let Err(said) = scene.run_and_checkpoint() {
         panic!("{criu}: runc checkpoint: {said}");
     }
 
-    // Without our script: the access hangs.
+    // Without our script: the access hangs, and the daemon says why.
     scene.restore();
     let out = runc.exec("ls /srv/direct/", 10);
     assert_eq!(out.status.code(), Some(137), "{criu}: the access did not hang: {out:?}");
+    let said = runc.ok("cat /run/automount.log");
+    assert!(said.contains("can't find map entry for"), "{criu}: the daemon said:\n{said}");
     runc.stop();
     if criu_version(criu) < (3, 19) {
         return;
@@ -516,8 +520,13 @@ fn under_runc_the_automount_daemon_is_restarted_after_a_restore() {
     assert!(restarted.ends_with(", serving /srv/direct, /srv/ind"), "{restarted}");
     assert_eq!(runc.ok("grep -c ' /srv/ind/k ' /proc/self/mountinfo"), "1\n", "the key's mount was not kept");
     assert_eq!(runc.ok("cat /srv/direct/f /srv/ind/k/f"), "direct\nindirect\n");
-    let daemons = runc.ok("ps -eo stat=,comm= | awk '$2 == \"automount\" && $1 !~ /^Z/' | wc -l");
-    assert_eq!(daemons.trim(), "1", "{criu}: automount daemons after the fix");
+    let daemons = runc.ok("ps -eo stat=,comm=,args= | awk '$2 == \"automount\" && $1 !~ /^Z/'");
+    assert_eq!(daemons.lines().count(), 1, "{criu}: automount daemons after the fix:\n{daemons}");
+    assert!(daemons.contains("automount -f -d /etc/auto.master"), "{criu}: not as it was: {daemons}");
+    // The new one writes where the old one did: the restored log, with its own start after.
+    let log = runc.ok("cat /run/automount.log");
+    let starts = log.lines().filter(|l| l.starts_with("Starting automounter version")).count();
+    assert!(starts >= 2, "{criu}: the new daemon's log is not in /run/automount.log:\n{log}");
 }
 
 /// Under runc, the automount daemon as the container's init (`automount -f` as the entry

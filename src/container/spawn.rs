@@ -68,6 +68,9 @@ pub struct Spec<'a> {
     place: Option<&'a Place>,
     /// In a session of its own (a daemon), else killed when we die.
     daemon: bool,
+    /// A daemon that stays in the foreground: not waited for once it runs, its stdout and
+    /// stderr these (else /dev/null).
+    foreground: Option<Option<[BorrowedFd<'a>; 2]>>,
     /// Its stdout kept with its stderr, else sent to /dev/null.
     stdout: bool,
     /// What it is, for messages.
@@ -105,7 +108,8 @@ impl<'a> Spec<'a> {
     fn new(program: &'a [u8], args: &[&'a [u8]], trust: Trust, doing: String) -> Self {
         let args = args.to_vec();
         let (argv0, env, ids, cwd, cgroup2, place) = (None, None, (0, 0), None, None, None);
-        Spec { program, argv0, args, env, trust, ids, cwd, cgroup2, place, daemon: false, stdout: false, doing }
+        let (daemon, foreground, stdout) = (false, None, false);
+        Spec { program, argv0, args, env, trust, ids, cwd, cgroup2, place, daemon, foreground, stdout, doing }
     }
 
     /// In that mount namespace and root of the container.
@@ -129,6 +133,14 @@ impl<'a> Spec<'a> {
     /// With this working directory.
     pub fn in_dir(mut self, dir: BorrowedFd<'a>) -> Self {
         self.cwd = Some(dir);
+        self
+    }
+
+    /// A daemon that stays in the foreground (`automount -f`): it never returns, so it is not
+    /// waited for once it has executed (the container's init inherits it when we end); its
+    /// stdout and stderr are `output`, the old daemon's, else /dev/null.
+    pub fn in_foreground(mut self, output: Option<[BorrowedFd<'a>; 2]>) -> Self {
+        self.foreground = Some(output);
         self
     }
 
@@ -179,14 +191,14 @@ pub(super) fn run(
     let started = if spec.daemon { spec.doing.clone() } else { format!("starting {}", spec.doing) };
     let exec = Exec::new(&path, &argv, &env).ok_or_else(|| Error::check(format!("{started}: a NUL byte in it")))?;
     let devnull = open("/dev/null", OFlags::RDWR | OFlags::CLOEXEC, Mode::empty()).context("opening /dev/null")?;
-    let (stderr, child_stderr) = match spec.daemon {
+    let (stderr, child_stderr) = match spec.daemon || spec.foreground.is_some() {
         true => (None, None),
         false => pipe_with(PipeFlags::CLOEXEC).map(|(r, w)| (Some(r), Some(w))).context(&*started)?,
     };
     // A daemon's stderr goes to a file of ours, read once its first process has exited: a pipe
     // would break (SIGPIPE) under a daemon that keeps writing to it. Without memfd_create
     // (Linux < 3.17, or a seccomp filter), to /dev/null.
-    let kept = match spec.daemon {
+    let kept = match spec.daemon && spec.foreground.is_none() {
         true => rustix::fs::memfd_create("autofs-restart-stderr", rustix::fs::MemfdFlags::CLOEXEC).ok(),
         false => None,
     };
@@ -196,15 +208,20 @@ pub(super) fn run(
         confined = confined.in_cgroup2(dir);
     }
     let err = child_stderr.as_ref().or(kept.as_ref()).map_or(devnull.as_fd(), |w| w.as_fd());
+    let stdio = match spec.foreground {
+        Some(Some([out, err])) => [devnull.as_fd(), out, err],
+        Some(None) => [devnull.as_fd(); 3],
+        None => [devnull.as_fd(), if spec.stdout { err } else { devnull.as_fd() }, err],
+    };
     let child = Child {
         exec,
-        stdio: [devnull.as_fd(), if spec.stdout { err } else { devnull.as_fd() }, err],
+        stdio,
         init,
         place: spec.place,
         cwd: spec.cwd,
         trust: spec.trust,
         ids: spec.ids,
-        daemon: spec.daemon,
+        daemon: spec.daemon || spec.foreground.is_some(),
         confined,
     };
     let deadline = Instant::now() + timeout;
@@ -218,6 +235,9 @@ pub(super) fn run(
             Report::Timeout => Error::Timeout { doing: started, after: timeout },
             Report::Sys(e) => Error::sys(format!("{started}: waiting for its exec"), e),
         });
+    }
+    if spec.foreground.is_some() {
+        return Ok(Output { status: ExitStatus::from_raw(0), stderr: Vec::new() });
     }
     let waited = wait(pid, &pidfd, stderr, (deadline, timeout), &spec.doing);
     match kept {

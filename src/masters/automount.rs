@@ -286,13 +286,16 @@ impl<'c> Daemon<'c> {
         // directory reached without following a symlink (else /).
         let root = crate::container::paths::root()?;
         let cwd = crate::container::paths::open_dir(root.as_fd(), &respawn.cwd).unwrap_or(root);
-        let spec = Spec::daemon(&respawn.exe, &respawn.argv, &respawn.env)
+        let mut spec = Spec::daemon(&respawn.exe, &respawn.argv, &respawn.env)
             .with_ids(respawn.uid, respawn.gid)
             .in_cgroup2(respawn.cgroup.as_fd())
             .in_dir(cwd.as_fd());
+        if let Some(output) = &respawn.foreground {
+            spec = spec.in_foreground(output.as_ref().map(|[out, err]| [out.as_fd(), err.as_fd()]));
+        }
         let started = inside.spawn(spec, left)?;
         // Its own words, on the stderr it had until it daemonised ("program is already
-        // running" exits 0).
+        // running" exits 0). One in the foreground writes where its predecessor did.
         let said = |e: Error| match show::last_lines(&started.stderr) {
             said if said.is_empty() => e,
             said => Error::Said { source: Box::new(e), who: "automount".into(), said },
@@ -484,6 +487,14 @@ fn take_fds(inside: &Inside, plan: &DaemonPlan) -> Vec<(Dev, Vec<u8>, OwnedFd)> 
     taken
 }
 
+/// The stdout and stderr of process `pid`, through a pidfd; None if either cannot be taken.
+fn output_of(pid: u32) -> Option<[OwnedFd; 2]> {
+    let pid = i32::try_from(pid).ok().and_then(rustix::process::Pid::from_raw)?;
+    let daemon = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).ok()?;
+    let take = |n| rustix::process::pidfd_getfd(&daemon, n, rustix::process::PidfdGetfdFlags::empty()).ok();
+    Some([take(1)?, take(2)?])
+}
+
 /// Kills every automount process of the container (the old one is known to be gone: these are
 /// what hangs of the new one), and waits a little for them to go. Returns how many.
 fn kill_all(inside: &Inside) -> Result<usize> {
@@ -501,7 +512,8 @@ fn kill_all(inside: &Inside) -> Result<usize> {
 
 /// What it takes to start a daemon again as it was, read before it is killed: its
 /// executable, argv, environment, working directory (as the container sees them), ids, and its
-/// cgroup (a directory of the host's cgroup2 hierarchy).
+/// cgroup (a directory of the host's cgroup2 hierarchy). One that stays in the foreground
+/// (`-f`) is started so again, with its stdout and stderr, taken over while it ran.
 pub struct Respawn {
     exe: Vec<u8>,
     argv: Vec<Vec<u8>>,
@@ -510,6 +522,7 @@ pub struct Respawn {
     uid: u32,
     gid: u32,
     cgroup: OwnedFd,
+    foreground: Option<Option<[OwnedFd; 2]>>,
 }
 
 impl Respawn {
@@ -546,7 +559,8 @@ impl Respawn {
         if argv.is_empty() {
             return Err(gone("command line"));
         }
-        Ok(Respawn { exe, argv, env, cwd, uid, gid, cgroup })
+        let foreground = procfs::stays_in_foreground(&argv).then(|| output_of(pid));
+        Ok(Respawn { exe, argv, env, cwd, uid, gid, cgroup, foreground })
     }
 }
 

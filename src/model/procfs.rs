@@ -120,6 +120,22 @@ pub fn is_automount_exe(exe: &[u8]) -> bool {
     exe_path(exe).rsplit(|&b| b == b'/').next() == Some(b"automount")
 }
 
+/// Whether the automount daemon of command line `argv` stays in the foreground (`-f`,
+/// `--foreground`, or `f` among short options that take no value): started so, it never
+/// returns, as a daemonising start does.
+pub fn stays_in_foreground(argv: &[Vec<u8>]) -> bool {
+    // automount's short options that take no value (its getopt string, autofs 5.1).
+    const FLAGS: &[u8] = b"hvmdSfVrCFU";
+    argv.iter().skip(1).take_while(|a| a.as_slice() != b"--").any(|a| match a.strip_prefix(b"-") {
+        Some(b"-foreground") => true,
+        Some(short) if !short.starts_with(b"-") => {
+            let flags: Vec<u8> = short.iter().copied().take_while(|c| FLAGS.contains(c)).collect();
+            flags.contains(&b'f')
+        }
+        _ => false,
+    })
+}
+
 /// A host id (uid or gid) as the user namespace of `map` (its uid_map or gid_map, read on the
 /// host) sees it; None if it is not mapped there.
 pub fn id_inside(id: u32, map: &[u8]) -> Option<u32> {
@@ -140,6 +156,19 @@ pub fn nul_list(text: &[u8]) -> Vec<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn foreground_daemons() {
+        let argv = |a: &[&str]| a.iter().map(|s| s.as_bytes().to_vec()).collect::<Vec<_>>();
+        assert!(stays_in_foreground(&argv(&["automount", "-f", "-d", "/etc/auto.master"])));
+        assert!(stays_in_foreground(&argv(&["/usr/sbin/automount", "--foreground"])));
+        assert!(stays_in_foreground(&argv(&["automount", "-df", "-t", "0"])));
+        assert!(!stays_in_foreground(&argv(&["automount", "-d", "-t", "0", "/etc/auto.master"])));
+        assert!(!stays_in_foreground(&argv(&["automount", "--pid-file", "/run/autofs.pid"])));
+        assert!(!stays_in_foreground(&argv(&["automount", "-tf"])), "-t takes f as its value");
+        assert!(!stays_in_foreground(&argv(&["automount", "--", "-f"])));
+        assert!(!stays_in_foreground(&argv(&["-f"])), "argv[0] is no option");
+    }
 
     #[test]
     fn stat_fields() {
