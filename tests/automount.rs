@@ -233,6 +233,41 @@ fn a_daemon_that_daemonised_itself_is_started_again_as_it_was() {
     assert_eq!(ctr.ok("cat /srv/direct/f /srv/ind/k/f"), "direct\nindirect\n");
 }
 
+/// The same daemon kept in the foreground (`-f`) by a shell that went, as under tini or a
+/// shell that then sleeps: started again in the foreground, not waited for as a daemonising
+/// start is (it never returns), writing where the old one wrote.
+#[test]
+#[ignore = "needs root and the kernel's autofs: make test runs it"]
+fn a_daemon_in_the_foreground_under_the_init_is_started_again_so() {
+    require_containers();
+    require_automount();
+    let reaper = format!("/bin/dash {}/tests/harness/reaper", env!("CARGO_MANIFEST_DIR"));
+    let start = "echo $$ > /sys/fs/cgroup/cgroup.procs && cd /srv
+        setsid automount -f -t 600 </dev/null >/run/automount.log 2>&1 &
+        while ! grep -q ' /srv/ind ' /proc/self/mountinfo; do sleep 0.05; done";
+    let ctr = restored_daemon_container_with(start, Some(&reaper));
+    let old = daemons(&ctr);
+    assert_eq!(old.len(), 1);
+    let describe = |pid: &str| {
+        ctr.ok(&format!(
+            "tr '\\0' ' ' < /proc/{pid}/cmdline; echo; readlink /proc/{pid}/fd/1 /proc/{pid}/fd/2; ps -o ppid= -p {pid}"
+        ))
+    };
+    let was = describe(&old[0]);
+    assert!(was.starts_with("automount -f -t 600 \n/run/automount.log\n/run/automount.log\n"), "{was}");
+
+    let out = run_as_criu("post-resume", &ctr.pid, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stderr(&out).contains(": restarted (now pid "), "{}", stderr(&out));
+    let now = daemons(&ctr);
+    assert_eq!(now.len(), 1, "exactly one daemon: {now:?}");
+    assert_ne!(now, old);
+    // As it was: argv, its output; a child of the init once our run ended.
+    assert_eq!(describe(&now[0]).lines().take(3).collect::<Vec<_>>(), was.lines().take(3).collect::<Vec<_>>());
+    assert_eq!(describe(&now[0]).lines().nth(3).map(str::trim), Some("1"), "its parent");
+    assert_eq!(ctr.ok("cat /srv/direct/f /srv/direct-idle/f /srv/ind/k/f"), "direct\ndirect\nindirect\n");
+}
+
 /// A restarted daemon takes the same superblocks over, so a private nested namespace's copies
 /// stay served: with `skip`, only the container's systemd automount units (whose restart would
 /// orphan their copies) are left alone; the daemon is restarted.

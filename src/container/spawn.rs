@@ -137,8 +137,10 @@ impl<'a> Spec<'a> {
     }
 
     /// A daemon that stays in the foreground (`automount -f`): it never returns, so it is not
-    /// waited for once it has executed (the container's init inherits it when we end); its
-    /// stdout and stderr are `output`, the old daemon's, else /dev/null.
+    /// waited for once it has executed. It is forked by a child that exits at once, so that its
+    /// parent is the container's init, as a daemonising start's is, and not this run (whose
+    /// children go to the host's init when it ends). Its stdout and stderr are `output`, the
+    /// old daemon's, else /dev/null.
     pub fn in_foreground(mut self, output: Option<[BorrowedFd<'a>; 2]>) -> Self {
         self.foreground = Some(output);
         self
@@ -222,6 +224,7 @@ pub(super) fn run(
         trust: spec.trust,
         ids: spec.ids,
         daemon: spec.daemon || spec.foreground.is_some(),
+        foreground: spec.foreground.is_some(),
         confined,
     };
     let deadline = Instant::now() + timeout;
@@ -237,6 +240,8 @@ pub(super) fn run(
         });
     }
     if spec.foreground.is_some() {
+        // The first child, which exited once it had forked the daemon.
+        let _ = waitpid(Some(pid), WaitOptions::empty());
         return Ok(Output { status: ExitStatus::from_raw(0), stderr: Vec::new() });
     }
     let waited = wait(pid, &pidfd, stderr, (deadline, timeout), &spec.doing);
@@ -280,6 +285,8 @@ struct Child<'a> {
     trust: Trust,
     ids: (u32, u32),
     daemon: bool,
+    /// Forked once more after joining the container, the first child exiting at once.
+    foreground: bool,
     confined: ForChild<'a>,
 }
 
@@ -359,6 +366,14 @@ impl Child<'_> {
             Some(dir) => fchdir(dir),
             None => rustix::process::chdir("/"),
         };
+        let cwd = cwd.and_then(|()| match self.foreground {
+            true => fork::fork().map(|forked| {
+                if let Forked::Parent(..) = forked {
+                    fork::exit(0)
+                }
+            }),
+            false => Ok(()),
+        });
         cwd.and_then(|()| if self.daemon { rustix::process::setsid().map(drop) } else { Ok(()) })
             .and_then(|()| self.confined.drop_privileges(self.trust, self.ids.0, self.ids.1))
             .map_err(at(4))?;
