@@ -4,6 +4,9 @@
 #
 #   chroot_ready PACKAGE...   installs what the chroot lacks of these; mounts its /proc and
 #                             /dev and empties its /work, both undone at exit
+#   chroot_trust_ca          cargo in the chroot trusts the CA this machine does (behind a
+#                             TLS-inspecting proxy it is only in this machine's store), for
+#                             chroot_user's fetches from crates.io
 #   chroot_source DIR         the files of this work tree that git does not ignore, into DIR
 #   chroot_user COMMAND       runs COMMAND (sh -c) there as nobody, in a bare environment plus
 #                             CHROOT_ENV, with /work as home
@@ -28,6 +31,12 @@ chroot_ready() {
         chroot_mounted+=("$root/$fs")
     done
     rm -rf "$root/work" && mkdir -p "$root/work" && chown nobody: "$root/work"
+}
+chroot_trust_ca() {
+    local ca
+    for ca in "${SSL_CERT_FILE:-}" /etc/ssl/certs/ca-certificates.crt; do
+        if [ -n "$ca" ] && [ -f "$ca" ]; then cp "$ca" "$root/work/ca.crt" && CHROOT_ENV=CARGO_HTTP_CAINFO=/work/ca.crt && return; fi
+    done
 }
 chroot_source() {
     mkdir -p "$1"

@@ -175,20 +175,25 @@ impl Runc {
         said
     }
 
-    /// SIGKILL to the container, then `runc delete`, waiting until its cgroup has no process
-    /// left (a restore of the same name makes it again).
-    fn stop(&self) {
+    /// SIGKILL to the container, then `runc delete`, waiting (10 s at most) until its cgroup
+    /// has no process left (a restore of the same name makes it again). Whether it went.
+    fn end(&self) -> bool {
         let state = self.dir.join("state");
         let _ = Command::new("runc").arg("--root").arg(&state).args(["kill", &self.id, "KILL"]).output();
         for _ in 0..100 {
             let out = Command::new("runc").arg("--root").arg(&state).args(["delete", "-f", &self.id]).output();
             let cgroup = Path::new("/sys/fs/cgroup").join(&self.id);
             if out.is_ok_and(|o| o.status.success()) && !cgroup.exists() {
-                return;
+                return true;
             }
             std::thread::sleep(std::time::Duration::from_millis(100));
         }
-        panic!("the runc container {} did not go", self.id);
+        false
+    }
+
+    /// `end`, asserting that the container went.
+    fn stop(&self) {
+        assert!(self.end(), "the runc container {} did not go", self.id);
     }
 
     /// Notes the container's init pid now (`runc state`), for the markers dropped with it.
@@ -237,10 +242,7 @@ impl Runc {
 
 impl Drop for Runc {
     fn drop(&mut self) {
-        let state = self.dir.join("state");
-        let _ = Command::new("runc").arg("--root").arg(&state).args(["kill", &self.id, "KILL"]).output();
-        std::thread::sleep(std::time::Duration::from_millis(200));
-        let _ = Command::new("runc").arg("--root").arg(&state).args(["delete", "-f", &self.id]).output();
+        self.end();
         for pid in self.pids.borrow().iter() {
             let markers =
                 format!("rm -f /run/autofs-restart/*.{pid}-*.*; rmdir /run/autofs-restart 2>/dev/null || true");

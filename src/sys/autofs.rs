@@ -120,24 +120,18 @@ mod tests {
 
     /// `_IO`'s direction bits: none in the generic encoding (asm-generic/ioctl.h), `_IOC_VOID`
     /// where powerpc, mips and sparc have their own (arch/*/include/uapi/asm/ioctl.h).
-    #[cfg(any(
+    const IO_NONE: Opcode = if cfg!(any(
         target_arch = "powerpc",
         target_arch = "powerpc64",
         target_arch = "mips",
         target_arch = "mips64",
         target_arch = "sparc",
         target_arch = "sparc64"
-    ))]
-    const IO_NONE: Opcode = 0x2000_0000;
-    #[cfg(not(any(
-        target_arch = "powerpc",
-        target_arch = "powerpc64",
-        target_arch = "mips",
-        target_arch = "mips64",
-        target_arch = "sparc",
-        target_arch = "sparc64"
-    )))]
-    const IO_NONE: Opcode = 0;
+    )) {
+        0x2000_0000
+    } else {
+        0
+    };
 
     /// The opcodes as the kernel's headers encode them on this architecture. Where the build
     /// checks give the values the headers' own macros produce for the target
