@@ -176,13 +176,17 @@ impl Runc {
     }
 
     /// SIGKILL to the container, then `runc delete`, waiting (10 s at most) until its cgroup
-    /// has no process left (a restore of the same name makes it again). Whether it went.
+    /// has no process left (a restore of the same name makes it again). Whether it went (or
+    /// was not there).
     fn end(&self) -> bool {
         let state = self.dir.join("state");
+        let cgroup = Path::new("/sys/fs/cgroup").join(&self.id);
+        if !state.join(&self.id).exists() && !cgroup.exists() {
+            return true;
+        }
         let _ = Command::new("runc").arg("--root").arg(&state).args(["kill", &self.id, "KILL"]).output();
         for _ in 0..100 {
             let out = Command::new("runc").arg("--root").arg(&state).args(["delete", "-f", &self.id]).output();
-            let cgroup = Path::new("/sys/fs/cgroup").join(&self.id);
             if out.is_ok_and(|o| o.status.success()) && !cgroup.exists() {
                 return true;
             }
@@ -261,11 +265,19 @@ impl Tmpfs {
         assert!(status.success(), "mounting a tmpfs at {}", at.display());
         Tmpfs(at.to_path_buf())
     }
+
+    /// A lazy unmount, once.
+    fn unmount(&mut self) {
+        if !self.0.as_os_str().is_empty() {
+            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+            self.0 = PathBuf::new();
+        }
+    }
 }
 
 impl Drop for Tmpfs {
     fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+        self.unmount();
     }
 }
 
@@ -411,15 +423,15 @@ fn under_runc_a_configured_script_runs_from_criu_3_19_on_and_breaks_checkpoints_
     assert!(restore.lines().any(|l| l.starts_with(post)), "{criu}: ours did not run at post-resume:\n{restore}");
 }
 
-/// A runc container on Debian 12's root (in a tmpfs of the test's) whose init is `sh -c
-/// init`, with the automount daemon's maps: a direct one, `/srv/direct`, and an indirect one,
-/// `/srv/ind` with key `k`. Its log is to go to /run, a tmpfs that CRIU dumps with its
-/// contents: a file of the root that one restore grew would fail the next ("has bad size").
+/// Runc containers on one Debian 12 root (in a tmpfs of the test's; unpacking it takes a
+/// minute or two under emulation, so the scenarios take turns on it) whose init is `sh -c
+/// INIT`, with the automount daemon's maps: a direct one, `/srv/direct`, and an indirect one,
+/// `/srv/ind` with key `k`. Logs are to go to /run, a tmpfs that CRIU dumps with its contents:
+/// a file of the root that one restore grew would fail the next ("has bad size").
 struct AutofsRunc {
     runc: Runc,
-    _root: Tmpfs,
+    root: Tmpfs,
     criu: String,
-    init: String,
     /// CRIU's configuration file naming our binary, runc's paths as arguments.
     conf: PathBuf,
     bundle: String,
@@ -428,18 +440,20 @@ struct AutofsRunc {
 }
 
 impl AutofsRunc {
-    fn new(name: &str, init: &str) -> AutofsRunc {
+    fn new() -> AutofsRunc {
         common::require_containers();
         let criu = common::criu();
         common::require_program("runc");
-        let dir = PathBuf::from(format!("/tmp/autofs-restart-runc-{name}.{}", std::process::id()));
+        let dir = PathBuf::from(format!("/tmp/autofs-restart-runc-autofs.{}", std::process::id()));
         let rootfs = dir.join("bundle/rootfs");
         std::fs::create_dir_all(&rootfs).unwrap();
-        let id = format!("autofs-restart-{name}-{}", std::process::id());
+        let id = format!("autofs-restart-autofs-{}", std::process::id());
         let runc = Runc { dir: dir.clone(), id, pids: Default::default() };
         let root = Tmpfs::mount(&rootfs);
         let tar = common::root_tar("bookworm");
-        assert!(Command::new("tar").arg("xf").arg(&tar).arg("-C").arg(&rootfs).status().unwrap().success());
+        let unpacked =
+            common::timed("unpack", || Command::new("tar").arg("xf").arg(&tar).arg("-C").arg(&rootfs).status());
+        assert!(unpacked.unwrap().success());
         let write = |path: &str, text: &str| std::fs::write(rootfs.join(path), text).unwrap();
         for d in ["srv/data-d", "srv/data-i", "srv/direct"] {
             std::fs::create_dir_all(rootfs.join(d)).unwrap();
@@ -453,52 +467,76 @@ impl AutofsRunc {
         std::fs::write(&conf, format!("action-script {}\n", bin().display())).unwrap();
         let path = |p: &str| dir.join(p).to_string_lossy().into_owned();
         let (bundle, img, work) = (path("bundle"), path("img"), path("work"));
-        let scene = AutofsRunc { runc, _root: root, criu, init: init.into(), conf, bundle, img, work };
-        scene.configure(false);
-        scene
+        AutofsRunc { runc, root, criu, conf, bundle, img, work }
     }
 
-    /// Writes runc's configuration, naming CRIU's configuration file (our script) or not.
-    fn configure(&self, ours: bool) {
-        let config = autofs_config(&self.init, ours.then_some(self.conf.as_path()));
+    /// Writes runc's configuration: `init`, and CRIU's configuration file (our script) named
+    /// or not.
+    fn configure(&self, init: &str, ours: bool) {
+        let config = autofs_config(init, ours.then_some(self.conf.as_path()));
         std::fs::write(Path::new(&self.bundle).join("config.json"), config).unwrap();
     }
 
-    /// Starts it, waits for both maps, uses both, and unmounts the direct one (CRIU refuses
-    /// to dump the daemon while a direct entry is mounted over it); then the checkpoint.
+    /// Starts it (as configured), waits for both maps, uses both, and unmounts the direct one
+    /// (CRIU refuses to dump the daemon while a direct entry is mounted over it); then the
+    /// checkpoint, into images of its own.
     fn run_and_checkpoint(&self) -> Result<(), String> {
         let (runc, criu) = (&self.runc, &self.criu);
+        for d in [&self.img, &self.work] {
+            let _ = std::fs::remove_dir_all(d);
+        }
         runc.run(criu, &["run", "-d", "--bundle", &self.bundle, &runc.id], &[]);
         runc.note_pid();
         runc.ok("until [ -e /srv/ind ] && grep -q ' /srv/direct ' /proc/self/mountinfo; do sleep 0.2; done");
         assert_eq!(runc.ok("cat /srv/direct/f /srv/ind/k/f && umount /srv/direct"), "direct\nindirect\n");
-        runc.try_run(criu, &["checkpoint", "--image-path", &self.img, "--work-path", &self.work, &runc.id], &[])
+        let args = ["checkpoint", "--image-path", &self.img, "--work-path", &self.work, &runc.id];
+        common::timed("criu", || runc.try_run(criu, &args, &[]))
     }
 
     /// `runc restore -d` of the checkpoint; returns CRIU's log of it.
     fn restore(&self) -> String {
         let runc = &self.runc;
         let args = ["restore", "-d", "--image-path", &self.img, "--work-path", &self.work, "--bundle", &self.bundle];
-        runc.run(&self.criu, &[&args[..], &[runc.id.as_str()]].concat(), &[]);
+        common::timed("criu", || runc.run(&self.criu, &[&args[..], &[runc.id.as_str()]].concat(), &[]));
         runc.note_pid();
         std::fs::read_to_string(Path::new(&self.work).join("restore.log")).unwrap()
     }
 }
 
-/// Under runc: the container's shell starts the automount daemon in the foreground, in a
-/// session of its own (CRIU needs each mount's master to lead its group), its log on /run;
-/// its parent is the container's init, which starts nothing again. Restored without our
-/// script, an access to the direct mount hangs and the daemon says why; restored again from the same checkpoint with our script named in CRIU's configuration
-/// file (runc's annotation), it is started again as it was, in the foreground, writing to the
-/// same log: one daemon serves both maps and the key's mount is kept. CRIU
-/// before 3.19 cannot run the script under runc (the test above): there the test ends once it
-/// has shown the hang.
+impl Drop for AutofsRunc {
+    /// The container first, then its root (a lazy unmount, whatever still uses it), then
+    /// `Runc`'s directory: never 300 MB removed file by file.
+    fn drop(&mut self) {
+        self.runc.end();
+        self.root.unmount();
+    }
+}
+
+/// Under runc, the automount daemon in both places a container image puts it, one container
+/// root for both (each scenario's container stopped before the next starts):
+/// `a_daemon_under_the_shell_is_restarted` and `a_daemon_that_is_the_init_is_left_running`.
+/// CRIU before 3.19 cannot run the script under runc (the test above): there the first
+/// scenario ends once it has shown the hang, the second shows the broken checkpoint.
 #[test]
 #[ignore = "needs root, the kernel's autofs, runc and criu: make test runs it"]
-fn under_runc_the_automount_daemon_is_restarted_after_a_restore() {
+fn under_runc_the_automount_daemon_is_restarted_after_a_restore_unless_it_is_the_init() {
+    let scene = AutofsRunc::new();
+    a_daemon_under_the_shell_is_restarted(&scene);
+    scene.runc.stop();
+    a_daemon_that_is_the_init_is_left_running(&scene);
+}
+
+/// The container's shell starts the automount daemon in the foreground, in a session of its
+/// own (CRIU needs each mount's master to lead its group), its log on /run; its parent is the
+/// container's init, which starts nothing again. Restored without our script, an access to
+/// the direct mount hangs and the daemon says why; restored again from the same checkpoint
+/// with our script named in CRIU's configuration file (runc's annotation), it is started again
+/// as it was, in the foreground, writing to the same log: one daemon serves both maps and the
+/// key's mount is kept.
+fn a_daemon_under_the_shell_is_restarted(scene: &AutofsRunc) {
     let init = "setsid /usr/sbin/automount -f -d /etc/auto.master >/run/automount.log 2>&1 & exec sleep 100000";
-    let scene = AutofsRunc::new("daemon", init);
     let (runc, criu) = (&scene.runc, &scene.criu);
+    scene.configure(init, false);
     if let Err(said) = scene.run_and_checkpoint() {
         panic!("{criu}: runc checkpoint: {said}");
     }
@@ -515,7 +553,7 @@ fn under_runc_the_automount_daemon_is_restarted_after_a_restore() {
     }
 
     // With it, from CRIU's configuration file: the same checkpoint restored once more.
-    scene.configure(true);
+    scene.configure(init, true);
     let log = scene.restore();
     let restarted = log.lines().find(|l| l.contains("automount (pid ") && l.contains("): restarted (now pid "));
     let restarted = restarted.unwrap_or_else(|| panic!("{criu}: ours did not restart the daemon:\n{log}"));
@@ -531,17 +569,14 @@ fn under_runc_the_automount_daemon_is_restarted_after_a_restore() {
     assert!(starts >= 2, "{criu}: the new daemon's log is not in /run/automount.log:\n{log}");
 }
 
-/// Under runc, the automount daemon as the container's init (`automount -f` as the entry
-/// point, as container images do): its death would end the container. Ours says so at the
-/// checkpoint already, and after the restore leaves it running, says why and fails; the
-/// container runs on. With CRIU before 3.19 the script cannot run under runc (the test above)
-/// and a configuration file that names it breaks the checkpoint: that is asserted instead.
-#[test]
-#[ignore = "needs root, the kernel's autofs, runc and criu: make test runs it"]
-fn under_runc_a_daemon_that_is_the_init_is_left_running_and_said() {
-    let scene = AutofsRunc::new("init", "exec /usr/sbin/automount -f -d /etc/auto.master >/run/automount.log 2>&1");
+/// The automount daemon as the container's init (`automount -f` as the entry point, as
+/// container images do): its death would end the container. Ours says so at the checkpoint
+/// already, and after the restore leaves it running, says why and fails; the container runs
+/// on. With CRIU before 3.19 the script cannot run under runc and a configuration file that
+/// names it breaks the checkpoint: that is asserted instead.
+fn a_daemon_that_is_the_init_is_left_running(scene: &AutofsRunc) {
     let (runc, criu) = (&scene.runc, &scene.criu);
-    scene.configure(true);
+    scene.configure("exec /usr/sbin/automount -f -d /etc/auto.master >/run/automount.log 2>&1", true);
     let checkpoint = scene.run_and_checkpoint();
     if criu_version(criu) < (3, 19) {
         let said = checkpoint.expect_err("CRIU before 3.19 checkpointed under runc with a configured action script");
