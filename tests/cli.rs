@@ -357,15 +357,7 @@ fn check_tells_whether_the_host_is_ready() {
     };
     let bin = bin().canonicalize().unwrap().display().to_string();
     // What this host has, read here as an operator would.
-    let criu = std::process::Command::new("criu").arg("--version").output().map(|o| stdout(&o)).unwrap_or_default();
-    let criu: Vec<u32> = criu
-        .lines()
-        .find_map(|l| l.strip_prefix("Version: "))
-        .unwrap_or("0.0")
-        .split('.')
-        .filter_map(|p| p.parse().ok())
-        .collect();
-    let old_criu = (criu[0], criu[1]) < (3, 19);
+    let old_criu = common::criu_version("criu").unwrap_or((0, 0)) < (3, 19);
     let runc = ["/usr/sbin/runc", "/usr/bin/runc"].iter().any(|p| std::path::Path::new(p).exists());
     let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
     let autofs = std::fs::read_to_string("/proc/filesystems").unwrap().lines().any(|l| l.ends_with("\tautofs"))

@@ -131,12 +131,9 @@ fn criu_runs_every_action_script_and_ours_acts_once_per_stage() {
 }
 
 /// The version `criu --version` gives: (major, minor).
+/// `criu --version`'s major and minor number, asserted to be there.
 fn criu_version(criu: &str) -> (u32, u32) {
-    let out = Command::new(criu).arg("--version").output().expect("running criu --version");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let v = text.lines().find_map(|l| l.strip_prefix("Version: ")).unwrap_or_else(|| panic!("{text}"));
-    let mut n = v.split('.').map(|p| p.trim().parse::<u32>().unwrap_or(0));
-    (n.next().unwrap_or(0), n.next().unwrap_or(0))
+    common::criu_version(criu).unwrap_or_else(|| panic!("{criu} --version names no version"))
 }
 
 /// A runc container (`runc run -d`) and its directory: killed, deleted and removed on drop,

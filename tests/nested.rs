@@ -28,16 +28,6 @@ impl Nested {
         self.ctr.ok(&format!("cat /proc/{pid}/mountinfo"))
     }
 
-    /// Lists `path/` in the namespace of `pid`, killed after `secs`: None if it hung.
-    fn answers_in(&self, pid: &str, path: &str, secs: u32) -> Option<bool> {
-        let out = self.ctr.sh(&format!("exec timeout -s KILL {secs} nsenter -t {pid} -m ls {path}/"));
-        match out.status.code() {
-            Some(0) => Some(true),
-            Some(137) | None => None,
-            _ => Some(false),
-        }
-    }
-
     /// The autofs line at `path` in a mountinfo text.
     fn autofs_at(text: &str, path: &str) -> MountLine {
         let lines: Vec<MountLine> =
@@ -167,7 +157,7 @@ fn each_policy_against_private_slave_and_private_tmp_namespaces() {
             let (theirs, ours) = (Nested::autofs_at(&text, path), Nested::autofs_at(&main_now, path));
             assert_eq!((&theirs.dev, theirs.option("pipe_ino")), (&ours.dev, ours.option("pipe_ino")), "{pid} {path}");
         }
-        assert_eq!(n.answers_in(pid, "/srv/idle", 10), Some(true), "{pid}");
+        assert_eq!(n.ctr.answers_in(pid, "/srv/idle", 10), Some(true), "{pid}");
         let out = n.sh_in(pid, "cat /srv/data/file");
         assert_eq!(stdout(&out), "kept\n", "{pid}: {}", stderr(&out));
     }
@@ -184,7 +174,7 @@ fn each_policy_against_private_slave_and_private_tmp_namespaces() {
             "{path}"
         );
     }
-    assert_eq!(n.answers_in(&n.private, "/srv/idle", 10), Some(true), "the private copy hangs");
+    assert_eq!(n.ctr.answers_in(&n.private, "/srv/idle", 10), Some(true), "the private copy hangs");
     assert_eq!(stdout(&n.sh_in(&n.private, "cat /srv/data/file")), "kept\n");
 
     let status = stdout(&run(&["status", "--pid", &ctr.pid]));

@@ -108,17 +108,6 @@ fn systemd_and_the_automount_daemon_after_a_real_restore() {
     assert!(ctr.sh("/tmp/x.afstest").status.success(), "and runs its files");
 }
 
-/// Lists `path/` in the mount namespace of container pid `pid`, killed after `secs`: None if
-/// it hung.
-fn answers_in(ctr: &Container, pid: &str, path: &str, secs: u32) -> Option<bool> {
-    let out = ctr.sh(&format!("exec timeout -s KILL {secs} nsenter -t {pid} -m ls {path}/"));
-    match out.status.code() {
-        Some(0) => Some(true),
-        Some(137) | None => None,
-        _ => Some(false),
-    }
-}
-
 /// At post-resume, before autofs-restart (CRIU runs the scripts named last first): lets the
 /// restored `early.service` go on to its access, and waits until that access blocks on the
 /// stale automount. What a process that touches the mount point right after the resume meets.
@@ -191,7 +180,7 @@ fn a_private_copy_and_an_access_before_the_fix_after_a_real_restore() {
     std::thread::sleep(std::time::Duration::from_secs(3));
     assert_eq!(ctr.ok("cat /proc/$(cat /run/early.pid)/wchan"), "autofs_wait", "the access should hang");
     if !refuses_foreign_private_triggers() {
-        assert_eq!(answers_in(&ctr, &private, "/srv/idle", 3), None, "the private copy should hang");
+        assert_eq!(ctr.answers_in(&private, "/srv/idle", 3), None, "the private copy should hang");
     }
     ctr.kill();
 
@@ -218,6 +207,6 @@ fn a_private_copy_and_an_access_before_the_fix_after_a_real_restore() {
     assert_eq!(ctr.ok("systemctl show -P ExecMainStatus early"), "1\n");
     assert_eq!(ctr.answers("/srv/idle", 10), Some(true));
     assert_eq!(ctr.ok("timeout 10 cat /srv/data/f"), "kept\n");
-    assert_eq!(answers_in(&ctr, &private, "/srv/idle", 10), Some(true), "the private copy answers at once, catatonic");
+    assert_eq!(ctr.answers_in(&private, "/srv/idle", 10), Some(true), "the private copy answers at once, catatonic");
     assert_eq!(ctr.ok(&format!("nsenter -t {private} -m cat /srv/data/f")), "kept\n");
 }

@@ -120,6 +120,25 @@ pub fn criu() -> String {
     }
 }
 
+/// What a listing killed after its time (`timeout -s KILL`) tells: Some(true) if it answered,
+/// Some(false) if it failed, None if it hung and was killed.
+fn listing(out: &Output) -> Option<bool> {
+    match (out.status.code(), out.status.signal()) {
+        (Some(0), _) => Some(true),
+        (Some(137), _) | (None, Some(9)) => None,
+        _ => Some(false),
+    }
+}
+
+/// `criu --version`'s major and minor number; None where it does not run or says none.
+pub fn criu_version(criu: &str) -> Option<(u32, u32)> {
+    let out = Command::new(criu).arg("--version").output().ok()?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let version = text.lines().find_map(|l| l.strip_prefix("Version: "))?;
+    let mut n = version.split('.').map(|p| p.trim().parse::<u32>().ok());
+    Some((n.next()??, n.next()??))
+}
+
 /// What a run must never lose, taken before it: the container's mount count, what is stacked
 /// on each watched mount point above its autofs mount (superblock and root, lowest first), and
 /// the content of watched files. `check` also asserts that nothing of a run is left behind.
@@ -353,12 +372,13 @@ impl Container {
     /// Lists `path/` from inside, killing the listing after `secs`: Some(true) if it
     /// answered, Some(false) if it failed, None if it hung.
     pub fn answers(&self, path: &str, secs: u32) -> Option<bool> {
-        let out = self.sh(&format!("exec timeout -s KILL {secs} ls {path}/"));
-        match (out.status.code(), out.status.signal()) {
-            (Some(0), _) => Some(true),
-            (Some(137), _) | (None, Some(9)) => None,
-            _ => Some(false),
-        }
+        listing(&self.sh(&format!("exec timeout -s KILL {secs} ls {path}/")))
+    }
+
+    /// The same in the mount namespace of the container's process `pid` (as the container
+    /// numbers it): a service's private copy.
+    pub fn answers_in(&self, pid: &str, path: &str, secs: u32) -> Option<bool> {
+        listing(&self.sh(&format!("exec timeout -s KILL {secs} nsenter -t {pid} -m ls {path}/")))
     }
 
     /// Asserts that a `stat` of `path` fails at once with EPERM (the kernel refusing the
