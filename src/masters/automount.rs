@@ -18,12 +18,12 @@ use crate::container::paths;
 use crate::container::{Inside, Spec, pidfd};
 use crate::error::{Context, Error, Result};
 use crate::model::autofs::Table;
-use crate::model::mountinfo::{AutofsOptions, Dev};
+use crate::model::mountinfo::AutofsOptions;
 use crate::model::plan::{DaemonPlan, Served, Supervisor};
 use crate::model::procfs;
 use crate::model::report;
 use crate::show::{self, Shown};
-use crate::work::holder::Held;
+use crate::work::holder::{Held, HeldMount};
 use crate::work::mounts;
 use crate::work::probe;
 use crate::work::release::{self, Releaser, Waits};
@@ -45,7 +45,7 @@ pub struct Daemon<'c> {
     respawn: Option<Result<Respawn>>,
     /// Its own descriptors on its mounts, taken over while it ran, and what releases them
     /// (see `release`).
-    held: Vec<(Dev, Vec<u8>, OwnedFd)>,
+    held: Vec<HeldMount>,
     releaser: Option<&'c Releaser>,
     /// Whether it was killed: from then on a failure leaves its mounts without a daemon.
     killed: bool,
@@ -75,13 +75,13 @@ impl<'c> Daemon<'c> {
         let mut held = Vec::new();
         if releaser.is_some() {
             for m in &plan.mounts {
-                let from_holder = holder.and_then(|h| h.mounts.iter().find(|(dev, _, _)| *dev == m.dev));
-                if let Some(fd) = from_holder.and_then(|(_, _, fd)| fd.try_clone().ok()) {
-                    held.push((m.dev, m.path.clone(), fd));
+                let from_holder = holder.and_then(|h| HeldMount::on(&h.mounts, m.dev));
+                if let Some(fd) = from_holder.and_then(|h| h.fd.try_clone().ok()) {
+                    held.push(HeldMount { dev: m.dev, path: m.path.clone(), fd });
                 }
             }
             for taken in take_fds(inside, &plan) {
-                if !held.iter().any(|(dev, _, _)| *dev == taken.0) {
+                if HeldMount::on(&held, taken.dev).is_none() {
                     held.push(taken);
                 }
             }
@@ -152,7 +152,7 @@ impl<'c> Daemon<'c> {
     fn release(&mut self, inside: &Inside) {
         let Some(releaser) = self.releaser else { return };
         let Daemon { held, waiting, released, .. } = self;
-        for (_, path, fd) in held.iter() {
+        for HeldMount { path, fd, .. } in held.iter() {
             let still = || waiting.iter().any(|(pid, on)| on == path && inside.init().still_blocked(*pid));
             released.push((path.clone(), releaser.release(fd.as_fd(), still)));
         }
@@ -161,7 +161,7 @@ impl<'c> Daemon<'c> {
     /// Whether a process blocked on `path` would hang this daemon's restart: a mount of its
     /// that it holds no descriptor on, to release that process through.
     pub fn cannot_release(&self, path: &[u8]) -> bool {
-        self.plan.mounts.iter().any(|m| m.path == path && !self.held.iter().any(|(dev, _, _)| *dev == m.dev))
+        self.plan.mounts.iter().any(|m| m.path == path && HeldMount::on(&self.held, m.dev).is_none())
     }
 
     /// Who it is, for its line.
@@ -471,17 +471,17 @@ impl<'c> Daemon<'c> {
 
 /// Takes over the daemon's own descriptors on the mounts it serves (with their mount points),
 /// through a pidfd: a reused pid is never read from.
-fn take_fds(inside: &Inside, plan: &DaemonPlan) -> Vec<(Dev, Vec<u8>, OwnedFd)> {
+fn take_fds(inside: &Inside, plan: &DaemonPlan) -> Vec<HeldMount> {
     let Some(pid) = i32::try_from(plan.pid).ok().and_then(rustix::process::Pid::from_raw) else { return Vec::new() };
     let Ok(daemon) = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()) else { return Vec::new() };
     let mut taken = Vec::new();
     for (n, dev) in inside.init().fds(plan.pid) {
         let Some(m) = plan.mounts.iter().find(|m| m.dev == dev) else { continue };
-        if taken.iter().any(|(d, _, _)| *d == dev) {
+        if HeldMount::on(&taken, dev).is_some() {
             continue;
         }
         if let Ok(fd) = rustix::process::pidfd_getfd(&daemon, n, rustix::process::PidfdGetfdFlags::empty()) {
-            taken.push((dev, m.path.clone(), fd));
+            taken.push(HeldMount { dev, path: m.path.clone(), fd });
         }
     }
     taken

@@ -26,7 +26,7 @@ use crate::model::report;
 use crate::settings::{Api, OnBlocked, Settings};
 use crate::show::Shown;
 use crate::work::autofsdev::Control;
-use crate::work::holder::{self, Held};
+use crate::work::holder::{self, Held, HeldMount};
 use crate::work::mounts;
 use crate::work::once;
 use crate::work::release::{self, Releaser, Waits};
@@ -354,7 +354,7 @@ fn release(
         }
         // Held: one descriptor on the superblock serves the container's namespace and every copy.
         let by_held = match (&held.held, &held.releaser) {
-            (Some(held), Some(r)) => held.mounts.iter().find(|(dev, _, _)| *dev == u.dev).map(|(_, _, fd)| (r, fd)),
+            (Some(held), Some(r)) => HeldMount::on(&held.mounts, u.dev).map(|h| (r, &h.fd)),
             _ => None,
         };
         if let Some((releaser, fd)) = by_held {

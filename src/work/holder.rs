@@ -213,11 +213,25 @@ pub fn hold_child(pin: &[u8]) -> Result<u8> {
     Ok(0)
 }
 
-/// What a post-resume run took over from the holder: a descriptor on each restored
-/// superblock (found by `fstat` of it), with its mount point; the first token a wait on them
-/// can have, where their waits are released by token.
+/// A restored autofs superblock held open: its device (by `fstat` of the descriptor), its
+/// mount point, the descriptor.
+pub struct HeldMount {
+    pub dev: Dev,
+    pub path: Vec<u8>,
+    pub fd: OwnedFd,
+}
+
+impl HeldMount {
+    /// The one of `mounts` on superblock `dev`.
+    pub fn on(mounts: &[HeldMount], dev: Dev) -> Option<&HeldMount> {
+        mounts.iter().find(|m| m.dev == dev)
+    }
+}
+
+/// What a post-resume run took over from the holder: each restored superblock it held; the
+/// first token a wait on them can have, where their waits are released by token.
 pub struct Held {
-    pub mounts: Vec<(Dev, Vec<u8>, OwnedFd)>,
+    pub mounts: Vec<HeldMount>,
     pub first_token: Option<u32>,
 }
 
@@ -225,7 +239,7 @@ impl Held {
     /// The unique ids of the held mounts; none if one is not known (a kernel before 6.8).
     pub fn mount_ids(&self) -> Vec<u64> {
         let ids: std::result::Result<Vec<u64>, _> =
-            self.mounts.iter().map(|(_, _, fd)| crate::sys::statmount::mount_id(fd.as_fd())).collect();
+            self.mounts.iter().map(|m| crate::sys::statmount::mount_id(m.fd.as_fd())).collect();
         ids.unwrap_or_default()
     }
 }
@@ -252,8 +266,7 @@ pub fn take(init: &Init) -> Result<Option<Held>> {
         let taken = pidfd_getfd(&holder, fd, PidfdGetfdFlags::empty())
             .context(format!("taking over the holder's descriptor {fd}"))?;
         let st = rustix::fs::fstat(&taken).context("stat of a held mount")?;
-        let dev = Dev::of_stat(st.st_dev);
-        mounts.push((dev, path, taken));
+        mounts.push(HeldMount { dev: Dev::of_stat(st.st_dev), path, fd: taken });
     }
     let _ = pidfd_send_signal(&holder, Signal::KILL);
     Ok(Some(Held { mounts, first_token }))
