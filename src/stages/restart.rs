@@ -109,7 +109,7 @@ fn run_logged(s: &Settings, log: &Log) -> Result<u8> {
 /// failure each, exit 1); else nothing to do, said where asked (a dry run, `-v`).
 fn no_autofs(host: &Host, s: &Settings, log: &Log) -> u8 {
     for u in &s.units {
-        log.say(format_args!("{}", report::missing_unit(u)));
+        log.say(report::missing_unit(u));
     }
     if s.units.is_empty() {
         let init = host.init().host_pid();
@@ -224,14 +224,14 @@ fn blocked(inside: &Inside, waiting: &[Blocked], released: &[Vec<u8>], policy: O
         }
         if still && policy == OnBlocked::Kill {
             match kill_blocked(inside, b.pid) {
-                Ok(true) => log.say(format_args!("{}", b.killed())),
+                Ok(true) => log.say(b.killed()),
                 Ok(false) => {}
                 Err(e) => log.say(format_args!("{}; {e}", b.warning())),
             }
         } else if still {
-            log.say(format_args!("{}", b.warning()));
+            log.say(b.warning());
         } else if expected {
-            log.say(format_args!("{}", b.released()));
+            log.say(b.released());
         }
     }
 }
@@ -284,7 +284,7 @@ fn fix(inside: &Inside, plan: Plan, found: &Found<'_>, held: &Holding, s: &Setti
         Vec::new()
     };
     for o in &outcomes {
-        log.say(format_args!("{}", o.line()));
+        log.say(o.line());
         failed |= o.result.is_err();
     }
     let mut blocked_on: Vec<&[u8]> = found.waiting.iter().filter_map(|b| b.on.as_deref()).collect();
@@ -295,7 +295,7 @@ fn fix(inside: &Inside, plan: Plan, found: &Found<'_>, held: &Holding, s: &Setti
             if daemons.iter().any(|d| d.cannot_release(on)) {
                 match kill_blocked(inside, b.pid) {
                     Ok(true) => {
-                        log.say(format_args!("{}", b.killed()));
+                        log.say(b.killed());
                         blocked_on.retain(|p| *p != on);
                     }
                     Ok(false) => blocked_on.retain(|p| *p != on),
