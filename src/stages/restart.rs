@@ -223,15 +223,28 @@ fn blocked(inside: &Inside, waiting: &[Blocked], released: &[Vec<u8>], policy: O
             still = inside.init().still_blocked(b.pid);
         }
         if still && policy == OnBlocked::Kill {
-            match kill_blocked(inside, b.pid) {
-                Ok(true) => log.say(b.killed()),
-                Ok(false) => {}
-                Err(e) => log.say(format_args!("{}; {e}", b.warning())),
-            }
+            kill_and_say(inside, b, log);
         } else if still {
             log.say(b.warning());
         } else if expected {
             log.say(b.released());
+        }
+    }
+}
+
+/// Kills the blocked process `b` (`kill_blocked`) and says so, or why it could not. Whether it
+/// no longer waits (killed, or its wait ended by itself).
+fn kill_and_say(inside: &Inside, b: &Blocked, log: &Log) -> bool {
+    match kill_blocked(inside, b.pid) {
+        Ok(killed) => {
+            if killed {
+                log.say(b.killed());
+            }
+            true
+        }
+        Err(e) => {
+            log.say(format_args!("{}; {e}", b.warning()));
+            false
         }
     }
 }
@@ -292,15 +305,8 @@ fn fix(inside: &Inside, plan: Plan, found: &Found<'_>, held: &Holding, s: &Setti
         // What would hang a daemon's start and nothing can release goes first.
         for b in found.waiting {
             let Some(on) = b.on.as_deref() else { continue };
-            if daemons.iter().any(|d| d.cannot_release(on)) {
-                match kill_blocked(inside, b.pid) {
-                    Ok(true) => {
-                        log.say(b.killed());
-                        blocked_on.retain(|p| *p != on);
-                    }
-                    Ok(false) => blocked_on.retain(|p| *p != on),
-                    Err(e) => log.say(format_args!("{}; {e}", b.warning())),
-                }
+            if daemons.iter().any(|d| d.cannot_release(on)) && kill_and_say(inside, b, log) {
+                blocked_on.retain(|p| *p != on);
             }
         }
     }
