@@ -9,10 +9,20 @@ use rustix::process::{Pid, PidfdFlags, Signal, pidfd_open, pidfd_send_signal};
 
 use crate::error::{Context, Error, Result};
 
+/// Host pid `pid` as the system calls take it; None for 0 and numbers past `i32`.
+pub fn pid(pid: u32) -> Option<Pid> {
+    i32::try_from(pid).ok().and_then(Pid::from_raw)
+}
+
+/// A pidfd on host pid `pid`; None where there is no such process (or no such pid).
+pub fn open(pid: u32) -> Option<OwnedFd> {
+    pidfd_open(self::pid(pid)?, PidfdFlags::empty()).ok()
+}
+
 /// Sends SIGKILL to host pid `pid` through a pidfd, and returns the pidfd to watch it die.
 pub fn kill(pid: u32) -> Result<OwnedFd> {
     let doing = format!("killing pid {pid}");
-    let raw = i32::try_from(pid).ok().and_then(Pid::from_raw).ok_or_else(|| Error::check(doing.clone()))?;
+    let raw = self::pid(pid).ok_or_else(|| Error::check(doing.clone()))?;
     let pidfd = pidfd_open(raw, PidfdFlags::empty()).context(doing.clone())?;
     pidfd_send_signal(&pidfd, Signal::KILL).context(doing)?;
     Ok(pidfd)

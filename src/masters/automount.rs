@@ -472,8 +472,7 @@ impl<'c> Daemon<'c> {
 /// Takes over the daemon's own descriptors on the mounts it serves (with their mount points),
 /// through a pidfd: a reused pid is never read from.
 fn take_fds(inside: &Inside, plan: &DaemonPlan) -> Vec<HeldMount> {
-    let Some(pid) = i32::try_from(plan.pid).ok().and_then(rustix::process::Pid::from_raw) else { return Vec::new() };
-    let Ok(daemon) = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()) else { return Vec::new() };
+    let Some(daemon) = pidfd::open(plan.pid) else { return Vec::new() };
     let mut taken = Vec::new();
     for (n, dev) in inside.init().fds(plan.pid) {
         let Some(m) = plan.mounts.iter().find(|m| m.dev == dev) else { continue };
@@ -489,8 +488,7 @@ fn take_fds(inside: &Inside, plan: &DaemonPlan) -> Vec<HeldMount> {
 
 /// The stdout and stderr of process `pid`, through a pidfd; None if either cannot be taken.
 fn output_of(pid: u32) -> Option<[OwnedFd; 2]> {
-    let pid = i32::try_from(pid).ok().and_then(rustix::process::Pid::from_raw)?;
-    let daemon = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).ok()?;
+    let daemon = pidfd::open(pid)?;
     let take = |n| rustix::process::pidfd_getfd(&daemon, n, rustix::process::PidfdGetfdFlags::empty()).ok();
     Some([take(1)?, take(2)?])
 }

@@ -14,7 +14,7 @@ use std::io::Write;
 
 use rustix::process::Pid;
 
-use crate::container::{Host, Init};
+use crate::container::{Host, Init, pidfd};
 use crate::error::{Context, Error, NEEDS_A_LOOK, Result};
 use crate::model::autofs::{self, Table};
 use crate::model::plan::{self, ServedBy};
@@ -58,11 +58,7 @@ pub fn run(api: Api, json: bool) -> Result<u8> {
     let mut listed = 0;
     let mut needs_a_look = false;
     for pid in inits()? {
-        let seen = i32::try_from(pid)
-            .ok()
-            .and_then(Pid::from_raw)
-            .ok_or_else(|| Error::check("a bad pid"))
-            .and_then(|p| look("pid", p, api, false));
+        let seen = pidfd::pid(pid).ok_or_else(|| Error::check("a bad pid")).and_then(|p| look("pid", p, api, false));
         needs_a_look |= seen.as_ref().map_or(true, |c| c.as_ref().is_some_and(Container::needs_a_look));
         let line = match seen {
             Ok(None) => continue,

@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use rustix::process::{Pid, PidfdFlags, Signal, pidfd_open, pidfd_send_signal};
+use rustix::process::{Pid, Signal, pidfd_send_signal};
 
 use std::os::fd::AsFd;
 
@@ -252,8 +252,7 @@ fn kill_and_say(inside: &Inside, b: &Blocked, log: &Log) -> bool {
 /// SIGKILLs host pid `pid` if it is still blocked in autofs: checked once it is held by a
 /// pidfd, so a pid reused meanwhile is never hit. Whether it was.
 fn kill_blocked(inside: &Inside, pid: u32) -> Result<bool> {
-    let held = i32::try_from(pid).ok().and_then(Pid::from_raw).map(|p| pidfd_open(p, PidfdFlags::empty()));
-    let Some(Ok(pidfd)) = held else { return Ok(false) };
+    let Some(pidfd) = pidfd::open(pid) else { return Ok(false) };
     if !inside.init().still_blocked(pid) {
         return Ok(false);
     }
