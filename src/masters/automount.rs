@@ -23,10 +23,10 @@ use crate::model::plan::{DaemonPlan, Served, Supervisor};
 use crate::model::procfs;
 use crate::model::report;
 use crate::show::{self, Shown};
-use crate::work::holder::{Held, HeldMount};
+use crate::work::holder::HeldMount;
 use crate::work::mounts;
 use crate::work::probe;
-use crate::work::release::{self, Releaser, Waits};
+use crate::work::release::{self, Release, Waits};
 use crate::work::survey::Blocked;
 
 /// What became of a daemon.
@@ -43,10 +43,10 @@ pub enum Outcome {
 pub struct Daemon<'c> {
     pub plan: DaemonPlan,
     respawn: Option<Result<Respawn>>,
-    /// Its own descriptors on its mounts, taken over while it ran, and what releases them
-    /// (see `release`).
+    /// Its descriptors on its mounts (the holder's, else its own, taken over while it ran),
+    /// and what releases through them (see `release`).
     held: Vec<HeldMount>,
-    releaser: Option<&'c Releaser>,
+    releaser: &'c Release,
     /// Whether it was killed: from then on a failure leaves its mounts without a daemon.
     killed: bool,
     /// The processes blocked on its mounts before the fix: host pid, mount point.
@@ -64,19 +64,12 @@ impl<'c> Daemon<'c> {
     /// are the container's; before any restart, while it still runs. Gets a descriptor on
     /// each of its mounts: one the pre-resume run's holder held, else its own (it keeps one on
     /// each direct and offset mount, which a restore opens on the restored mount).
-    pub fn prepare(
-        inside: &Inside,
-        plan: DaemonPlan,
-        releaser: Option<&'c Releaser>,
-        holder: Option<&Held>,
-        waiting: &[Blocked],
-    ) -> Daemon<'c> {
+    pub fn prepare(inside: &Inside, plan: DaemonPlan, releaser: &'c Release, waiting: &[Blocked]) -> Daemon<'c> {
         let respawn = (plan.supervisor == Supervisor::Init).then(|| Respawn::read(inside, plan.pid));
         let mut held = Vec::new();
-        if releaser.is_some() {
+        if releaser.can() {
             for m in &plan.mounts {
-                let from_holder = holder.and_then(|h| HeldMount::on(&h.mounts, m.dev));
-                if let Some(fd) = from_holder.and_then(|h| h.fd.try_clone().ok()) {
+                if let Some(fd) = releaser.held_on(m.dev).and_then(|h| h.fd.try_clone().ok()) {
                     held.push(HeldMount { dev: m.dev, path: m.path.clone(), fd });
                 }
             }
@@ -150,11 +143,12 @@ impl<'c> Daemon<'c> {
     /// hang. The new daemon makes each mount catatonic anyway, as the first step of
     /// re-attaching, which wakes nobody before Linux 6.6.
     fn release(&mut self, inside: &Inside) {
-        let Some(releaser) = self.releaser else { return };
-        let Daemon { held, waiting, released, .. } = self;
+        let Daemon { held, waiting, released, releaser, .. } = self;
         for HeldMount { path, fd, .. } in held.iter() {
             let still = || waiting.iter().any(|(pid, on)| on == path && inside.init().still_blocked(*pid));
-            released.push((path.clone(), releaser.release(fd.as_fd(), still)));
+            if let Some(done) = releaser.through(fd.as_fd(), still) {
+                released.push((path.clone(), done));
+            }
         }
     }
 

@@ -26,10 +26,10 @@ use crate::model::report;
 use crate::settings::{Api, OnBlocked, Settings};
 use crate::show::Shown;
 use crate::work::autofsdev::Control;
-use crate::work::holder::{self, Held, HeldMount};
+use crate::work::holder::{self, Held};
 use crate::work::mounts;
 use crate::work::once;
-use crate::work::release::{self, Releaser, Waits};
+use crate::work::release::{self, Release, Releaser, Waits};
 use crate::work::staging;
 use crate::work::survey::{self, Blocked, Places, ProcFacts};
 use crate::work::tokens;
@@ -101,7 +101,8 @@ fn run_logged(s: &Settings, log: &Log) -> Result<u8> {
         }
     };
     let below = if snapshot.read.is_below() { below } else { Vec::new() };
-    let held = Holding { held, releaser, below };
+    let release = Release::new(releaser, held.map_or_else(Vec::new, |h| h.mounts));
+    let held = Holding { release, below };
     plan_and_fix(reached, snapshot.text, &held, s, log)
 }
 
@@ -128,12 +129,10 @@ fn say_nothing_to_do(line: &str, s: &Settings, log: &Log) {
     }
 }
 
-/// What releases old superblocks without a path walk: the descriptors the pre-resume run's
-/// holder held, and what releases through them.
+/// What releases old superblocks without a path walk, and the held mounts' unique ids where
+/// the plan's table was read below them.
 struct Holding {
-    held: Option<Held>,
-    releaser: Option<Releaser>,
-    /// The held mounts' unique ids, where the plan's table was read below them.
+    release: Release,
     below: Vec<u64>,
 }
 
@@ -193,20 +192,22 @@ fn plan_and_fix(reached: Reached, text: Vec<u8>, held: &Holding, s: &Settings, l
     // What the blocked processes wait for, read while they still wait.
     let waiting: Vec<Blocked> =
         survey.blocked.iter().map(|&pid| Blocked::of(&inside, pid, points.iter().map(Vec::as_slice))).collect();
-    let found = Found { namespaces: &namespaces, places: &places, private, waiting: &waiting };
-    let fixed = fix(&inside, plan, &found, held, s, log);
+    let found = Found { namespaces: &namespaces, places: &places, private, waiting: &waiting, held };
+    let fixed = fix(&inside, plan, &found, s, log);
     blocked(&inside, &waiting, &fixed.released, s.blocked, log);
     Ok(missing.max(u8::from(fixed.failed)))
 }
 
 /// What the survey found that the fix must know: nested namespaces with their copies, how many
-/// of those are private, and the processes blocked before the fix.
+/// of those are private, and the processes blocked before the fix; and what releases.
 struct Found<'a> {
     namespaces: &'a [Namespace],
     /// Those of them with private copies, held open.
     places: &'a Places,
     private: usize,
     waiting: &'a [Blocked],
+    /// What releases old superblocks without a path walk.
+    held: &'a Holding,
 }
 
 /// Says, of each process that was blocked before the fix, whether it was released (its old
@@ -272,14 +273,11 @@ struct Fixed {
 
 /// Phase 3 (inside): restarts the units, releases their old superblocks where held or copied,
 /// restarts the daemons, and says each outcome.
-fn fix(inside: &Inside, plan: Plan, found: &Found<'_>, held: &Holding, s: &Settings, log: &Log) -> Fixed {
+fn fix(inside: &Inside, plan: Plan, found: &Found<'_>, s: &Settings, log: &Log) -> Fixed {
     let mut failed = false;
     // Read while the daemons still run, before anything restarts.
-    let mut daemons: Vec<Daemon> = plan
-        .daemons
-        .into_iter()
-        .map(|d| Daemon::prepare(inside, d, held.releaser.as_ref(), held.held.as_ref(), found.waiting))
-        .collect();
+    let mut daemons: Vec<Daemon> =
+        plan.daemons.into_iter().map(|d| Daemon::prepare(inside, d, &found.held.release, found.waiting)).collect();
     let outcomes = if plan.units.is_empty() {
         Vec::new()
     } else {
@@ -290,8 +288,8 @@ fn fix(inside: &Inside, plan: Plan, found: &Found<'_>, held: &Holding, s: &Setti
         }
         outcomes
     };
-    let mut released = if found.private > 0 || held.held.is_some() {
-        release(inside, found, &outcomes, held, s.timeout, log)
+    let mut released = if found.private > 0 || found.held.release.holds_any() {
+        release(inside, found, &outcomes, s.timeout, log)
     } else {
         Vec::new()
     };
@@ -326,18 +324,11 @@ fn fix(inside: &Inside, plan: Plan, found: &Found<'_>, held: &Holding, s: &Setti
 /// each private copy in a nested namespace by its path (`release::by_path`). A copy
 /// that stays as it was is worth a warning, not a failure: the unit is fixed. Returns the
 /// mount points released through a held descriptor.
-fn release(
-    inside: &Inside,
-    found: &Found<'_>,
-    outcomes: &[Outcome],
-    held: &Holding,
-    timeout: Duration,
-    log: &Log,
-) -> Vec<Vec<u8>> {
+fn release(inside: &Inside, found: &Found<'_>, outcomes: &[Outcome], timeout: Duration, log: &Log) -> Vec<Vec<u8>> {
     // Only superblocks the container's own namespace no longer has: catatonic is for good,
     // and for every namespace that has the superblock. Where the plan read below the held
     // mounts, pre-resume found every autofs mount then: of those, the ones still mounted.
-    let init = inside.init();
+    let (init, held) = (inside.init(), found.held);
     let text = if held.below.is_empty() { inside.mount_table().map(|t| t.text) } else { inside.mounts_of(&held.below) };
     let live: Vec<Dev> = match text
         .and_then(|t| Ok(Table::from_mountinfo(&t, init.host_pid())?.autofs().iter().map(|a| a.mount.dev).collect()))
@@ -358,13 +349,9 @@ fn release(
             continue;
         }
         // Held: one descriptor on the superblock serves the container's namespace and every copy.
-        let by_held = match (&held.held, &held.releaser) {
-            (Some(held), Some(r)) => HeldMount::on(&held.mounts, u.dev).map(|h| (r, &h.fd)),
-            _ => None,
-        };
-        if let Some((releaser, fd)) = by_held {
-            let waiting = || found.waiting.iter().any(|b| b.on.as_ref() == Some(&u.path) && init.still_blocked(b.pid));
-            match releaser.release(fd.as_fd(), waiting) {
+        let waiting = || found.waiting.iter().any(|b| b.on.as_ref() == Some(&u.path) && init.still_blocked(b.pid));
+        if let Some(done) = held.release.held(u.dev, waiting) {
+            match done {
                 Ok(waits) => {
                     let line = format!("{}: made its old autofs mount {} catatonic{}", u.name, u.dev, waits.note());
                     match waits {

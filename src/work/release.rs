@@ -1,5 +1,7 @@
 //! Releasing an old autofs superblock, for every kind of master, from here only: every
 //! process waiting on it wakes (its call fails with ENOENT), and no request is sent any more.
+//! A post-resume run's `Release` owns what releases without a path: systemd's units and the
+//! automount daemon ask it.
 //! - Through a descriptor held on it (`Releaser`): in every namespace that has a copy of it,
 //!   with no path walk, which would wait. Catatonic mode does it on Linux 6.6 and later;
 //!   before, its waits are first answered one by one, by token (`tokens`).
@@ -17,7 +19,50 @@ use crate::error::{Context, Error, Result};
 use crate::model::mountinfo::Dev;
 use crate::show::Shown;
 use crate::work::autofsdev::{self, Control};
+use crate::work::holder::HeldMount;
 use crate::work::tokens;
+
+/// What releases old superblocks in a post-resume run without a path walk: the descriptors
+/// the pre-resume run's holder held, and the control device that releases through them (and
+/// through a daemon's own). Where it has neither, superblocks are released by path
+/// (`by_path`) or not at all.
+pub struct Release {
+    releaser: Option<Releaser>,
+    held: Vec<HeldMount>,
+}
+
+impl Release {
+    pub fn new(releaser: Option<Releaser>, held: Vec<HeldMount>) -> Release {
+        Release { releaser, held }
+    }
+
+    /// Whether it can release through descriptors at all: the control device is open.
+    pub fn can(&self) -> bool {
+        self.releaser.is_some()
+    }
+
+    /// Whether the pre-resume run's holder held anything.
+    pub fn holds_any(&self) -> bool {
+        !self.held.is_empty()
+    }
+
+    /// The descriptor the holder held on superblock `dev`, if it can be released through it.
+    pub fn held_on(&self, dev: Dev) -> Option<&HeldMount> {
+        self.releaser.as_ref().and(HeldMount::on(&self.held, dev))
+    }
+
+    /// Releases the superblock of a held descriptor `fd` (`Releaser::release`); None where
+    /// there is no control device.
+    pub fn through(&self, fd: BorrowedFd<'_>, waiting: impl Fn() -> bool) -> Option<Result<Waits>> {
+        Some(self.releaser.as_ref()?.release(fd, waiting))
+    }
+
+    /// Releases superblock `dev` through the descriptor the holder held on it; None where it
+    /// held none (or there is no control device).
+    pub fn held(&self, dev: Dev, waiting: impl Fn() -> bool) -> Option<Result<Waits>> {
+        self.through(self.held_on(dev)?.fd.as_fd(), waiting)
+    }
+}
 
 /// What releases: the control device, and how this kernel wakes the waits.
 pub struct Releaser {
@@ -141,8 +186,7 @@ pub fn catatonic_child(path: &[u8], dev: &[u8]) -> Result<u8> {
     let fd = rustix::fs::openat(CWD, path, OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())
         .context(format!("opening {shown}"))?;
     let st = rustix::fs::fstat(&fd).context(format!("stat {shown}"))?;
-    let found = format!("{}:{}", rustix::fs::major(st.st_dev), rustix::fs::minor(st.st_dev));
-    if found.as_bytes() != dev || st.st_mode & 0o170000 != 0o040000 {
+    if Dev::parse(dev) != Some(Dev::of_stat(st.st_dev)) || st.st_mode & 0o170000 != 0o040000 {
         return Err(Error::check(format!("{shown} is no longer the autofs mount {}", Shown(dev))));
     }
     // "." opens the directory the fd already is: no lookup, so again no automount.
