@@ -9,14 +9,28 @@ use crate::show::Shown;
 pub fn notes(plan: &Plan) -> Vec<String> {
     let alone = plan.alone.iter().map(|(path, master)| match master {
         Master::None => format!("{}: left alone: it has no master", Shown(path)),
-        Master::Other { pid, comm } => format!(
-            "{}: left alone: its master is pid {pid} ({}), not the container's systemd",
-            Shown(path),
-            Shown(comm.as_deref().unwrap_or(b"gone"))
-        ),
+        Master::Other { pid, comm } => {
+            format!(
+                "{}: left alone: its master is {}, not the container's systemd",
+                Shown(path),
+                process(*pid, comm.as_deref())
+            )
+        }
         Master::Unit(_) | Master::Daemon { .. } => format!("{}: left alone", Shown(path)),
     });
     alone.chain(plan.missing.iter().map(|u| missing_unit(u))).collect()
+}
+
+/// "pid N (COMM)", or "pid N (gone)" where its name could not be read: a process as every
+/// line names it.
+pub fn process(pid: u32, comm: Option<&[u8]>) -> String {
+    format!("pid {pid} ({})", Shown(comm.unwrap_or(b"gone")))
+}
+
+/// "N private copy (copies) in nested mount namespaces", as the refusals at the dump and the
+/// fix count them.
+pub fn private_copies(n: usize) -> String {
+    format!("{n} private {} in nested mount namespaces", if n == 1 { "copy" } else { "copies" })
 }
 
 /// Why a daemon that is the container's init is never restarted, for every line that says so.
@@ -59,12 +73,8 @@ pub fn nested(n: &Nested) -> Vec<String> {
         lines.push(format!("{unit}: left alone (nested policy: {})", n.policy.as_str()));
     }
     if n.refuses() {
-        let private = n.copies.len();
-        let copies = if private == 1 { "copy" } else { "copies" };
-        lines.push(format!(
-            "failed: nothing restarted: {private} private {copies} in nested mount namespaces (nested policy: {})",
-            n.policy.as_str()
-        ));
+        let copies = private_copies(n.copies.len());
+        lines.push(format!("failed: nothing restarted: {copies} (nested policy: {})", n.policy.as_str()));
     }
     lines
 }

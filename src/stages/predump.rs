@@ -39,10 +39,10 @@ fn check(s: &Settings, log: &Log) -> Result<u8> {
     for (path, master) in &plan.alone {
         if let Master::Other { pid, comm } = master {
             log.say(format_args!(
-                "warning: {}: its master is pid {pid} ({}), neither the container's systemd nor the automount daemon: \
-                 after a restore it hangs, and autofs-restart cannot restart it",
+                "warning: {}: its master is {}, neither the container's systemd nor the automount daemon: after a \
+                 restore it hangs, and autofs-restart cannot restart it",
                 Shown(path),
-                Shown(comm.as_deref().unwrap_or(b"gone"))
+                report::process(*pid, comm.as_deref())
             ));
         }
     }
@@ -74,11 +74,8 @@ fn check(s: &Settings, log: &Log) -> Result<u8> {
         }
     }
     if private > 0 && s.nested == Policy::Fail {
-        let copies = if private == 1 { "copy" } else { "copies" };
-        log.say(format_args!(
-            "failed: the dump is refused: {private} private {copies} in nested mount namespaces (nested policy: fail); \
-             nothing was changed"
-        ));
+        let copies = report::private_copies(private);
+        log.say(format_args!("failed: the dump is refused: {copies} (nested policy: fail); nothing was changed"));
         return Ok(1);
     }
     Ok(0)

@@ -12,6 +12,7 @@ use crate::model::autofs::Table;
 use crate::model::kernel;
 use crate::model::nested::{Namespace, Reach};
 use crate::model::plan::{self, Master};
+use crate::model::report;
 use crate::settings::Api;
 use crate::show::{Shown, column, who_short};
 use crate::work::survey::{self, Blocked, ProcFacts};
@@ -103,10 +104,8 @@ fn release_note(holder: Option<&crate::work::holder::Live>, by_token: bool) -> &
 pub(super) fn master_words(init: &Init, master: &Master) -> String {
     match master {
         Master::Unit(name) => format!("systemd {name}"),
-        Master::Daemon { pid, .. } => {
-            format!("pid {pid} ({})", Shown(&init.comm(*pid).unwrap_or_else(|| b"gone".to_vec())))
-        }
-        Master::Other { pid, comm } => format!("pid {pid} ({})", Shown(comm.as_deref().unwrap_or(b"gone"))),
+        Master::Daemon { pid, .. } => report::process(*pid, init.comm(*pid).as_deref()),
+        Master::Other { pid, comm } => report::process(*pid, comm.as_deref()),
         Master::None => "none".into(),
     }
 }
