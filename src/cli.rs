@@ -195,14 +195,48 @@ Usage:
   autofs-restart recover --pid PID [--timeout SECS]
 ";
 
-/// The help for `command`, if one was named before `--help`.
-fn help_of(command: Option<&OsString>) -> &'static str {
-    match command.and_then(|c| c.to_str()) {
-        Some("restart") => RESTART_HELP,
-        Some("status") => STATUS_HELP,
-        Some("recover") => RECOVER_HELP,
-        Some("check") => CHECK_HELP,
-        _ => HELP,
+/// The commands for people that take the run's options (`check` parses its own).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Sub {
+    Restart,
+    Status,
+    Recover,
+}
+
+impl Sub {
+    fn of(word: &std::ffi::OsStr) -> Option<Sub> {
+        match word.to_str()? {
+            "restart" => Some(Sub::Restart),
+            "status" => Some(Sub::Status),
+            "recover" => Some(Sub::Recover),
+            _ => None,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Sub::Restart => "restart",
+            Sub::Status => "status",
+            Sub::Recover => "recover",
+        }
+    }
+
+    fn help(self) -> &'static str {
+        match self {
+            Sub::Restart => RESTART_HELP,
+            Sub::Status => STATUS_HELP,
+            Sub::Recover => RECOVER_HELP,
+        }
+    }
+}
+
+/// The help for the command named by `word` (before or after `--help`): its own, else the
+/// whole.
+fn help_of(word: Option<&std::ffi::OsStr>) -> &'static str {
+    match word {
+        Some(w) if w == "check" => CHECK_HELP,
+        Some(w) => Sub::of(w).map_or(HELP, Sub::help),
+        None => HELP,
     }
 }
 
@@ -236,11 +270,12 @@ pub fn parse(args: Vec<OsString>, from: &Sources<'_>) -> Result<Command> {
             // `--help restart` as `restart --help`.
             Short('h') | Long("help") => {
                 let after = parser.raw_args()?.next();
-                return Ok(Command::Help(help_of(given.command.as_ref().or(after.as_ref()))));
+                let named = given.command.map(|c| std::ffi::OsStr::new(c.name()));
+                return Ok(Command::Help(help_of(named.or(after.as_deref()))));
             }
             // `help`, `help restart`: what git and systemctl take.
             Value(v) if given.command.is_none() && v == "help" => {
-                return Ok(Command::Help(help_of(parser.raw_args()?.next().as_ref())));
+                return Ok(Command::Help(help_of(parser.raw_args()?.next().as_deref())));
             }
             Short('V') | Long("version") => return Ok(Command::Version),
             Long("pid") => given.pid = Some(criu::parse_pid("--pid", Some(&parser.value()?))?),
@@ -258,9 +293,7 @@ pub fn parse(args: Vec<OsString>, from: &Sources<'_>) -> Result<Command> {
                 settings.verbose = true;
                 given.verbose = true;
             }
-            Value(v) if given.command.is_none() && (v == "restart" || v == "status" || v == "recover") => {
-                given.command = Some(v);
-            }
+            Value(v) if given.command.is_none() && Sub::of(&v).is_some() => given.command = Sub::of(&v),
             _ => return Err(arg.unexpected().into()),
         }
     }
@@ -270,7 +303,7 @@ pub fn parse(args: Vec<OsString>, from: &Sources<'_>) -> Result<Command> {
 /// What the command line gave besides the settings' own fields.
 #[derive(Default)]
 struct Given {
-    command: Option<OsString>,
+    command: Option<Sub>,
     pid: Option<Pid>,
     units: Vec<String>,
     nested: Option<Policy>,
@@ -291,7 +324,7 @@ fn command_of(given: Given, mut settings: Settings) -> Result<Command> {
         || given.nested.is_some()
         || given.blocked.is_some()
         || given.verbose;
-    if command == "status" {
+    if command == Sub::Status {
         if restart_only || given.timeout {
             return Err(Error::Usage("status takes only --pid or --json".into()));
         }
@@ -303,8 +336,8 @@ fn command_of(given: Given, mut settings: Settings) -> Result<Command> {
     if given.json {
         return Err(Error::Usage("--json is for status only".into()));
     }
-    let pid = given.pid.ok_or_else(|| Error::Usage(format!("{} needs --pid PID", command.to_string_lossy())))?;
-    if command == "recover" {
+    let pid = given.pid.ok_or_else(|| Error::Usage(format!("{} needs --pid PID", command.name())))?;
+    if command == Sub::Recover {
         if restart_only {
             return Err(Error::Usage("recover takes only --pid and --timeout".into()));
         }
