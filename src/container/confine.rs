@@ -60,11 +60,12 @@ impl Confine {
     /// cgroupfs). Before entering: afterwards neither is in reach.
     pub fn read(init: &Init) -> Result<Confine> {
         let pid = init.host_pid();
-        let read =
-            |name: &str| init.proc_file(pid, name).ok_or_else(|| Error::check(format!("reading /proc/{pid}/{name}")));
+        let read = |name: &str| {
+            init.procs().proc_file(pid, name).ok_or_else(|| Error::check(format!("reading /proc/{pid}/{name}")))
+        };
         let differs = |kind: &str| -> Result<bool> {
             let ours = ns::id(rustix::fs::CWD, &format!("/proc/self/ns/{kind}"));
-            match (ours, init.ns(pid, kind)) {
+            match (ours, init.procs().ns(pid, kind)) {
                 (Ok(a), Ok(b)) => Ok(a != b),
                 // A kernel without time namespaces has no such file, for either.
                 (Err(_), Err(_)) => Ok(false),

@@ -53,10 +53,11 @@ impl Host {
         let root = init.open_own("root", dir_flags())?;
         // sd_booted(3), in the init's root: walked without following a symlink.
         let booted = crate::container::paths::open_dir(root.as_fd(), b"/run/systemd/system").is_ok();
-        init.systemd = procfs::is_systemd(&init.comm(init.host_pid()).unwrap_or_default(), booted);
+        init.systemd = procfs::is_systemd(&init.procs().comm(init.host_pid()).unwrap_or_default(), booted);
         let mnt = init.open_own("ns/mnt", OFlags::RDONLY | OFlags::CLOEXEC)?;
-        let host_mnt = openat(&init.proc, "thread-self/ns/mnt", OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
-            .context("opening /proc/thread-self/ns/mnt")?;
+        let host_mnt =
+            openat(init.procs().dir(), "thread-self/ns/mnt", OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
+                .context("opening /proc/thread-self/ns/mnt")?;
         Ok(Host { init, root, mnt, host_mnt })
     }
 

@@ -71,7 +71,7 @@ impl Inside {
 
     /// A link of host pid `pid` in the host's /proc (`cwd`, `fd/N`), as the container's path.
     pub fn link_of(&self, pid: u32, name: &str) -> Option<Vec<u8>> {
-        self.init.link_of(pid, name)
+        self.init.procs().link_of(pid, name)
     }
 
     /// The path a blocked process is looking up, as it passed it to the system call it is in
@@ -79,9 +79,10 @@ impl Inside {
     /// or the directory fd it passed. None when the call is not one we know or the memory
     /// cannot be read.
     pub fn blocked_path(&self, pid: u32) -> Option<Vec<u8>> {
-        let call = crate::model::blocked::path_arg(&self.init.proc_file(pid, "syscall")?)?;
+        let call = crate::model::blocked::path_arg(&self.init.procs().proc_file(pid, "syscall")?)?;
         let mem =
-            openat(&self.init.proc, format!("{pid}/mem"), OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).ok()?;
+            openat(self.init.procs().dir(), format!("{pid}/mem"), OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
+                .ok()?;
         let mut buf = vec![0u8; 4096];
         let n = rustix::io::pread(&mem, &mut buf, call.addr).ok()?;
         let path = buf[..n].split(|&b| b == 0).next()?.to_vec();
@@ -154,6 +155,6 @@ impl Inside {
     /// Opens `name` in the host's /proc/thread-self: of the namespaces we are in now, also
     /// where no /proc is mounted.
     pub fn own_proc_file(&self, name: &str) -> rustix::io::Result<OwnedFd> {
-        openat(&self.init.proc, format!("thread-self/{name}"), OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
+        openat(self.init.procs().dir(), format!("thread-self/{name}"), OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
     }
 }

@@ -4,8 +4,9 @@
 //! - `Inside` (inside.rs): after `Host::enter`. Our mount namespace and root are the
 //!   container's: mount work, programs of the container, namespace hopping.
 //!
-//! Both read the host's /proc through `Init` (this file), by file descriptors opened at the
-//! start, so those reads work in either phase. `spawn` is the one way a program is started
+//! Both hold the init through `Init` (this file: its pidfd, its /proc directory, what it is)
+//! and read other processes through its `Procs` (procs.rs: the host's /proc), by file
+//! descriptors opened at the start, so those reads work in either phase. `spawn` is the one way a program is started
 //! in the container, with the privileges `confine` says.
 
 mod confine;
@@ -14,6 +15,7 @@ mod inside;
 pub mod ns;
 pub mod paths;
 pub mod pidfd;
+mod procs;
 mod spawn;
 mod table;
 
@@ -25,13 +27,14 @@ use std::io::Read;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::Duration;
 
-use rustix::fs::{Dir, Mode, OFlags, openat, readlinkat};
+use rustix::fs::{Mode, OFlags, openat, readlinkat};
 use rustix::io::Errno;
 use rustix::process::{Pid, PidfdFlags, getpid, pidfd_open};
 
 pub use host::{Host, privileged};
 pub use inside::Inside;
 pub use ns::{NsId, Place};
+pub use procs::Procs;
 pub use spawn::{PATH as PROGRAM_PATH, Spec, resolve_in};
 pub use table::Snapshot;
 
@@ -39,12 +42,13 @@ use crate::error::{Context, Error, Result};
 use crate::model::procfs;
 use crate::settings::Api;
 
-/// The container's init, held by a pidfd, and the host's /proc, read by file descriptors.
+/// The container's init, held by a pidfd (its identity: the pid cannot be reused under it),
+/// with its /proc directory; and the host's /proc, through which it reads other processes.
 pub struct Init {
     pub pid: Pid,
     pidfd: OwnedFd,
     /// The host's /proc: pids in it and in mountinfo's `pgrp=` are host pids.
-    proc: OwnedFd,
+    procs: Procs,
     /// The host's /proc/PID of the init.
     dir: OwnedFd,
     /// `key`, once read.
@@ -93,8 +97,8 @@ impl Init {
             Errno::SRCH => bad("no process has this pid"),
             e => Error::sys(format!("pidfd_open {pid}"), e),
         })?;
-        let proc = openat(rustix::fs::CWD, "/proc", dir_flags(), Mode::empty()).context("opening /proc")?;
-        let dir = openat(&proc, pid.to_string(), dir_flags(), Mode::empty()).map_err(|e| match e {
+        let procs = Procs::open()?;
+        let dir = openat(procs.dir(), pid.to_string(), dir_flags(), Mode::empty()).map_err(|e| match e {
             Errno::NOENT => bad("no process has this pid"),
             e => Error::sys(format!("opening /proc/{pid}"), e),
         })?;
@@ -106,7 +110,12 @@ impl Init {
         if let Err(Errno::NOENT) = readlinkat(&dir, "exe", Vec::new()) {
             return Err(bad("has no executable: a kernel thread or a zombie, not a container's init"));
         }
-        Ok(Init { pid, pidfd, proc, dir, key: OnceCell::new(), systemd: false })
+        Ok(Init { pid, pidfd, procs, dir, key: OnceCell::new(), systemd: false })
+    }
+
+    /// The host's /proc, for what other processes (host pids) show there.
+    pub fn procs(&self) -> &Procs {
+        &self.procs
     }
 
     /// The init's host pid, as mountinfo's `pgrp=` shows it.
@@ -159,76 +168,15 @@ impl Init {
         Ok(text)
     }
 
-    /// A file of host process `pid` in the host's /proc (`comm`, `cgroup`, `stat`), if it
-    /// still runs.
-    pub fn proc_file(&self, pid: u32, name: &str) -> Option<Vec<u8>> {
-        let fd = openat(&self.proc, format!("{pid}/{name}"), OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).ok()?;
-        let mut text = Vec::new();
-        File::from(fd).read_to_end(&mut text).ok()?;
-        Some(text)
-    }
-
-    /// The command name of a host pid, if it still runs.
-    pub fn comm(&self, pid: u32) -> Option<Vec<u8>> {
-        let mut comm = self.proc_file(pid, "comm")?;
-        if comm.last() == Some(&b'\n') {
-            comm.pop();
-        }
-        Some(comm)
-    }
-
-    /// The executable of a host pid, if it still runs and has one.
-    pub fn exe_of(&self, pid: u32) -> Option<Vec<u8>> {
-        self.link_of(pid, "exe")
-    }
-
-    /// A link of host pid `pid` in the host's /proc (`exe`, `cwd`), resolved against our root:
-    /// the container's paths only once inside (`Inside::link_of`).
-    fn link_of(&self, pid: u32, name: &str) -> Option<Vec<u8>> {
-        readlinkat(&self.proc, format!("{pid}/{name}"), Vec::new()).ok().map(|p| p.into_bytes())
-    }
-
-    /// The process of group `pgrp` that holds the pipe with inode `ino`: an autofs master. The
-    /// group's leader is not always it: `automount -f` stays in its supervisor's group. One
-    /// pass over the host's /proc.
-    pub fn pipe_holder(&self, pgrp: u32, ino: u64) -> Result<Option<u32>> {
-        if self.holds_pipe(pgrp, ino).unwrap_or(false) {
-            return Ok(Some(pgrp));
-        }
-        for pid in self.pids()? {
-            let in_group = self.proc_file(pid, "stat").as_deref().and_then(procfs::pgrp_of) == Some(pgrp);
-            // A process that exits meanwhile is simply not the one.
-            if in_group && self.holds_pipe(pid, ino).unwrap_or(false) {
-                return Ok(Some(pid));
-            }
-        }
-        Ok(None)
-    }
-
-    /// Every host pid, in one pass over the host's /proc.
-    fn pids(&self) -> Result<Vec<u32>> {
-        // self.proc is O_PATH, which getdents refuses.
-        let procs = openat(&self.proc, ".", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
-            .context("opening /proc")?;
-        let mut dir = Dir::read_from(&procs).context("reading /proc")?;
-        let mut pids = Vec::with_capacity(512);
-        while let Some(entry) = dir.read() {
-            if let Some(pid) = entry.context("reading /proc")?.file_name().to_str().ok().and_then(|n| n.parse().ok()) {
-                pids.push(pid);
-            }
-        }
-        Ok(pids)
-    }
-
     /// The container's processes (host pids): those whose pid namespace is the init's or lies
     /// below it. One pass over the host's /proc.
     pub fn container_pids(&self) -> Result<Vec<u32>> {
         let own_pid = self.own_ns("pid")?;
         let mut below: HashMap<NsId, bool> = HashMap::new();
-        let mut pids = self.pids()?;
+        let mut pids = self.procs().pids()?;
         // A process that exits meanwhile is simply not counted.
-        pids.retain(|&pid| match self.ns(pid, "pid") {
-            Ok(ns) => ns == own_pid || *below.entry(ns).or_insert_with(|| self.pid_ns_below(pid, own_pid)),
+        pids.retain(|&pid| match self.procs().ns(pid, "pid") {
+            Ok(ns) => ns == own_pid || *below.entry(ns).or_insert_with(|| self.procs().pid_ns_below(pid, own_pid)),
             Err(_) => false,
         });
         Ok(pids)
@@ -246,10 +194,10 @@ impl Init {
         let mut survey = Survey::default();
         let mut seen = Vec::new();
         for pid in self.container_pids()? {
-            if self.still_blocked(pid) {
+            if self.procs().still_blocked(pid) {
                 survey.blocked.push(pid);
             }
-            let Ok(mnt) = self.ns(pid, "mnt") else { continue };
+            let Ok(mnt) = self.procs().ns(pid, "mnt") else { continue };
             if mnt != own_mnt && !seen.contains(&mnt) {
                 seen.push(mnt);
                 survey.nested.push(pid);
@@ -263,91 +211,11 @@ impl Init {
         format!("reading /proc/{}/{name}", self.pid)
     }
 
-    /// The namespace of kind `kind` ("mnt", "user", ...) of host pid `pid`.
-    pub fn ns(&self, pid: u32, kind: &str) -> rustix::io::Result<NsId> {
-        ns::id(self.proc.as_fd(), &format!("{pid}/ns/{kind}"))
-    }
-
-    /// Whether the pid namespace of host pid `pid` lies below the one identified by `top`.
-    fn pid_ns_below(&self, pid: u32, top: NsId) -> bool {
-        openat(&self.proc, format!("{pid}/ns/pid"), OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
-            .is_ok_and(|ns| ns::below(ns, top))
-    }
-
-    /// Whether host pid `pid` waits in the kernel's autofs code.
-    pub fn still_blocked(&self, pid: u32) -> bool {
-        self.proc_file(pid, "wchan").as_deref().is_some_and(procfs::in_autofs_wait)
-    }
-
     /// The pid of host pid `pid` in the container's pid namespace.
     pub fn ctr_pid(&self, pid: u32) -> Option<u32> {
         // The init is 1 in its namespace: its depth says which NSpid column is the container's.
-        let depth = procfs::nspid(&self.proc_file(self.host_pid(), "status")?).len();
-        procfs::nspid(&self.proc_file(pid, "status")?).get(depth.checked_sub(1)?).copied()
-    }
-
-    /// The mount namespace and root of host pid `pid`, held open: they stay while we hold
-    /// them, even if every process in them ends.
-    pub fn open_place(&self, pid: u32) -> Result<Place> {
-        let open = |name: &str, flags| {
-            openat(&self.proc, format!("{pid}/{name}"), flags, Mode::empty())
-                .context(format!("opening /proc/{pid}/{name}"))
-        };
-        Ok(Place { mnt: open("ns/mnt", OFlags::RDONLY | OFlags::CLOEXEC)?, root: open("root", dir_flags())? })
-    }
-
-    /// The superblocks (device numbers) of the files host pid `pid` holds open.
-    pub fn fd_devs(&self, pid: u32) -> Vec<crate::model::mountinfo::Dev> {
-        let mut devs: Vec<crate::model::mountinfo::Dev> = self.fds(pid).into_iter().map(|(_, dev)| dev).collect();
-        devs.sort_unstable();
-        devs.dedup();
-        devs
-    }
-
-    /// Each descriptor host pid `pid` holds open, with the superblock of its file, found
-    /// through the fd links themselves: no path walk, so nothing is triggered. Empty once it
-    /// is gone.
-    pub fn fds(&self, pid: u32) -> Vec<(i32, crate::model::mountinfo::Dev)> {
-        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
-        let Ok(fds) = openat(&self.proc, format!("{pid}/fd"), flags, Mode::empty()) else { return Vec::new() };
-        let Ok(mut dir) = Dir::read_from(&fds) else { return Vec::new() };
-        let mut found = Vec::new();
-        while let Some(Ok(entry)) = dir.read() {
-            let Some(n) = entry.file_name().to_str().ok().and_then(|n| n.parse().ok()) else { continue };
-            if let Ok(st) = rustix::fs::statat(&fds, entry.file_name(), rustix::fs::AtFlags::empty()) {
-                found.push((n, crate::model::mountinfo::Dev::of_stat(st.st_dev)));
-            }
-        }
-        found
-    }
-
-    /// Whether host pid `pid` exists, a zombie not yet reaped included.
-    pub fn exists(&self, pid: u32) -> bool {
-        rustix::fs::statat(&self.proc, pid.to_string(), rustix::fs::AtFlags::empty()).is_ok()
-    }
-
-    /// Whether host process `pid` holds the pipe with inode `ino` (an autofs master's end).
-    pub fn holds_pipe(&self, pid: u32, ino: u64) -> Result<bool> {
-        Ok(self.pipes(pid)?.binary_search(&ino).is_ok())
-    }
-
-    /// The inodes of the pipes host process `pid` holds, sorted: one pass over its fds, for
-    /// as many pipes as one asks about (systemd holds one per automount unit).
-    pub fn pipes(&self, pid: u32) -> Result<Vec<u64>> {
-        let doing = format!("reading /proc/{pid}/fd");
-        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
-        let fds = openat(&self.proc, format!("{pid}/fd"), flags, Mode::empty()).context(&*doing)?;
-        let mut dir = Dir::read_from(&fds).context(&*doing)?;
-        let mut pipes = Vec::new();
-        while let Some(entry) = dir.read() {
-            // A closed fd between readdir and readlink is simply not one.
-            let link = readlinkat(&fds, entry.context(&*doing)?.file_name(), Vec::new());
-            let ino: Option<u64> =
-                link.ok().and_then(|l| l.to_str().ok()?.strip_prefix("pipe:[")?.strip_suffix(']')?.parse().ok());
-            pipes.extend(ino);
-        }
-        pipes.sort_unstable();
-        Ok(pipes)
+        let depth = procfs::nspid(&self.procs().proc_file(self.host_pid(), "status")?).len();
+        procfs::nspid(&self.procs().proc_file(pid, "status")?).get(depth.checked_sub(1)?).copied()
     }
 
     /// A name for this container that no other gets while the host runs (see `layout::key`).
@@ -355,7 +223,7 @@ impl Init {
         if let Some(key) = self.key.get() {
             return Ok(key);
         }
-        let stat = self.proc_file(self.host_pid(), "stat");
+        let stat = self.procs().proc_file(self.host_pid(), "stat");
         match stat.as_deref().and_then(procfs::start_time_of) {
             Some(t) => Ok(self.key.get_or_init(|| crate::model::layout::key(self.host_pid(), t))),
             None => Err(Error::check(format!("reading /proc/{}/stat: no start time", self.pid))),

@@ -145,7 +145,7 @@ impl<'c> Daemon<'c> {
     fn release(&mut self, inside: &Inside) {
         let Daemon { held, waiting, released, releaser, .. } = self;
         for HeldMount { path, fd, .. } in held.iter() {
-            let still = || waiting.iter().any(|(pid, on)| on == path && inside.init().still_blocked(*pid));
+            let still = || waiting.iter().any(|(pid, on)| on == path && inside.init().procs().still_blocked(*pid));
             if let Some(done) = releaser.through(fd.as_fd(), still) {
                 released.push((path.clone(), done));
             }
@@ -249,7 +249,7 @@ impl<'c> Daemon<'c> {
         // Reaped means systemd has seen the death: a start sent earlier could find the unit
         // still active and do nothing.
         let old = self.plan.pid;
-        wait_until(deadline, || Ok(!inside.init().exists(old)))
+        wait_until(deadline, || Ok(!inside.init().procs().exists(old)))
             .context(format!("waiting for automount (pid {old}) to die"))?;
         self.release(inside);
         self.reset()?;
@@ -395,7 +395,7 @@ impl<'c> Daemon<'c> {
     /// Whether an autofs mount's master is gone: no process holds its pipe any more.
     fn unserved(&self, inside: &Inside, options: &AutofsOptions) -> bool {
         match (options.pgrp, options.pipe_ino) {
-            (Some(pgrp), Some(ino)) => !inside.init().pipe_holder(pgrp, ino).is_ok_and(|h| h.is_some()),
+            (Some(pgrp), Some(ino)) => !inside.init().procs().pipe_holder(pgrp, ino).is_ok_and(|h| h.is_some()),
             // Catatonic already, or its group is not ours to see.
             _ => false,
         }
@@ -450,11 +450,13 @@ impl<'c> Daemon<'c> {
         let init = inside.init();
         let (Some(pgrp), Some(ino)) = (options.pgrp, options.pipe_ino) else { return Ok(false) };
         let holder = match *new {
-            Some(n) => return Ok(init.holds_pipe(n, ino).unwrap_or(false)),
-            None => init.pipe_holder(pgrp, ino)?,
+            Some(n) => return Ok(init.procs().holds_pipe(n, ino).unwrap_or(false)),
+            None => init.procs().pipe_holder(pgrp, ino)?,
         };
         match holder {
-            Some(h) if h != self.plan.pid && init.exe_of(h).is_some_and(|exe| procfs::is_automount_exe(&exe)) => {
+            Some(h)
+                if h != self.plan.pid && init.procs().exe_of(h).is_some_and(|exe| procfs::is_automount_exe(&exe)) =>
+            {
                 *new = Some(h);
                 Ok(true)
             }
@@ -468,7 +470,7 @@ impl<'c> Daemon<'c> {
 fn take_fds(inside: &Inside, plan: &DaemonPlan) -> Vec<HeldMount> {
     let Some(daemon) = pidfd::open(plan.pid) else { return Vec::new() };
     let mut taken = Vec::new();
-    for (n, dev) in inside.init().fds(plan.pid) {
+    for (n, dev) in inside.init().procs().fds(plan.pid) {
         let Some(m) = plan.mounts.iter().find(|m| m.dev == dev) else { continue };
         if HeldMount::on(&taken, dev).is_some() {
             continue;
@@ -494,7 +496,7 @@ fn kill_all(inside: &Inside) -> Result<usize> {
     let new: Vec<u32> = init
         .container_pids()?
         .into_iter()
-        .filter(|&pid| init.exe_of(pid).is_some_and(|exe| procfs::is_automount_exe(&exe)))
+        .filter(|&pid| init.procs().exe_of(pid).is_some_and(|exe| procfs::is_automount_exe(&exe)))
         .collect();
     let killed: Vec<OwnedFd> = new.iter().filter_map(|&pid| pidfd::kill(pid).ok()).collect();
     let deadline = Instant::now() + Duration::from_secs(2);
@@ -523,11 +525,11 @@ impl Respawn {
     fn read(inside: &Inside, pid: u32) -> Result<Respawn> {
         let init = inside.init();
         let gone = |what: &str| Error::check(format!("reading the {what} of automount (pid {pid})"));
-        let file = |name: &str, what: &str| init.proc_file(pid, name).ok_or_else(|| gone(what));
+        let file = |name: &str, what: &str| init.procs().proc_file(pid, name).ok_or_else(|| gone(what));
         let argv = procfs::nul_list(&file("cmdline", "command line")?);
         let env = procfs::nul_list(&file("environ", "environment")?);
         // Upgraded since it started: the new one, at the same path.
-        let exe = procfs::exe_path(&init.exe_of(pid).ok_or_else(|| gone("executable"))?).to_vec();
+        let exe = procfs::exe_path(&init.procs().exe_of(pid).ok_or_else(|| gone("executable"))?).to_vec();
         let cwd = inside.link_of(pid, "cwd").ok_or_else(|| gone("working directory"))?;
         let status = file("status", "status")?;
         let (Some(uid), Some(gid)) = (procfs::real_id(&status, b"Uid:"), procfs::real_id(&status, b"Gid:")) else {

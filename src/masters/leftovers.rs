@@ -41,8 +41,8 @@ impl Leftovers {
     pub fn find(inside: &Inside, pid: u32) -> Leftovers {
         let init = inside.init();
         let Some(ctr_pid) = init.ctr_pid(pid) else { return Leftovers { pid, files: Vec::new() } };
-        let argv = init.proc_file(pid, "cmdline").map(|c| procfs::nul_list(&c)).unwrap_or_default();
-        let mut candidates = leftovers::flag_paths(init.proc_file(pid, "exe").as_deref());
+        let argv = init.procs().proc_file(pid, "cmdline").map(|c| procfs::nul_list(&c)).unwrap_or_default();
+        let mut candidates = leftovers::flag_paths(init.procs().proc_file(pid, "exe").as_deref());
         candidates.extend(leftovers::pid_file(&argv));
         let mut files: Vec<Named> = Vec::new();
         if let Ok(root) = paths::root() {

@@ -197,7 +197,7 @@ fn check_and_put_back(inside: &Inside, mounter: &mut Mounter<'_>, runs: &mut [Ru
     let init = inside.init();
     let table = after.as_ref().map_err(Clone::clone).and_then(|text| Table::from_mountinfo(text, init.host_pid()));
     // The pipes systemd holds now: read once for every unit.
-    let held = init.pipes(init.host_pid());
+    let held = init.procs().pipes(init.host_pid());
     for run in runs {
         // Whether we detached anything at the mount point here: then the phase-4 table no
         // longer says what stands there, and no copy is dropped on its word.

@@ -116,9 +116,13 @@ fn look(pid_name: &'static str, pid: Pid, api: Api, always: bool) -> Result<Opti
     let survey = init.survey()?;
     Ok(Some(Container {
         pid: init.host_pid(),
-        comm: init.comm(init.host_pid()).unwrap_or_default(),
+        comm: init.procs().comm(init.host_pid()).unwrap_or_default(),
         mounts: mounts(init, &table)?,
-        blocked: survey.blocked.iter().map(|&p| (p, init.ctr_pid(p), init.comm(p).unwrap_or_default())).collect(),
+        blocked: survey
+            .blocked
+            .iter()
+            .map(|&p| (p, init.ctr_pid(p), init.procs().comm(p).unwrap_or_default()))
+            .collect(),
         held: holder::live(init).map(|l| l.mounts),
         interrupted: staging::left_behind(init, &table)?.is_some() && !host.run_in_progress(),
     }))

@@ -84,7 +84,7 @@ fn check(s: &Settings, log: &Log) -> Result<u8> {
 /// The daemon's mounts that it holds open and that have a mount on top: CRIU refuses to dump
 /// an open file on an overmounted mount, so it refuses the whole dump. A line each.
 fn overmounted(init: &Init, table: &Table<'_>, d: &DaemonPlan) -> Vec<String> {
-    let open = init.fd_devs(d.pid);
+    let open = init.procs().fd_devs(d.pid);
     let mut lines = Vec::new();
     for m in d.mounts.iter().filter(|m| !m.stack.is_empty() && open.contains(&m.dev)) {
         let top = table

@@ -218,10 +218,10 @@ fn blocked(inside: &Inside, waiting: &[Blocked], released: &[Vec<u8>], policy: O
         let expected = b.on.as_ref().is_some_and(|on| released.contains(on));
         // A released process leaves its wait at once; it may take a moment to be scheduled.
         let deadline = std::time::Instant::now() + Duration::from_millis(if expected { 500 } else { 0 });
-        let mut still = inside.init().still_blocked(b.pid);
+        let mut still = inside.init().procs().still_blocked(b.pid);
         while still && std::time::Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(10));
-            still = inside.init().still_blocked(b.pid);
+            still = inside.init().procs().still_blocked(b.pid);
         }
         if still && policy == OnBlocked::Kill {
             kill_and_say(inside, b, log);
@@ -254,7 +254,7 @@ fn kill_and_say(inside: &Inside, b: &Blocked, log: &Log) -> bool {
 /// pidfd, so a pid reused meanwhile is never hit. Whether it was.
 fn kill_blocked(inside: &Inside, pid: u32) -> Result<bool> {
     let Some(pidfd) = pidfd::open(pid) else { return Ok(false) };
-    if !inside.init().still_blocked(pid) {
+    if !inside.init().procs().still_blocked(pid) {
         return Ok(false);
     }
     pidfd_send_signal(&pidfd, Signal::KILL).context(format!("killing pid {pid}"))?;
@@ -349,7 +349,8 @@ fn release(inside: &Inside, found: &Found<'_>, outcomes: &[Outcome], timeout: Du
             continue;
         }
         // Held: one descriptor on the superblock serves the container's namespace and every copy.
-        let waiting = || found.waiting.iter().any(|b| b.on.as_ref() == Some(&u.path) && init.still_blocked(b.pid));
+        let waiting =
+            || found.waiting.iter().any(|b| b.on.as_ref() == Some(&u.path) && init.procs().still_blocked(b.pid));
         if let Some(done) = held.release.held(u.dev, waiting) {
             match done {
                 Ok(waits) => {

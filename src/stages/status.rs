@@ -104,7 +104,7 @@ fn release_note(holder: Option<&crate::work::holder::Live>, by_token: bool) -> &
 pub(super) fn master_words(init: &Init, master: &Master) -> String {
     match master {
         Master::Unit(name) => format!("systemd {name}"),
-        Master::Daemon { pid, .. } => report::process(*pid, init.comm(*pid).as_deref()),
+        Master::Daemon { pid, .. } => report::process(*pid, init.procs().comm(*pid).as_deref()),
         Master::Other { pid, comm } => report::process(*pid, comm.as_deref()),
         Master::None => "none".into(),
     }
@@ -153,11 +153,13 @@ fn nested(init: &Init, namespaces: &[Namespace]) -> Vec<Row> {
                 Reach::Private => format!("private copy of {of}: catatonic once its master restarts"),
                 Reach::Elsewhere => {
                     let holder = match (c.options.pgrp, c.options.pipe_ino) {
-                        (Some(group), Some(ino)) => init.pipe_holder(group, ino).ok().flatten(),
+                        (Some(group), Some(ino)) => init.procs().pipe_holder(group, ino).ok().flatten(),
                         _ => None,
                     };
                     match holder {
-                        Some(p) => format!("its own master: pid {p} ({})", Shown(&init.comm(p).unwrap_or_default())),
+                        Some(p) => {
+                            format!("its own master: pid {p} ({})", Shown(&init.procs().comm(p).unwrap_or_default()))
+                        }
                         None => "catatonic: its master is gone".into(),
                     }
                 }

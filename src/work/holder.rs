@@ -73,7 +73,7 @@ pub fn start(host: &Host, mounts: &[(Vec<u8>, Dev)], first: Option<u32>) -> Resu
             return Err(e);
         }
     };
-    let start = procfs::start_time_of(&init.proc_file(pid.as_raw_pid() as u32, "stat").unwrap_or_default())
+    let start = procfs::start_time_of(&init.procs().proc_file(pid.as_raw_pid() as u32, "stat").unwrap_or_default())
         .ok_or_else(|| {
             Error::check("the holder ended at once: post-resume fixes the mounts without it (what blocks on them before is named, or killed with --blocked kill)")
         })?;

@@ -29,11 +29,11 @@ impl Facts for ProcFacts<'_> {
     fn holder(&mut self, pgrp: u32, ino: u64) -> Result<Option<u32>> {
         let init = self.init;
         if let Some(&(_, pid)) =
-            self.known.iter().find(|&&(group, pid)| group == pgrp && init.holds_pipe(pid, ino).unwrap_or(false))
+            self.known.iter().find(|&&(group, pid)| group == pgrp && init.procs().holds_pipe(pid, ino).unwrap_or(false))
         {
             return Ok(Some(pid));
         }
-        let found = init.pipe_holder(pgrp, ino)?;
+        let found = init.procs().pipe_holder(pgrp, ino)?;
         if let Some(pid) = found {
             self.known.push((pgrp, pid));
         }
@@ -41,19 +41,19 @@ impl Facts for ProcFacts<'_> {
     }
 
     fn is_automount(&mut self, pid: u32) -> bool {
-        self.init.exe_of(pid).is_some_and(|exe| procfs::is_automount_exe(&exe))
+        self.init.procs().exe_of(pid).is_some_and(|exe| procfs::is_automount_exe(&exe))
     }
 
     fn service(&mut self, pid: u32) -> Option<String> {
-        self.init.proc_file(pid, "cgroup").as_deref().and_then(procfs::service_of)
+        self.init.procs().proc_file(pid, "cgroup").as_deref().and_then(procfs::service_of)
     }
 
     fn parent(&mut self, pid: u32) -> Option<u32> {
-        self.init.proc_file(pid, "stat").as_deref().and_then(procfs::parent_of)
+        self.init.procs().proc_file(pid, "stat").as_deref().and_then(procfs::parent_of)
     }
 
     fn comm(&mut self, pid: u32) -> Option<Vec<u8>> {
-        self.init.comm(pid)
+        self.init.procs().comm(pid)
     }
 }
 
@@ -62,14 +62,14 @@ impl Facts for ProcFacts<'_> {
 pub fn namespaces(init: &Init, main: &Table<'_>, pids: &[u32]) -> Result<Vec<Namespace>> {
     // A process that exits meanwhile takes its namespace's view with it; fine.
     let found: Vec<(u32, Vec<u8>)> =
-        pids.iter().filter_map(|&pid| init.proc_file(pid, "mountinfo").map(|text| (pid, text))).collect();
+        pids.iter().filter_map(|&pid| init.procs().proc_file(pid, "mountinfo").map(|text| (pid, text))).collect();
     let judged = nested::judge(main, &found)?;
     Ok(judged
         .into_iter()
         .map(|(pid, copies)| Namespace {
             pid,
             ctr_pid: init.ctr_pid(pid),
-            comm: init.comm(pid).unwrap_or_else(|| b"gone".to_vec()),
+            comm: init.procs().comm(pid).unwrap_or_else(|| b"gone".to_vec()),
             copies,
         })
         .collect())
@@ -83,7 +83,7 @@ pub struct Places(Vec<(u32, Place)>);
 impl Places {
     pub fn open(init: &Init, namespaces: &[Namespace]) -> Places {
         let private = namespaces.iter().filter(|ns| ns.copies.iter().any(|c| c.reach == Reach::Private));
-        Places(private.filter_map(|ns| Some((ns.pid, init.open_place(ns.pid).ok()?))).collect())
+        Places(private.filter_map(|ns| Some((ns.pid, init.procs().open_place(ns.pid).ok()?))).collect())
     }
 
     /// That of the namespace named by `pid`, if it was held.
@@ -108,7 +108,7 @@ impl Blocked {
         let init = inside.init();
         let path = inside.blocked_path(pid);
         let on = path.as_deref().and_then(|p| blocked::mount_of(p, points)).map(<[u8]>::to_vec);
-        Blocked { pid, ctr_pid: init.ctr_pid(pid), comm: init.comm(pid).unwrap_or_default(), on, path }
+        Blocked { pid, ctr_pid: init.ctr_pid(pid), comm: init.procs().comm(pid).unwrap_or_default(), on, path }
     }
 
     /// The warning for a process still blocked after the fix.
