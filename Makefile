@@ -93,7 +93,7 @@ DOCS := README.md MANUAL.md NEWS LICENSE-MIT LICENSE-APACHE
 CONTAINER_TESTS ?= 1
 
 .PHONY: all install install-compat uninstall check test test-one test-newest lint check-man check-install check-packaging \
-	check-msrv check-musl check-cross check-deb bench fuzz demo dist clean FORCE
+	check-msrv check-musl check-cross cross-names check-deb bench fuzz demo dist clean FORCE
 .DELETE_ON_ERROR:
 all: $(BIN)
 
@@ -217,6 +217,11 @@ check-musl:
 CROSS_ARCHES ?= arm64 armhf ppc64el s390x riscv64
 check-cross:
 	build/check-cross $(CROSS_ARCHES)
+
+# ARCH's Rust target and GNU type, from the one table above: what build/check-cross asks.
+cross-names:
+	@[ -n '$(ARCH)' ] || { echo "cross-names: say which: ARCH=..." >&2; exit 2; }
+	@echo $(TARGET) $(GNU_TYPE)
 
 # The Debian package of build/debian, built in a Debian 13 chroot, lintian-clean, installed
 # over criu's script, run and removed.
