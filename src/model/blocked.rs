@@ -16,49 +16,158 @@ pub struct PathArg {
     pub dirfd: Option<i32>,
 }
 
-/// (system call number, index of the path argument, index of the dirfd argument) for the
-/// calls that look a path up.
+/// A system call that looks a path up: its number on this architecture, its name (as the
+/// kernel's headers have it: `__NR_name`), and which of its arguments are the path and the
+/// directory fd it is relative to.
+#[derive(Debug, Clone, Copy)]
+struct Call {
+    nr: u64,
+    #[cfg_attr(not(test), expect(dead_code, reason = "for the tests, which check each number against the headers"))]
+    name: &'static str,
+    path: usize,
+    dirfd: Option<usize>,
+}
+
+/// A call whose path is its first argument.
+const fn path(nr: u64, name: &'static str) -> Call {
+    Call { nr, name, path: 0, dirfd: None }
+}
+
+/// A call `name(dirfd, path, ...)`.
+const fn at(nr: u64, name: &'static str) -> Call {
+    Call { nr, name, path: 1, dirfd: Some(0) }
+}
+
+/// The calls that look a path up, by this architecture's numbers; build/check-cross compares
+/// each with the target's headers (`numbers_are_the_headers`).
 #[cfg(target_arch = "x86_64")]
-const CALLS: &[(u64, usize, Option<usize>)] = &[
-    (2, 0, None),      // open
-    (4, 0, None),      // stat
-    (6, 0, None),      // lstat
-    (21, 0, None),     // access
-    (59, 0, None),     // execve
-    (80, 0, None),     // chdir
-    (83, 0, None),     // mkdir
-    (89, 0, None),     // readlink
-    (137, 0, None),    // statfs
-    (161, 0, None),    // chroot
-    (191, 0, None),    // getxattr
-    (192, 0, None),    // lgetxattr
-    (257, 1, Some(0)), // openat
-    (262, 1, Some(0)), // newfstatat
-    (267, 1, Some(0)), // readlinkat
-    (269, 1, Some(0)), // faccessat
-    (332, 1, Some(0)), // statx
-    (437, 1, Some(0)), // openat2
-    (439, 1, Some(0)), // faccessat2
+const CALLS: &[Call] = &[
+    path(2, "open"),
+    path(4, "stat"),
+    path(6, "lstat"),
+    path(21, "access"),
+    path(59, "execve"),
+    path(80, "chdir"),
+    path(83, "mkdir"),
+    path(89, "readlink"),
+    path(137, "statfs"),
+    path(161, "chroot"),
+    path(191, "getxattr"),
+    path(192, "lgetxattr"),
+    at(257, "openat"),
+    at(262, "newfstatat"),
+    at(267, "readlinkat"),
+    at(269, "faccessat"),
+    at(332, "statx"),
+    at(437, "openat2"),
+    at(439, "faccessat2"),
 ];
 
-#[cfg(target_arch = "aarch64")]
-const CALLS: &[(u64, usize, Option<usize>)] = &[
-    (34, 1, Some(0)),  // mkdirat
-    (43, 0, None),     // statfs
-    (48, 1, Some(0)),  // faccessat
-    (49, 0, None),     // chdir
-    (51, 0, None),     // chroot
-    (56, 1, Some(0)),  // openat
-    (78, 1, Some(0)),  // readlinkat
-    (79, 1, Some(0)),  // newfstatat
-    (221, 0, None),    // execve
-    (291, 1, Some(0)), // statx
-    (437, 1, Some(0)), // openat2
-    (439, 1, Some(0)), // faccessat2
+/// The generic table (asm-generic/unistd.h) that arm64 and riscv64 share: no `open` or `stat`.
+#[cfg(any(target_arch = "aarch64", target_arch = "riscv64"))]
+const CALLS: &[Call] = &[
+    path(8, "getxattr"),
+    path(9, "lgetxattr"),
+    at(34, "mkdirat"),
+    path(43, "statfs"),
+    at(48, "faccessat"),
+    path(49, "chdir"),
+    path(51, "chroot"),
+    at(56, "openat"),
+    at(78, "readlinkat"),
+    at(79, "newfstatat"),
+    path(221, "execve"),
+    at(291, "statx"),
+    at(437, "openat2"),
+    at(439, "faccessat2"),
 ];
 
-#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-const CALLS: &[(u64, usize, Option<usize>)] = &[];
+/// 32-bit arm (EABI): the stat calls are the 64-bit-size ones glibc makes.
+#[cfg(target_arch = "arm")]
+const CALLS: &[Call] = &[
+    path(5, "open"),
+    path(11, "execve"),
+    path(12, "chdir"),
+    path(33, "access"),
+    path(39, "mkdir"),
+    path(61, "chroot"),
+    path(85, "readlink"),
+    path(99, "statfs"),
+    path(106, "stat"),
+    path(107, "lstat"),
+    path(195, "stat64"),
+    path(196, "lstat64"),
+    path(229, "getxattr"),
+    path(230, "lgetxattr"),
+    path(266, "statfs64"),
+    at(322, "openat"),
+    at(323, "mkdirat"),
+    at(327, "fstatat64"),
+    at(332, "readlinkat"),
+    at(334, "faccessat"),
+    at(397, "statx"),
+    at(437, "openat2"),
+    at(439, "faccessat2"),
+];
+
+#[cfg(target_arch = "powerpc64")]
+const CALLS: &[Call] = &[
+    path(5, "open"),
+    path(11, "execve"),
+    path(12, "chdir"),
+    path(33, "access"),
+    path(39, "mkdir"),
+    path(61, "chroot"),
+    path(85, "readlink"),
+    path(99, "statfs"),
+    path(106, "stat"),
+    path(107, "lstat"),
+    path(212, "getxattr"),
+    path(213, "lgetxattr"),
+    at(286, "openat"),
+    at(287, "mkdirat"),
+    at(291, "newfstatat"),
+    at(296, "readlinkat"),
+    at(298, "faccessat"),
+    at(383, "statx"),
+    at(437, "openat2"),
+    at(439, "faccessat2"),
+];
+
+#[cfg(target_arch = "s390x")]
+const CALLS: &[Call] = &[
+    path(5, "open"),
+    path(11, "execve"),
+    path(12, "chdir"),
+    path(33, "access"),
+    path(39, "mkdir"),
+    path(61, "chroot"),
+    path(85, "readlink"),
+    path(99, "statfs"),
+    path(106, "stat"),
+    path(107, "lstat"),
+    path(227, "getxattr"),
+    path(228, "lgetxattr"),
+    at(288, "openat"),
+    at(289, "mkdirat"),
+    at(293, "newfstatat"),
+    at(298, "readlinkat"),
+    at(300, "faccessat"),
+    at(379, "statx"),
+    at(437, "openat2"),
+    at(439, "faccessat2"),
+];
+
+/// Elsewhere no process's path is read: it is named without one.
+#[cfg(not(any(
+    target_arch = "x86_64",
+    target_arch = "aarch64",
+    target_arch = "riscv64",
+    target_arch = "arm",
+    target_arch = "powerpc64",
+    target_arch = "s390x"
+)))]
+const CALLS: &[Call] = &[];
 
 /// AT_FDCWD, as the kernel shows it among the arguments.
 const AT_FDCWD: i32 = -100;
@@ -70,13 +179,13 @@ pub fn path_arg(line: &[u8]) -> Option<PathArg> {
     let nr: u64 = fields.next()?.parse().ok()?;
     let args: Vec<u64> =
         fields.take(6).map(|a| u64::from_str_radix(a.trim_start_matches("0x"), 16)).collect::<Result<_, _>>().ok()?;
-    let &(_, path, dirfd) = CALLS.iter().find(|(n, _, _)| *n == nr)?;
-    let dirfd = match dirfd {
+    let call = CALLS.iter().find(|c| c.nr == nr)?;
+    let dirfd = match call.dirfd {
         None => None,
         // The kernel prints the register: the low 32 bits are the int.
         Some(i) => Some(*args.get(i)? as u32 as i32).filter(|&fd| fd != AT_FDCWD),
     };
-    Some(PathArg { addr: *args.get(path)?, dirfd })
+    Some(PathArg { addr: *args.get(call.path)?, dirfd })
 }
 
 /// `path` made absolute against `base` (an absolute directory) and normalised lexically:
@@ -130,6 +239,48 @@ mod tests {
         assert_eq!(path_arg(b"running\n"), None);
         assert_eq!(path_arg(b"-1 0x7fff 0x7fc5\n"), None);
         assert_eq!(path_arg(b"4 0xzz 0x0\n"), None);
+    }
+
+    /// Lines as /proc/PID/syscall shows them, by this architecture's numbers: a call relative
+    /// to a directory fd, to the working directory (AT_FDCWD, as a 32-bit or 64-bit register
+    /// prints it), and one whose path is its first argument.
+    #[cfg(any(
+        target_arch = "x86_64",
+        target_arch = "aarch64",
+        target_arch = "riscv64",
+        target_arch = "arm",
+        target_arch = "powerpc64",
+        target_arch = "s390x"
+    ))]
+    #[test]
+    fn syscall_lines_of_this_architecture() {
+        let nr = |name| CALLS.iter().find(|c| c.name == name).unwrap().nr;
+        let (openat, execve) = (nr("openat"), nr("execve"));
+        let dir = format!("{openat} 0x3 0x55d0c0a1b2c0 0x0 0x0 0x0 0x0 0x7ffc0 0x7f00\n");
+        assert_eq!(path_arg(dir.as_bytes()), Some(PathArg { addr: 0x55d0c0a1b2c0, dirfd: Some(3) }));
+        for cwd in ["0xffffff9c", "0xffffffffffffff9c"] {
+            let line = format!("{openat} {cwd} 0x1000 0x0 0x0 0x0 0x0 0x7ffc0 0x7f00\n");
+            assert_eq!(path_arg(line.as_bytes()), Some(PathArg { addr: 0x1000, dirfd: None }), "{line}");
+        }
+        let exec = format!("{execve} 0x2000 0x3000 0x4000 0x0 0x0 0x0 0x7ffc0 0x7f00\n");
+        assert_eq!(path_arg(exec.as_bytes()), Some(PathArg { addr: 0x2000, dirfd: None }));
+        let mut numbers: Vec<u64> = CALLS.iter().map(|c| c.nr).collect();
+        numbers.sort_unstable();
+        numbers.dedup();
+        assert_eq!(numbers.len(), CALLS.len(), "a number twice");
+    }
+
+    /// Each number is the one the kernel's headers give the call on this architecture, where
+    /// build/check-cross compiled them (`AUTOFS_RESTART_HEADER_SYSCALLS`: "name=nr ...").
+    #[test]
+    fn numbers_are_the_headers() {
+        let Ok(headers) = std::env::var("AUTOFS_RESTART_HEADER_SYSCALLS") else { return };
+        let theirs = |name: &str| {
+            headers.split_whitespace().find_map(|w| w.strip_prefix(name)?.strip_prefix('=')?.parse::<u64>().ok())
+        };
+        for c in CALLS {
+            assert_eq!(Some(c.nr), theirs(c.name), "{}: ours, the headers' ({headers})", c.name);
+        }
     }
 
     #[test]
