@@ -46,7 +46,7 @@ pub struct Daemon<'c> {
     /// Its descriptors on its mounts (the holder's, else its own, taken over while it ran),
     /// and what releases through them (see `release`).
     held: Vec<HeldMount>,
-    releaser: &'c Release,
+    release: &'c Release,
     /// Whether it was killed: from then on a failure leaves its mounts without a daemon.
     killed: bool,
     /// The processes blocked on its mounts before the fix: host pid, mount point.
@@ -64,12 +64,12 @@ impl<'c> Daemon<'c> {
     /// are the container's; before any restart, while it still runs. Gets a descriptor on
     /// each of its mounts: one the pre-resume run's holder held, else its own (it keeps one on
     /// each direct and offset mount, which a restore opens on the restored mount).
-    pub fn prepare(inside: &Inside, plan: DaemonPlan, releaser: &'c Release, waiting: &[Blocked]) -> Daemon<'c> {
+    pub fn prepare(inside: &Inside, plan: DaemonPlan, release: &'c Release, waiting: &[Blocked]) -> Daemon<'c> {
         let respawn = (plan.supervisor == Supervisor::Init).then(|| Respawn::read(inside, plan.pid));
         let mut held = Vec::new();
-        if releaser.can() {
+        if release.can() {
             for m in &plan.mounts {
-                if let Some(fd) = releaser.held_on(m.dev).and_then(|h| h.fd.try_clone().ok()) {
+                if let Some(fd) = release.held_on(m.dev).and_then(|h| h.fd.try_clone().ok()) {
                     held.push(HeldMount { dev: m.dev, path: m.path.clone(), fd });
                 }
             }
@@ -86,7 +86,7 @@ impl<'c> Daemon<'c> {
             plan,
             respawn,
             held,
-            releaser,
+            release,
             waiting,
             killed: false,
             released: Vec::new(),
@@ -143,10 +143,10 @@ impl<'c> Daemon<'c> {
     /// hang. The new daemon makes each mount catatonic anyway, as the first step of
     /// re-attaching, which wakes nobody before Linux 6.6.
     fn release(&mut self, inside: &Inside) {
-        let Daemon { held, waiting, released, releaser, .. } = self;
+        let Daemon { held, waiting, released, release, .. } = self;
         for HeldMount { path, fd, .. } in held.iter() {
             let still = || waiting.iter().any(|(pid, on)| on == path && inside.init().procs().still_blocked(*pid));
-            if let Some(done) = releaser.through(fd.as_fd(), still) {
+            if let Some(done) = release.through(fd.as_fd(), still) {
                 released.push((path.clone(), done));
             }
         }
