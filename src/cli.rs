@@ -269,9 +269,11 @@ pub fn parse(args: Vec<OsString>, from: &Sources<'_>) -> Result<Command> {
         match arg {
             // `--help restart` as `restart --help`.
             Short('h') | Long("help") => {
-                let after = parser.raw_args()?.next();
-                let named = given.command.map(|c| std::ffi::OsStr::new(c.name()));
-                return Ok(Command::Help(help_of(named.or(after.as_deref()))));
+                let help = match given.command {
+                    Some(command) => command.help(),
+                    None => help_of(parser.raw_args()?.next().as_deref()),
+                };
+                return Ok(Command::Help(help));
             }
             // `help`, `help restart`: what git and systemctl take.
             Value(v) if given.command.is_none() && v == "help" => {

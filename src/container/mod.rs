@@ -6,8 +6,8 @@
 //!
 //! Both hold the init through `Init` (this file: its pidfd, its /proc directory, what it is)
 //! and read other processes through its `Procs` (procs.rs: the host's /proc), by file
-//! descriptors opened at the start, so those reads work in either phase. `spawn` is the one way a program is started
-//! in the container, with the privileges `confine` says.
+//! descriptors opened at the start, so those reads work in either phase. `spawn` is the one
+//! way a program is started in the container, with the privileges `confine` says.
 
 mod confine;
 mod host;
