@@ -17,6 +17,7 @@ use super::leftovers::Leftovers;
 use crate::container::paths;
 use crate::container::{Inside, Spec, pidfd};
 use crate::error::{Context, Error, Result};
+use crate::masters::Fixing;
 use crate::model::autofs::Table;
 use crate::model::mountinfo::AutofsOptions;
 use crate::model::plan::{DaemonPlan, Served, Supervisor};
@@ -169,9 +170,9 @@ impl<'c> Daemon<'c> {
         }
     }
 
-    /// Restarts it (and probes its idle direct mounts, with `probe`). Returns its line.
+    /// Restarts it (and probes its idle direct mounts, with `fx.probe`). Returns its line.
     /// `blocked_on`: mount points a process of the container is blocked on now.
-    pub fn fix(&mut self, inside: &Inside, timeout: Duration, probe: bool, blocked_on: &[&[u8]]) -> Outcome {
+    pub fn fix(&mut self, fx: &Fixing<'_>, blocked_on: &[&[u8]]) -> Outcome {
         if self.plan.supervisor == Supervisor::IsInit {
             return Outcome::LeftRunning(report::DAEMON_IS_INIT.into());
         }
@@ -186,22 +187,22 @@ impl<'c> Daemon<'c> {
                 Shown(on)
             ));
         }
-        match self.restart(inside, timeout, probe) {
+        match self.restart(fx) {
             Ok(new) => Outcome::Restarted(new),
             Err(e) => Outcome::Failed(e),
         }
     }
 
     /// Kills it and has a new one started (`fix`), then probes its idle direct mounts, with
-    /// `probe`. Returns the new daemon's pid.
+    /// `fx.probe`. Returns the new daemon's pid.
     /// Called once: what starts it again is taken.
-    fn restart(&mut self, inside: &Inside, timeout: Duration, probe: bool) -> Result<u32> {
+    fn restart(&mut self, fx: &Fixing<'_>) -> Result<u32> {
         let restarted = match self.plan.supervisor.clone() {
-            Supervisor::Systemd(unit) => self.restart_through_systemd(inside, &unit, timeout),
-            Supervisor::Other(_) => self.restart_supervised(inside, timeout),
+            Supervisor::Systemd(unit) => self.restart_through_systemd(fx, &unit),
+            Supervisor::Other(_) => self.restart_supervised(fx),
             Supervisor::IsInit => return Err(Error::check(report::DAEMON_IS_INIT)),
             Supervisor::Init => match self.respawn.take() {
-                Some(Ok(r)) => self.restart_respawning(inside, &r, timeout),
+                Some(Ok(r)) => self.restart_respawning(fx, &r),
                 Some(Err(e)) => return Err(e),
                 None => {
                     return Err(Error::check(
@@ -214,11 +215,11 @@ impl<'c> Daemon<'c> {
             Ok(new) => new,
             // Never killed: it still serves its mounts as it did.
             Err(e) if !self.killed => return Err(e),
-            Err(e) => return Err(self.abandon(inside, e, timeout)),
+            Err(e) => return Err(self.abandon(fx, e)),
         };
-        if probe {
+        if fx.probe {
             for m in self.plan.mounts.iter().filter(|m| m.probe_me()) {
-                probe::trigger(inside, &m.path, timeout).context("probing")?;
+                probe::trigger(fx.inside, &m.path, fx.timeout).context("probing")?;
             }
         }
         Ok(new)
@@ -240,7 +241,8 @@ impl<'c> Daemon<'c> {
     /// Through its systemd service: SIGKILL to the main process (systemd runs no ExecStop= for
     /// a process that died), wait until systemd has reaped it, start the service, and wait
     /// until a new daemon serves every mount the old one served. Returns the new daemon's pid.
-    fn restart_through_systemd(&mut self, inside: &Inside, unit: &str, timeout: Duration) -> Result<u32> {
+    fn restart_through_systemd(&mut self, fx: &Fixing<'_>, unit: &str) -> Result<u32> {
+        let (inside, timeout) = (fx.inside, fx.timeout);
         let deadline = Instant::now() + timeout;
         inside
             .run("systemctl", &[b"kill", b"--signal=KILL", b"--kill-whom=main", unit.as_bytes()], timeout)?
@@ -258,7 +260,7 @@ impl<'c> Daemon<'c> {
         let started = inside.run("systemctl", &[b"start", unit.as_bytes()], left).and_then(|o| o.ok("systemctl start"));
         started.and_then(|_| self.wait_reattached(inside, deadline)).map_err(|e| {
             // systemd says only that the start failed: the daemon's words are in the journal.
-            let said = unit_said(inside, unit, since, timeout);
+            let said = unit_said(fx, unit, since);
             if said.is_empty() { e } else { Error::Said { source: Box::new(e), who: "automount".into(), said } }
         })
     }
@@ -266,8 +268,9 @@ impl<'c> Daemon<'c> {
     /// One that daemonised on its own: SIGKILL through a pidfd, wait for its death, start it
     /// again exactly once as it was (see `Respawn`), detached in a new session, and wait for
     /// the new one to serve every mount. Never retried: a second copy must never run.
-    fn restart_respawning(&mut self, inside: &Inside, respawn: &Respawn, timeout: Duration) -> Result<u32> {
-        let deadline = Instant::now() + timeout;
+    fn restart_respawning(&mut self, fx: &Fixing<'_>, respawn: &Respawn) -> Result<u32> {
+        let inside = fx.inside;
+        let deadline = Instant::now() + fx.timeout;
         let old = self.plan.pid;
         let dying = pidfd::kill(old)?;
         self.killed();
@@ -304,8 +307,9 @@ impl<'c> Daemon<'c> {
     /// supervisor's new daemon to serve every mount. The supervisor starts it again at once,
     /// so idle multi-mounts are unmounted just before the kill (detached: the old daemon holds
     /// them open until it dies); an access in between finds a plain directory.
-    fn restart_supervised(&mut self, inside: &Inside, timeout: Duration) -> Result<u32> {
-        let deadline = Instant::now() + timeout;
+    fn restart_supervised(&mut self, fx: &Fixing<'_>) -> Result<u32> {
+        let inside = fx.inside;
+        let deadline = Instant::now() + fx.timeout;
         self.reset()?;
         let dying = pidfd::kill(self.plan.pid)?;
         self.killed();
@@ -330,7 +334,8 @@ impl<'c> Daemon<'c> {
     /// After the old daemon died and no new one came up: kill what hangs of the new one (what
     /// is ours to start again; a supervisor's own is its business), make the mounts nobody
     /// serves catatonic, and say where things stand.
-    fn abandon(&self, inside: &Inside, e: Error, timeout: Duration) -> Error {
+    fn abandon(&self, fx: &Fixing<'_>, e: Error) -> Error {
+        let (inside, timeout) = (fx.inside, fx.timeout);
         let init = inside.init();
         let mut state = Vec::new();
         let killed = match &self.plan.supervisor {
@@ -561,12 +566,12 @@ impl Respawn {
 /// What a service's own processes wrote to the journal since `since` (the daemon's stderr and
 /// syslog; not systemd's lines about it), its last lines, through the container's journalctl.
 /// Nothing when it cannot be read.
-fn unit_said(inside: &Inside, unit: &str, since: std::time::SystemTime, timeout: Duration) -> Vec<Vec<u8>> {
+fn unit_said(fx: &Fixing<'_>, unit: &str, since: std::time::SystemTime) -> Vec<Vec<u8>> {
     let Ok(since) = since.duration_since(std::time::UNIX_EPOCH) else { return Vec::new() };
     let since = format!("--since=@{}.{:06}", since.as_secs(), since.subsec_micros());
     let unit = format!("_SYSTEMD_UNIT={unit}");
     let args: [&[u8]; 6] = [b"-q", b"--no-pager", b"-o", b"cat", since.as_bytes(), unit.as_bytes()];
-    match inside.spawn(Spec::container("journalctl", &args).keeping_stdout(), timeout) {
+    match fx.inside.spawn(Spec::container("journalctl", &args).keeping_stdout(), fx.timeout) {
         Ok(out) if out.status.success() => show::last_lines(&out.stderr),
         _ => Vec::new(),
     }

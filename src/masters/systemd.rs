@@ -15,6 +15,7 @@ use std::time::Duration;
 use crate::container::{Inside, Snapshot};
 use crate::error::{Error, Result};
 use crate::log::Log;
+use crate::masters::Fixing;
 use crate::model::autofs::Table;
 use crate::model::plan::{Layer, UnitPlan};
 use crate::settings::Api;
@@ -70,16 +71,11 @@ struct Run {
 /// environment is three short variables).
 const ARGS_MAX: usize = 64 * 1024;
 
-/// Phases 2 to 4 for the units of the plan, each wait bounded by `timeout`; with `probe`, each
-/// fixed mount point is then triggered. Returns each unit's outcome, and an error that
-/// belongs to no unit (the staging could not be removed).
-pub fn restart(
-    inside: &Inside,
-    units: Vec<UnitPlan>,
-    timeout: Duration,
-    probe: bool,
-    log: &Log,
-) -> (Vec<Outcome>, Option<Error>) {
+/// Phases 2 to 4 for the units of the plan, each wait bounded by `fx.timeout`; with
+/// `fx.probe`, each fixed mount point is then triggered. Returns each unit's outcome, and an
+/// error that belongs to no unit (the staging could not be removed).
+pub fn restart(fx: &Fixing<'_>, units: Vec<UnitPlan>) -> (Vec<Outcome>, Option<Error>) {
+    let (inside, log) = (fx.inside, fx.log);
     let mut runs: Vec<Run> = units
         .into_iter()
         .map(|unit| Run { out: Outcome { unit, result: Ok(()), kept: None }, saved: Vec::new(), restart: None })
@@ -94,13 +90,13 @@ pub fn restart(
     for run in &mut runs {
         set_aside(&mut mounter, run, log);
     }
-    restart_all(inside, &mut runs, timeout, log);
-    let after = mounts_after(inside, &runs, log);
-    check_and_put_back(inside, &mut mounter, &mut runs, after, log);
+    restart_all(fx, &mut runs);
+    let after = mounts_after(fx, &runs);
+    check_and_put_back(fx, &mut mounter, &mut runs, after);
     let finished = mounter.finish().err();
-    if probe {
+    if fx.probe {
         for run in runs.iter_mut().filter(|r| r.out.result.is_ok()) {
-            if let Err(e) = probe::trigger(inside, &run.out.unit.path, timeout) {
+            if let Err(e) = probe::trigger(inside, &run.out.unit.path, fx.timeout) {
                 run.out.fail("probing", e);
             }
         }
@@ -128,10 +124,10 @@ fn set_aside(mounter: &mut Mounter<'_>, run: &mut Run, log: &Log) {
 
 /// Phase 3: one restart for every unit whose top is safely aside (a call per batch of names
 /// that fits a command line); each unit keeps its call's error.
-fn restart_all(inside: &Inside, runs: &mut [Run], timeout: Duration, log: &Log) {
+fn restart_all(fx: &Fixing<'_>, runs: &mut [Run]) {
     let names: Vec<String> = runs.iter().filter(|r| r.out.result.is_ok()).map(|r| r.out.unit.name.clone()).collect();
     for batch in batches(&names, ARGS_MAX) {
-        let failed = restart_batch(inside, batch, timeout, log);
+        let failed = restart_batch(fx, batch);
         for run in runs.iter_mut().filter(|r| batch.contains(&r.out.unit.name)) {
             run.restart = failed.clone();
         }
@@ -157,11 +153,12 @@ fn batches(names: &[String], max: usize) -> Vec<&[String]> {
 }
 
 /// One `systemctl restart` of `names`. Its error, if it failed.
-fn restart_batch(inside: &Inside, names: &[String], timeout: Duration, log: &Log) -> Option<Error> {
+fn restart_batch(fx: &Fixing<'_>, names: &[String]) -> Option<Error> {
+    let inside = fx.inside;
     let mut args: Vec<&[u8]> = vec![b"restart"];
     args.extend(names.iter().map(|n| n.as_bytes()));
-    log.step(format_args!("systemctl restart {}", names.join(" ")));
-    match inside.run("systemctl", &args, timeout) {
+    fx.log.step(format_args!("systemctl restart {}", names.join(" ")));
+    match inside.run("systemctl", &args, fx.timeout) {
         Ok(out) if out.status.success() => None,
         // Killed by a signal we did not send: when the init died, its pid namespace took
         // systemctl with it. Then say why, not how systemctl ended.
@@ -178,7 +175,8 @@ fn restart_batch(inside: &Inside, names: &[String], timeout: Duration, log: &Log
 /// cross), else the table as `Inside::mount_table` reads it, which walks no path. The first is
 /// only faster: where it fails for any reason (no statmount, a path that is no directory now),
 /// the second says what stands.
-fn mounts_after(inside: &Inside, runs: &[Run], log: &Log) -> Result<Vec<u8>> {
+fn mounts_after(fx: &Fixing<'_>, runs: &[Run]) -> Result<Vec<u8>> {
+    let (inside, log) = (fx.inside, fx.log);
     if inside.asked() == Api::New && runs.iter().all(|r| r.restart.is_none()) {
         let paths: Vec<&[u8]> = runs.iter().map(|r| r.out.unit.path.as_slice()).collect();
         if let Ok(text) = inside.stacks_at(&paths) {
@@ -193,7 +191,8 @@ fn mounts_after(inside: &Inside, runs: &[Run], log: &Log) -> Result<Vec<u8>> {
 
 /// Phase 4: check, clear, put back. No error may end it before every saved tree is back, or
 /// said to be kept in the staging.
-fn check_and_put_back(inside: &Inside, mounter: &mut Mounter<'_>, runs: &mut [Run], after: Result<Vec<u8>>, log: &Log) {
+fn check_and_put_back(fx: &Fixing<'_>, mounter: &mut Mounter<'_>, runs: &mut [Run], after: Result<Vec<u8>>) {
+    let (inside, log) = (fx.inside, fx.log);
     let init = inside.init();
     let table = after.as_ref().map_err(Clone::clone).and_then(|text| Table::from_mountinfo(text, init.host_pid()));
     // The pipes systemd holds now: read once for every unit.

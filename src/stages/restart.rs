@@ -16,6 +16,7 @@ use std::os::fd::AsFd;
 use crate::container::{Host, Inside, Reached, pidfd};
 use crate::error::{Context, Result};
 use crate::log::{Ended, Log};
+use crate::masters::Fixing;
 use crate::masters::automount::Daemon;
 use crate::masters::systemd::{self, Outcome};
 use crate::model::autofs::{self, Table};
@@ -193,8 +194,9 @@ fn plan_and_fix(reached: Reached, text: Vec<u8>, held: &Holding, s: &Settings, l
     let waiting: Vec<Blocked> =
         survey.blocked.iter().map(|&pid| Blocked::of(&inside, pid, points.iter().map(Vec::as_slice))).collect();
     let found = Found { namespaces: &namespaces, places: &places, private, waiting: &waiting, held };
-    let fixed = fix(&inside, plan, &found, s, log);
-    blocked(&inside, &waiting, &fixed.released, s.blocked, log);
+    let fx = Fixing { inside: &inside, timeout: s.timeout, probe: s.probe, log };
+    let fixed = fix(&fx, plan, &found, s.blocked);
+    blocked(&fx, &waiting, &fixed.released, s.blocked);
     Ok(missing.max(u8::from(fixed.failed)))
 }
 
@@ -213,7 +215,8 @@ struct Found<'a> {
 /// Says, of each process that was blocked before the fix, whether it was released (its old
 /// superblock released through a held descriptor) or still waits; kills those that still
 /// wait where `policy` says so.
-fn blocked(inside: &Inside, waiting: &[Blocked], released: &[Vec<u8>], policy: OnBlocked, log: &Log) {
+fn blocked(fx: &Fixing<'_>, waiting: &[Blocked], released: &[Vec<u8>], policy: OnBlocked) {
+    let (inside, log) = (fx.inside, fx.log);
     for b in waiting {
         let expected = b.on.as_ref().is_some_and(|on| released.contains(on));
         // A released process leaves its wait at once; it may take a moment to be scheduled.
@@ -224,7 +227,7 @@ fn blocked(inside: &Inside, waiting: &[Blocked], released: &[Vec<u8>], policy: O
             still = inside.init().procs().still_blocked(b.pid);
         }
         if still && policy == OnBlocked::Kill {
-            kill_and_say(inside, b, log);
+            kill_and_say(fx, b);
         } else if still {
             log.say(b.warning());
         } else if expected {
@@ -235,16 +238,16 @@ fn blocked(inside: &Inside, waiting: &[Blocked], released: &[Vec<u8>], policy: O
 
 /// Kills the blocked process `b` (`kill_blocked`) and says so, or why it could not. Whether it
 /// no longer waits (killed, or its wait ended by itself).
-fn kill_and_say(inside: &Inside, b: &Blocked, log: &Log) -> bool {
-    match kill_blocked(inside, b.pid) {
+fn kill_and_say(fx: &Fixing<'_>, b: &Blocked) -> bool {
+    match kill_blocked(fx.inside, b.pid) {
         Ok(killed) => {
             if killed {
-                log.say(b.killed());
+                fx.log.say(b.killed());
             }
             true
         }
         Err(e) => {
-            log.say(format_args!("{}; {e}", b.warning()));
+            fx.log.say(format_args!("{}; {e}", b.warning()));
             false
         }
     }
@@ -272,8 +275,9 @@ struct Fixed {
 }
 
 /// Phase 3 (inside): restarts the units, releases their old superblocks where held or copied,
-/// restarts the daemons, and says each outcome.
-fn fix(inside: &Inside, plan: Plan, found: &Found<'_>, s: &Settings, log: &Log) -> Fixed {
+/// restarts the daemons, and says each outcome. `policy`: what becomes of blocked processes.
+fn fix(fx: &Fixing<'_>, plan: Plan, found: &Found<'_>, policy: OnBlocked) -> Fixed {
+    let (inside, log) = (fx.inside, fx.log);
     let mut failed = false;
     // Read while the daemons still run, before anything restarts.
     let mut daemons: Vec<Daemon> =
@@ -281,34 +285,31 @@ fn fix(inside: &Inside, plan: Plan, found: &Found<'_>, s: &Settings, log: &Log) 
     let outcomes = if plan.units.is_empty() {
         Vec::new()
     } else {
-        let (outcomes, unfinished) = systemd::restart(inside, plan.units, s.timeout, s.probe, log);
+        let (outcomes, unfinished) = systemd::restart(fx, plan.units);
         if let Some(e) = unfinished {
             log.say(e);
             failed = true;
         }
         outcomes
     };
-    let mut released = if found.private > 0 || found.held.release.holds_any() {
-        release(inside, found, &outcomes, s.timeout, log)
-    } else {
-        Vec::new()
-    };
+    let mut released =
+        if found.private > 0 || found.held.release.holds_any() { release(fx, found, &outcomes) } else { Vec::new() };
     for o in &outcomes {
         log.say(o.line());
         failed |= o.result.is_err();
     }
     let mut blocked_on: Vec<&[u8]> = found.waiting.iter().filter_map(|b| b.on.as_deref()).collect();
-    if s.blocked == OnBlocked::Kill {
+    if policy == OnBlocked::Kill {
         // What would hang a daemon's start and nothing can release goes first.
         for b in found.waiting {
             let Some(on) = b.on.as_deref() else { continue };
-            if daemons.iter().any(|d| d.cannot_release(on)) && kill_and_say(inside, b, log) {
+            if daemons.iter().any(|d| d.cannot_release(on)) && kill_and_say(fx, b) {
                 blocked_on.retain(|p| *p != on);
             }
         }
     }
     for d in &mut daemons {
-        let outcome = d.fix(inside, s.timeout, s.probe, &blocked_on);
+        let outcome = d.fix(fx, &blocked_on);
         d.steps().iter().for_each(|l| log.step(l));
         let (line, failure) = d.line(&outcome);
         log.say(line);
@@ -324,7 +325,8 @@ fn fix(inside: &Inside, plan: Plan, found: &Found<'_>, s: &Settings, log: &Log) 
 /// each private copy in a nested namespace by its path (`release::by_path`). A copy
 /// that stays as it was is worth a warning, not a failure: the unit is fixed. Returns the
 /// mount points released through a held descriptor.
-fn release(inside: &Inside, found: &Found<'_>, outcomes: &[Outcome], timeout: Duration, log: &Log) -> Vec<Vec<u8>> {
+fn release(fx: &Fixing<'_>, found: &Found<'_>, outcomes: &[Outcome]) -> Vec<Vec<u8>> {
+    let (inside, log) = (fx.inside, fx.log);
     // Only superblocks the container's own namespace no longer has: catatonic is for good,
     // and for every namespace that has the superblock. Where the plan read below the held
     // mounts, pre-resume found every autofs mount then: of those, the ones still mounted.
@@ -371,7 +373,7 @@ fn release(inside: &Inside, found: &Found<'_>, outcomes: &[Outcome], timeout: Du
             // A copy with mounts on top is left as it is: no path reaches it, and the top answers.
             for c in ns.copies.iter().filter(|c| c.reach == Reach::Private && c.on_top == 0 && c.dev == u.dev) {
                 let done = match found.places.of(ns.pid) {
-                    Some(place) => release::by_path(inside, Some(place), &c.path, c.dev, timeout),
+                    Some(place) => release::by_path(inside, Some(place), &c.path, c.dev, fx.timeout),
                     None => Err(crate::error::Error::check(format!("{} went away", ns.describe()))),
                 };
                 let (path, ns) = (Shown(&c.path), ns.describe());
