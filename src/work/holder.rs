@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use rustix::event::{PollFd, PollFlags, poll};
 use rustix::fs::{AtFlags, Mode, OFlags};
 use rustix::io::Errno;
-use rustix::process::{Pid, PidfdFlags, PidfdGetfdFlags, Signal, pidfd_getfd, pidfd_open, pidfd_send_signal};
+use rustix::process::{Pid, PidfdGetfdFlags, Signal, pidfd_getfd, pidfd_send_signal};
 
 use crate::container::{Host, Init, pidfd};
 use crate::error::{Context, Error, Result};
@@ -276,14 +276,14 @@ pub fn take(init: &Init) -> Result<Option<Held>> {
 /// process still runs with that start time; and the token.
 fn alive(text: &[u8]) -> Option<(OwnedFd, Option<u32>)> {
     let (pid, start, first) = first_line(text)?;
-    let fd = pidfd_open(Pid::from_raw(pid)?, PidfdFlags::empty()).ok()?;
+    let fd = pidfd::open(pid)?;
     // Checked once the pidfd is held: the pid cannot be reused under it any more.
     let now = procfs::start_time_of(&std::fs::read(format!("/proc/{pid}/stat")).ok()?)?;
     (now == start && !pidfd::exited(fd.as_fd()).unwrap_or(true)).then_some((fd, first))
 }
 
 /// A pin's first line: `PID START [FIRST_TOKEN]`.
-fn first_line(text: &[u8]) -> Option<(i32, u64, Option<u32>)> {
+fn first_line(text: &[u8]) -> Option<(u32, u64, Option<u32>)> {
     let line = std::str::from_utf8(text.split(|&b| b == b'\n').next()?).ok()?;
     let mut words = line.split(' ');
     let (pid, start) = (words.next()?.parse().ok()?, words.next()?.parse().ok()?);
