@@ -5,12 +5,11 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::time::Duration;
 
 use lexopt::prelude::*;
-use rustix::process::Pid;
 
 use crate::criu::{self, Stage};
 use crate::error::{Error, Result};
 use crate::model::{config, units};
-use crate::settings::{Api, OnBlocked, Policy, SYSLOG_SOCKET, Seen, Settings};
+use crate::settings::{Api, InitPid, OnBlocked, Policy, SYSLOG_SOCKET, Seen, Settings};
 use crate::work::holder::HOLD_ARG;
 use crate::work::probe::PROBE_ARG;
 use crate::work::release::CATATONIC_ARG;
@@ -92,8 +91,7 @@ pub enum Command {
     Help(&'static str),
     Version,
     Status {
-        pid_name: &'static str,
-        pid: Pid,
+        init: InitPid,
         api: Api,
         json: bool,
     },
@@ -109,17 +107,16 @@ pub enum Command {
         json: bool,
     },
     Recover {
-        pid_name: &'static str,
-        pid: Pid,
+        init: InitPid,
         timeout: Duration,
         api: Api,
     },
-    Restart(Settings),
-    /// CRIU's pre-dump stage: its settings, or why they could not be read (a warning there:
-    /// only the nested policy may abort a dump).
-    PreDump(Result<Settings>),
+    Restart(InitPid, Settings),
+    /// CRIU's pre-dump stage: its container and settings, or why they could not be read (a
+    /// warning there: only the nested policy may abort a dump).
+    PreDump(Result<(InitPid, Settings)>),
     /// CRIU's pre-resume stage: the same (a warning there: it never fails a restore).
-    PreResume(Result<Settings>),
+    PreResume(Result<(InitPid, Settings)>),
     /// Internal: the holder that pre-resume starts, with the name of its pin.
     Hold(OsString),
     /// Internal: the child that `--probe` starts inside the container.
@@ -306,7 +303,7 @@ pub fn parse(args: Vec<OsString>, from: &Sources<'_>) -> Result<Command> {
 #[derive(Default)]
 struct Given {
     command: Option<Sub>,
-    pid: Option<Pid>,
+    pid: Option<InitPid>,
     units: Vec<String>,
     nested: Option<Policy>,
     blocked: Option<OnBlocked>,
@@ -332,27 +329,25 @@ fn command_of(given: Given, mut settings: Settings) -> Result<Command> {
         }
         return match given.pid {
             None => Ok(Command::Overview { api: settings.api, json: given.json }),
-            Some(pid) => Ok(Command::Status { pid_name: "--pid", pid, api: settings.api, json: given.json }),
+            Some(init) => Ok(Command::Status { init, api: settings.api, json: given.json }),
         };
     }
     if given.json {
         return Err(Error::Usage("--json is for status only".into()));
     }
-    let pid = given.pid.ok_or_else(|| Error::Usage(format!("{} needs --pid PID", command.name())))?;
+    let init = given.pid.ok_or_else(|| Error::Usage(format!("{} needs --pid PID", command.name())))?;
     if command == Sub::Recover {
         if restart_only {
             return Err(Error::Usage("recover takes only --pid and --timeout".into()));
         }
-        return Ok(Command::Recover { pid_name: "--pid", pid, timeout: settings.timeout, api: settings.api });
+        return Ok(Command::Recover { init, timeout: settings.timeout, api: settings.api });
     }
-    settings.pid = pid;
-    settings.pid_name = "--pid";
     if !given.units.is_empty() {
         settings.units = given.units;
     }
     settings.nested = given.nested.unwrap_or(settings.nested);
     settings.blocked = given.blocked.unwrap_or(settings.blocked);
-    Ok(Command::Restart(settings))
+    Ok(Command::Restart(init, settings))
 }
 
 /// `check [--json]`: a bad setting is one of its findings, not a usage error.
@@ -411,15 +406,14 @@ fn from_criu(from: &Sources<'_>) -> Result<Command> {
     let Some(action) = env(criu::ACTION_VAR) else {
         return Err(Error::Usage("no command (see --help)".into()));
     };
-    let settings = || -> Result<Settings> {
+    let settings = || -> Result<(InitPid, Settings)> {
         let mut settings = settings_from(from)?;
-        settings.pid = criu::parse_pid(criu::PID_VAR, env(criu::PID_VAR).as_deref())?;
-        settings.pid_name = criu::PID_VAR;
+        let init = criu::parse_pid(criu::PID_VAR, env(criu::PID_VAR).as_deref())?;
         settings.criu = criu::criu_pid(env(criu::IMAGE_DIR_VAR).as_deref());
-        Ok(settings)
+        Ok((init, settings))
     };
     match Stage::of(&action) {
-        Stage::PostResume => Ok(Command::Restart(settings()?)),
+        Stage::PostResume => settings().map(|(init, s)| Command::Restart(init, s)),
         Stage::PreDump => Ok(Command::PreDump(settings())),
         Stage::PreResume => Ok(Command::PreResume(settings())),
         Stage::Other => Ok(Command::Ignore),
@@ -489,8 +483,6 @@ fn settings_of(env: &dyn Fn(&str) -> Option<OsString>) -> Result<Settings> {
         }
     };
     Ok(Settings {
-        pid: Pid::INIT,
-        pid_name: "",
         units,
         dry_run: false,
         probe: flag("AUTOFS_RESTART_PROBE")?,
@@ -572,8 +564,12 @@ mod tests {
     }
 
     fn settings(c: Result<Command>) -> Settings {
+        restart(c).1
+    }
+
+    fn restart(c: Result<Command>) -> (InitPid, Settings) {
         match c {
-            Ok(Command::Restart(s)) => s,
+            Ok(Command::Restart(init, s)) => (init, s),
             _ => panic!("not a restart"),
         }
     }
@@ -589,14 +585,14 @@ mod tests {
     #[test]
     fn pre_dump_takes_its_settings_or_says_why_not_without_failing() {
         let c = parse_with(&[], &[("CRTOOLS_SCRIPT_ACTION", "pre-dump"), ("CRTOOLS_INIT_PID", "7")]);
-        assert!(matches!(c, Ok(Command::PreDump(Ok(ref s))) if s.criu.is_none() && s.nested == Policy::Restart));
+        assert!(matches!(c, Ok(Command::PreDump(Ok((_, ref s)))) if s.criu.is_none() && s.nested == Policy::Restart));
         let c = parse_with(&[], &[("CRTOOLS_SCRIPT_ACTION", "pre-dump"), ("CRTOOLS_INIT_PID", "junk")]);
         assert!(matches!(c, Ok(Command::PreDump(Err(ref e))) if e.to_string().starts_with("CRTOOLS_INIT_PID='junk'")));
     }
 
     #[test]
     fn post_resume_takes_the_pid_and_settings_from_the_environment() {
-        let s = settings(parse_with(
+        let (init, s) = restart(parse_with(
             &[],
             &[
                 ("CRTOOLS_SCRIPT_ACTION", "post-resume"),
@@ -605,8 +601,8 @@ mod tests {
                 ("AUTOFS_RESTART_TIMEOUT", "2.5"),
             ],
         ));
-        assert_eq!(s.pid.as_raw_nonzero().get(), 42);
-        assert_eq!(s.pid_name, "CRTOOLS_INIT_PID");
+        assert_eq!(init.pid.as_raw_nonzero().get(), 42);
+        assert_eq!(init.from, "CRTOOLS_INIT_PID");
         assert_eq!(s.criu, None, "no CRTOOLS_IMAGE_DIR, no CRIU process to tell runs apart by");
         assert_eq!(s.units, ["srv-data.automount", "proc-sys-fs-binfmt_misc.automount"]);
         assert_eq!(s.timeout, Duration::from_millis(2500));

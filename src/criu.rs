@@ -8,6 +8,7 @@ use std::os::unix::ffi::OsStrExt;
 use rustix::process::Pid;
 
 use crate::error::{Error, Result};
+use crate::settings::InitPid;
 
 pub const ACTION_VAR: &str = "CRTOOLS_SCRIPT_ACTION";
 pub const PID_VAR: &str = "CRTOOLS_INIT_PID";
@@ -51,8 +52,9 @@ impl Stage {
 /// The kernel's PID_MAX_LIMIT on 64-bit: no pid is larger.
 const PID_MAX_LIMIT: u32 = 4 * 1024 * 1024;
 
-/// A pid as CRIU or a person writes it: a plain positive decimal, nothing around it.
-pub fn parse_pid(name: &'static str, value: Option<&OsStr>) -> Result<Pid> {
+/// A pid as CRIU or a person writes it: a plain positive decimal, nothing around it; `name`
+/// says where it was given.
+pub fn parse_pid(name: &'static str, value: Option<&OsStr>) -> Result<InitPid> {
     let bad = |why| Error::Pid { name, value: value.map(Box::from), why };
     let Some(value) = value else {
         return Err(Error::Pid { name, value: None, why: "is not set" });
@@ -69,7 +71,8 @@ pub fn parse_pid(name: &'static str, value: Option<&OsStr>) -> Result<Pid> {
         .try_fold(0u32, |n, &d| n.checked_mul(10)?.checked_add(u32::from(d - b'0')))
         .filter(|&n| n <= PID_MAX_LIMIT)
         .ok_or_else(|| bad("is out of range"))?;
-    i32::try_from(n).ok().and_then(Pid::from_raw).ok_or_else(|| bad("is not a positive pid"))
+    let pid = i32::try_from(n).ok().and_then(Pid::from_raw).ok_or_else(|| bad("is not a positive pid"))?;
+    Ok(InitPid { pid, from: name })
 }
 
 #[cfg(test)]
@@ -77,7 +80,7 @@ mod tests {
     use super::*;
 
     fn pid(v: &str) -> Result<i32> {
-        parse_pid(PID_VAR, Some(OsStr::new(v))).map(Pid::as_raw_nonzero).map(i32::from)
+        parse_pid(PID_VAR, Some(OsStr::new(v))).map(|i| i32::from(i.pid.as_raw_nonzero()))
     }
 
     #[test]

@@ -58,12 +58,12 @@ fn main() -> ExitCode {
             println!("{}", version());
             Ok(0)
         }
-        Command::Status { pid_name, pid, api, json: true } => overview::one_json(pid_name, pid, api),
-        Command::Status { pid_name, pid, api, json: false } => status::run(pid_name, pid, api),
+        Command::Status { init, api, json: true } => overview::one_json(init, api),
+        Command::Status { init, api, json: false } => status::run(init, api),
         Command::Overview { api, json } => overview::run(api, json),
         Command::Check { settings, json } => check::run(&version(), settings, json),
-        Command::Recover { pid_name, pid, timeout, api } => restart::recover(pid_name, pid, timeout, api),
-        Command::Restart(settings) => restart::run(&settings),
+        Command::Recover { init, timeout, api } => restart::recover(init, timeout, api),
+        Command::Restart(init, settings) => restart::run(init, &settings),
         Command::PreDump(settings) => Ok(predump::run(settings)),
         Command::PreResume(settings) => Ok(preresume::run(settings)),
         Command::Hold(pin) => holder::hold_child(pin.as_bytes()),

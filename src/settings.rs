@@ -5,10 +5,16 @@ use std::time::Duration;
 
 use rustix::process::Pid;
 
-pub struct Settings {
+/// The container a run is about: its init's host pid, and where that pid was given
+/// (`CRTOOLS_INIT_PID`, `--pid`), for errors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InitPid {
     pub pid: Pid,
-    /// Where the pid came from (`CRTOOLS_INIT_PID`, `--pid`), for errors.
-    pub pid_name: &'static str,
+    pub from: &'static str,
+}
+
+/// How a run works, whichever container it is about (`InitPid`).
+pub struct Settings {
     /// Only these automount units; all when empty.
     pub units: Vec<String>,
     pub dry_run: bool,

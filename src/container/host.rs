@@ -6,14 +6,14 @@ use std::time::{Duration, Instant};
 
 use rustix::fs::{Mode, OFlags, openat};
 use rustix::io::Errno;
-use rustix::process::{Pid, chroot, fchdir};
+use rustix::process::{chroot, fchdir};
 use rustix::thread::{ThreadNameSpaceType, move_into_thread_name_spaces};
 
 use super::confine::Confine;
 use super::{Init, Inside, dir_flags, move_into};
 use crate::error::{Context, Error, Result};
 use crate::model::procfs;
-use crate::settings::Api;
+use crate::settings::{Api, InitPid};
 use crate::show::seconds;
 
 /// What reaching into another container takes: entering its namespaces and mounting there
@@ -47,9 +47,9 @@ pub struct Host {
 impl Host {
     /// Holds the init (see `Init::open`) and opens its root and mount namespace; finds out
     /// whether it is systemd.
-    pub fn open(name: &'static str, pid: Pid) -> Result<Self> {
+    pub fn open(init: InitPid) -> Result<Self> {
         privileged()?;
-        let mut init = Init::open(name, pid)?;
+        let mut init = Init::open(init)?;
         let root = init.open_own("root", dir_flags())?;
         // sd_booted(3), in the init's root: walked without following a symlink.
         let booted = crate::container::paths::open_dir(root.as_fd(), b"/run/systemd/system").is_ok();

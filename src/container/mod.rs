@@ -40,7 +40,7 @@ pub use table::Snapshot;
 
 use crate::error::{Context, Error, Result};
 use crate::model::procfs;
-use crate::settings::Api;
+use crate::settings::{Api, InitPid};
 
 /// The container's init, held by a pidfd (its identity: the pid cannot be reused under it),
 /// with its /proc directory; and the host's /proc, through which it reads other processes.
@@ -87,8 +87,9 @@ impl Init {
 
     /// `pidfd_open(2)` the init first, then open its /proc entries and check that the pidfd's
     /// process still runs: then the pid was not reused in between, and the entries are its.
-    /// `name` says where the pid came from, for errors.
-    fn open(name: &'static str, pid: Pid) -> Result<Self> {
+    /// `init.from` says where the pid came from, for errors.
+    fn open(init: InitPid) -> Result<Self> {
+        let InitPid { pid, from: name } = init;
         let bad = |why| Error::Pid { name, value: Some(OsStr::new(&pid.to_string()).into()), why };
         if pid == getpid() {
             return Err(bad("is autofs-restart itself"));

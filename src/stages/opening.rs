@@ -6,13 +6,13 @@ use crate::container::{Host, Snapshot};
 use crate::error::Result;
 use crate::log::Log;
 use crate::model::autofs;
-use crate::settings::Settings;
+use crate::settings::{InitPid, Settings};
 use crate::work::once;
 
 /// The log of a CRIU stage whose settings may not have been read: their `-v`, else quiet
 /// (the stage then warns in one line why it could not look).
-pub fn log(settings: &Result<Settings>) -> Log {
-    Log::new(settings.as_ref().is_ok_and(|s| s.verbose))
+pub fn log(settings: &Result<(InitPid, Settings)>) -> Log {
+    Log::new(settings.as_ref().is_ok_and(|(_, s)| s.verbose))
 }
 
 /// A stage's start: the container, and its mount table (mountinfo lines).
@@ -21,10 +21,10 @@ pub struct Opened {
     pub text: Vec<u8>,
 }
 
-/// Opens the container `s` names for `stage` ("pre-dump"). None, with the reason said as a
+/// Opens the container of `init` for `stage` ("pre-dump"). None, with the reason said as a
 /// step, where this CRIU process ran the stage already or the container has no autofs mount.
-pub fn open(stage: &'static str, s: &Settings, log: &Log) -> Result<Option<Opened>> {
-    let host = Host::open(s.pid_name, s.pid)?;
+pub fn open(stage: &'static str, init: InitPid, s: &Settings, log: &Log) -> Result<Option<Opened>> {
+    let host = Host::open(init)?;
     if !once::first(stage, host.init(), s.criu)? {
         log.step(format_args!("{stage}: nothing to do: this CRIU process ran {stage} on this container already"));
         return Ok(None);

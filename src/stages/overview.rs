@@ -12,14 +12,12 @@
 
 use std::io::Write;
 
-use rustix::process::Pid;
-
 use crate::container::{Host, Init, pidfd};
 use crate::error::{Context, Error, NEEDS_A_LOOK, Result};
 use crate::model::autofs::{self, Table};
 use crate::model::plan::{self, ServedBy};
 use crate::model::procfs;
-use crate::settings::Api;
+use crate::settings::{Api, InitPid};
 use crate::show::{Shown, json_string as string, who};
 use crate::stages::status;
 use crate::work::holder;
@@ -58,7 +56,9 @@ pub fn run(api: Api, json: bool) -> Result<u8> {
     let mut listed = 0;
     let mut needs_a_look = false;
     for pid in inits()? {
-        let seen = pidfd::pid(pid).ok_or_else(|| Error::check("a bad pid")).and_then(|p| look("pid", p, api, false));
+        let seen = pidfd::pid(pid)
+            .ok_or_else(|| Error::check("a bad pid"))
+            .and_then(|p| look(InitPid { pid: p, from: "pid" }, api, false));
         needs_a_look |= seen.as_ref().map_or(true, |c| c.as_ref().is_some_and(Container::needs_a_look));
         let line = match seen {
             Ok(None) => continue,
@@ -79,8 +79,8 @@ pub fn run(api: Api, json: bool) -> Result<u8> {
 
 /// `status --pid PID --json`: that container's object, also when it has no autofs mount; one
 /// that cannot be read is an error (exit 1), as without --json.
-pub fn one_json(pid_name: &'static str, pid: Pid, api: Api) -> Result<u8> {
-    let c = look(pid_name, pid, api, true)?.ok_or_else(|| Error::check("no container"))?;
+pub fn one_json(init: InitPid, api: Api) -> Result<u8> {
+    let c = look(init, api, true)?.ok_or_else(|| Error::check("no container"))?;
     std::io::stdout().lock().write_all(c.json().as_bytes()).context("writing the status")?;
     Ok(if c.needs_a_look() { NEEDS_A_LOOK } else { 0 })
 }
@@ -105,8 +105,8 @@ fn inits() -> Result<Vec<u32>> {
 }
 
 /// The container of init `pid`, if it has autofs mounts (or `always`).
-fn look(pid_name: &'static str, pid: Pid, api: Api, always: bool) -> Result<Option<Container>> {
-    let host = Host::open(pid_name, pid)?;
+fn look(init: InitPid, api: Api, always: bool) -> Result<Option<Container>> {
+    let host = Host::open(init)?;
     let init = host.init();
     let text = host.mount_table(api)?.text;
     if !always && !autofs::any(&text) {

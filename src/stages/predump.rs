@@ -12,16 +12,16 @@ use crate::model::autofs::Table;
 use crate::model::nested::Namespace;
 use crate::model::plan::{DaemonPlan, Master, Plan, Supervisor};
 use crate::model::report;
-use crate::settings::{Policy, Settings};
+use crate::settings::{InitPid, Policy, Settings};
 use crate::show::Shown;
 use crate::stages::opening::{self, Opened};
 use crate::work::survey::{self, Blocked, ProcFacts};
 
 /// Runs the pre-dump checks on `settings`, or warns about why they could not be read. Returns
 /// the exit code: 1 only to refuse the dump.
-pub fn run(settings: Result<Settings>) -> u8 {
+pub fn run(settings: Result<(InitPid, Settings)>) -> u8 {
     let log = opening::log(&settings);
-    match settings.and_then(|s| check(&s, &log)) {
+    match settings.and_then(|(init, s)| check(init, &s, &log)) {
         Ok(code) => code,
         Err(e) => {
             log.say(format_args!("warning: pre-dump: {e}"));
@@ -30,8 +30,8 @@ pub fn run(settings: Result<Settings>) -> u8 {
     }
 }
 
-fn check(s: &Settings, log: &Log) -> Result<u8> {
-    let Some(Opened { host, text }) = opening::open("pre-dump", s, log)? else { return Ok(0) };
+fn check(init: InitPid, s: &Settings, log: &Log) -> Result<u8> {
+    let Some(Opened { host, text }) = opening::open("pre-dump", init, s, log)? else { return Ok(0) };
     let init = host.init();
     let table = Table::from_mountinfo(&text, init.host_pid())?;
     let who = init.as_planned();

@@ -10,22 +10,22 @@ use crate::error::Result;
 use crate::log::Log;
 use crate::model::autofs::Table;
 use crate::model::mountinfo::Dev;
-use crate::settings::Settings;
+use crate::settings::{InitPid, Settings};
 use crate::stages::opening::{self, Opened};
 use crate::work::holder;
 use crate::work::tokens;
 
 /// Starts the holder, or warns about why not. Always 0: a restore must not fail for this.
-pub fn run(settings: Result<Settings>) -> u8 {
+pub fn run(settings: Result<(InitPid, Settings)>) -> u8 {
     let log = opening::log(&settings);
-    if let Err(e) = settings.and_then(|s| hold(&s, &log)) {
+    if let Err(e) = settings.and_then(|(init, s)| hold(init, &s, &log)) {
         log.say(format_args!("warning: pre-resume: {e}"));
     }
     0
 }
 
-fn hold(s: &Settings, log: &Log) -> Result<()> {
-    let Some(Opened { host, text }) = opening::open("pre-resume", s, log)? else { return Ok(()) };
+fn hold(init: InitPid, s: &Settings, log: &Log) -> Result<()> {
+    let Some(Opened { host, text }) = opening::open("pre-resume", init, s, log)? else { return Ok(()) };
     let init = host.init();
     let table = Table::from_mountinfo(&text, init.host_pid())?;
     let mounts: Vec<(Vec<u8>, Dev)> = table

@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use rustix::process::{Pid, Signal, pidfd_send_signal};
+use rustix::process::{Signal, pidfd_send_signal};
 
 use std::os::fd::AsFd;
 
@@ -24,7 +24,7 @@ use crate::model::mountinfo::Dev;
 use crate::model::nested::{Namespace, Reach};
 use crate::model::plan::Plan;
 use crate::model::report;
-use crate::settings::{Api, OnBlocked, Settings};
+use crate::settings::{Api, InitPid, OnBlocked, Settings};
 use crate::show::Shown;
 use crate::work::autofsdev::Control;
 use crate::work::holder::{self, Held};
@@ -37,13 +37,13 @@ use crate::work::tokens;
 
 /// Runs the fix. Returns the exit code: 0 when every unit checks out (or there was nothing to
 /// do), 1 when one did not; each unit's outcome has been said on stderr.
-pub fn run(s: &Settings) -> Result<u8> {
+pub fn run(init: InitPid, s: &Settings) -> Result<u8> {
     let log = Log::new(s.verbose);
     // CRIU's post-resume run (not a person's `restart`, who reads stderr) tells the host's log:
     // connected now, in the host's mount namespace, which the run then leaves.
-    let by_criu = s.pid_name == crate::criu::PID_VAR && !s.dry_run;
+    let by_criu = init.from == crate::criu::PID_VAR && !s.dry_run;
     let syslog = s.syslog.as_deref().filter(|_| by_criu).and_then(crate::log::syslog_socket);
-    let done = run_logged(s, &log);
+    let done = run_logged(init, s, &log);
     if let Some(socket) = &syslog {
         let error;
         let ended = match &done {
@@ -54,13 +54,13 @@ pub fn run(s: &Settings) -> Result<u8> {
                 Ended::Failed(&error)
             }
         };
-        log.tell_syslog(socket, s.pid.as_raw_nonzero().get() as u32, ended);
+        log.tell_syslog(socket, init.pid.as_raw_nonzero().get().unsigned_abs(), ended);
     }
     done
 }
 
-fn run_logged(s: &Settings, log: &Log) -> Result<u8> {
-    let host = Host::open(s.pid_name, s.pid)?;
+fn run_logged(init: InitPid, s: &Settings, log: &Log) -> Result<u8> {
+    let host = Host::open(init)?;
     // A second run by the same CRIU process (the script named twice in its configuration).
     match once::first("post-resume", host.init(), s.criu) {
         Ok(true) => {}
@@ -425,9 +425,9 @@ fn recover_staged(host: Host, text: &[u8], api: Api, log: &Log) -> Result<Recove
 
 /// `autofs-restart recover`: puts back what an interrupted run left set aside, and nothing
 /// else. Returns the exit code.
-pub fn recover(pid_name: &'static str, pid: Pid, timeout: Duration, api: Api) -> Result<u8> {
+pub fn recover(init: InitPid, timeout: Duration, api: Api) -> Result<u8> {
     let log = Log::new(false);
-    let host = Host::open(pid_name, pid)?;
+    let host = Host::open(init)?;
     if staging::anything_left(host.init(), &host.init().mountinfo()?) {
         let (_lock, _) = host.lock(timeout)?;
         // Read again under the lock: a run that held it may have finished meanwhile.

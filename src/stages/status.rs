@@ -4,8 +4,6 @@
 
 use std::io::Write;
 
-use rustix::process::Pid;
-
 use crate::container::{Host, Init};
 use crate::error::{Context, Result};
 use crate::model::autofs::Table;
@@ -13,15 +11,15 @@ use crate::model::kernel;
 use crate::model::nested::{Namespace, Reach};
 use crate::model::plan::{self, Master};
 use crate::model::report;
-use crate::settings::Api;
+use crate::settings::{Api, InitPid};
 use crate::show::{Shown, column, who_short};
 use crate::work::survey::{self, Blocked, ProcFacts};
 use crate::work::{self, staging};
 
 type Row = [String; 4];
 
-pub fn run(pid_name: &'static str, pid: Pid, api: Api) -> Result<u8> {
-    let host = Host::open(pid_name, pid)?;
+pub fn run(init: InitPid, api: Api) -> Result<u8> {
+    let host = Host::open(init)?;
     let init = host.init();
     let text = host.mount_table(api)?.text;
     let table = Table::from_mountinfo(&text, init.host_pid())?;
@@ -43,8 +41,9 @@ pub fn run(pid_name: &'static str, pid: Pid, api: Api) -> Result<u8> {
             needs_a_look = true;
             writeln!(
                 out,
-                "\nAn interrupted run left trees set aside in {}: `autofs-restart recover --pid {pid}` puts them back.",
-                left.place()
+                "\nAn interrupted run left trees set aside in {}: `autofs-restart recover --pid {}` puts them back.",
+                left.place(),
+                init.host_pid()
             )
             .context("writing the status")?;
         }
