@@ -103,8 +103,8 @@ fn run_logged(init: InitPid, s: &Settings, log: &Log) -> Result<u8> {
     };
     let below = if snapshot.read.is_below() { below } else { Vec::new() };
     let release = Release::new(releaser, held.map_or_else(Vec::new, |h| h.mounts));
-    let held = Holding { release, below };
-    plan_and_fix(reached, snapshot.text, &held, s, log)
+    let holding = Holding { release, below };
+    plan_and_fix(reached, snapshot.text, &holding, s, log)
 }
 
 /// The end of a run on a container without autofs mounts: a unit asked for is not there (a
@@ -147,7 +147,7 @@ fn take_held(host: &Host, log: &Log) -> Option<Held> {
 }
 
 /// Phase 2, then phase 3 unless it is a dry run or there is nothing to do.
-fn plan_and_fix(reached: Reached, text: Vec<u8>, held: &Holding, s: &Settings, log: &Log) -> Result<u8> {
+fn plan_and_fix(reached: Reached, text: Vec<u8>, holding: &Holding, s: &Settings, log: &Log) -> Result<u8> {
     let init = reached.init();
     let table = Table::from_mountinfo(&text, init.host_pid())?;
     if s.dry_run {
@@ -193,10 +193,10 @@ fn plan_and_fix(reached: Reached, text: Vec<u8>, held: &Holding, s: &Settings, l
     // What the blocked processes wait for, read while they still wait.
     let waiting: Vec<Blocked> =
         survey.blocked.iter().map(|&pid| Blocked::of(&inside, pid, points.iter().map(Vec::as_slice))).collect();
-    let found = Found { namespaces: &namespaces, places: &places, private, waiting: &waiting, held };
-    let fx = Fixing { inside: &inside, timeout: s.timeout, probe: s.probe, log };
-    let fixed = fix(&fx, plan, &found, s.blocked);
-    blocked(&fx, &waiting, &fixed.released, s.blocked);
+    let found = Found { namespaces: &namespaces, places: &places, private, waiting: &waiting, holding };
+    let fx = Fixing { inside: &inside, timeout: s.timeout, probe: s.probe, blocked: s.blocked, log };
+    let fixed = fix(&fx, plan, &found);
+    blocked(&fx, &waiting, &fixed.released);
     Ok(missing.max(u8::from(fixed.failed)))
 }
 
@@ -209,13 +209,13 @@ struct Found<'a> {
     private: usize,
     waiting: &'a [Blocked],
     /// What releases old superblocks without a path walk.
-    held: &'a Holding,
+    holding: &'a Holding,
 }
 
 /// Says, of each process that was blocked before the fix, whether it was released (its old
 /// superblock released through a held descriptor) or still waits; kills those that still
-/// wait where `policy` says so.
-fn blocked(fx: &Fixing<'_>, waiting: &[Blocked], released: &[Vec<u8>], policy: OnBlocked) {
+/// wait where `fx.blocked` says so.
+fn blocked(fx: &Fixing<'_>, waiting: &[Blocked], released: &[Vec<u8>]) {
     let (inside, log) = (fx.inside, fx.log);
     for b in waiting {
         let expected = b.on.as_ref().is_some_and(|on| released.contains(on));
@@ -226,7 +226,7 @@ fn blocked(fx: &Fixing<'_>, waiting: &[Blocked], released: &[Vec<u8>], policy: O
             std::thread::sleep(Duration::from_millis(10));
             still = inside.init().procs().still_blocked(b.pid);
         }
-        if still && policy == OnBlocked::Kill {
+        if still && fx.blocked == OnBlocked::Kill {
             kill_and_say(fx, b);
         } else if still {
             log.say(b.warning());
@@ -275,13 +275,13 @@ struct Fixed {
 }
 
 /// Phase 3 (inside): restarts the units, releases their old superblocks where held or copied,
-/// restarts the daemons, and says each outcome. `policy`: what becomes of blocked processes.
-fn fix(fx: &Fixing<'_>, plan: Plan, found: &Found<'_>, policy: OnBlocked) -> Fixed {
+/// restarts the daemons, and says each outcome.
+fn fix(fx: &Fixing<'_>, plan: Plan, found: &Found<'_>) -> Fixed {
     let (inside, log) = (fx.inside, fx.log);
     let mut failed = false;
     // Read while the daemons still run, before anything restarts.
     let mut daemons: Vec<Daemon> =
-        plan.daemons.into_iter().map(|d| Daemon::prepare(inside, d, &found.held.release, found.waiting)).collect();
+        plan.daemons.into_iter().map(|d| Daemon::prepare(inside, d, &found.holding.release, found.waiting)).collect();
     let outcomes = if plan.units.is_empty() {
         Vec::new()
     } else {
@@ -293,13 +293,13 @@ fn fix(fx: &Fixing<'_>, plan: Plan, found: &Found<'_>, policy: OnBlocked) -> Fix
         outcomes
     };
     let mut released =
-        if found.private > 0 || found.held.release.holds_any() { release(fx, found, &outcomes) } else { Vec::new() };
+        if found.private > 0 || found.holding.release.holds_any() { release(fx, found, &outcomes) } else { Vec::new() };
     for o in &outcomes {
         log.say(o.line());
         failed |= o.result.is_err();
     }
     let mut blocked_on: Vec<&[u8]> = found.waiting.iter().filter_map(|b| b.on.as_deref()).collect();
-    if policy == OnBlocked::Kill {
+    if fx.blocked == OnBlocked::Kill {
         // What would hang a daemon's start and nothing can release goes first.
         for b in found.waiting {
             let Some(on) = b.on.as_deref() else { continue };
@@ -330,8 +330,9 @@ fn release(fx: &Fixing<'_>, found: &Found<'_>, outcomes: &[Outcome]) -> Vec<Vec<
     // Only superblocks the container's own namespace no longer has: catatonic is for good,
     // and for every namespace that has the superblock. Where the plan read below the held
     // mounts, pre-resume found every autofs mount then: of those, the ones still mounted.
-    let (init, held) = (inside.init(), found.held);
-    let text = if held.below.is_empty() { inside.mount_table().map(|t| t.text) } else { inside.mounts_of(&held.below) };
+    let (init, holding) = (inside.init(), found.holding);
+    let text =
+        if holding.below.is_empty() { inside.mount_table().map(|t| t.text) } else { inside.mounts_of(&holding.below) };
     let live: Vec<Dev> = match text
         .and_then(|t| Ok(Table::from_mountinfo(&t, init.host_pid())?.autofs().iter().map(|a| a.mount.dev).collect()))
     {
@@ -353,7 +354,7 @@ fn release(fx: &Fixing<'_>, found: &Found<'_>, outcomes: &[Outcome]) -> Vec<Vec<
         // Held: one descriptor on the superblock serves the container's namespace and every copy.
         let waiting =
             || found.waiting.iter().any(|b| b.on.as_ref() == Some(&u.path) && init.procs().still_blocked(b.pid));
-        if let Some(done) = held.release.held(u.dev, waiting) {
+        if let Some(done) = holding.release.superblock(u.dev, waiting) {
             match done {
                 Ok(waits) => {
                     let line = format!("{}: made its old autofs mount {} catatonic{}", u.name, u.dev, waits.note());

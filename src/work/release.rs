@@ -59,7 +59,7 @@ impl Release {
 
     /// Releases superblock `dev` through the descriptor the holder held on it; None where it
     /// held none (or there is no control device).
-    pub fn held(&self, dev: Dev, waiting: impl Fn() -> bool) -> Option<Result<Waits>> {
+    pub fn superblock(&self, dev: Dev, waiting: impl Fn() -> bool) -> Option<Result<Waits>> {
         self.through(self.held_on(dev)?.fd.as_fd(), waiting)
     }
 }
