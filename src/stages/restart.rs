@@ -21,7 +21,6 @@ use crate::masters::automount::Daemon;
 use crate::masters::systemd::{self, Outcome};
 use crate::model::autofs::{self, Table};
 use crate::model::mountinfo::Dev;
-use crate::model::nested::{Namespace, Reach};
 use crate::model::plan::Plan;
 use crate::model::report;
 use crate::settings::{Api, InitPid, OnBlocked, Settings};
@@ -30,7 +29,7 @@ use crate::work::autofsdev::Control;
 use crate::work::holder::{self, Held};
 use crate::work::mounts;
 use crate::work::once;
-use crate::work::release::{self, Release, Releaser, Waits};
+use crate::work::release::{Copies, CopyReleased, Release, Released, Releaser, Waits};
 use crate::work::staging;
 use crate::work::survey::{self, Blocked, Places, ProcFacts};
 use crate::work::tokens;
@@ -102,7 +101,7 @@ fn run_logged(init: InitPid, s: &Settings, log: &Log) -> Result<u8> {
         }
     };
     let below = if snapshot.read.is_below() { below } else { Vec::new() };
-    let release = Release::new(releaser, held.map_or_else(Vec::new, |h| h.mounts));
+    let release = Release::new(releaser, held.map_or_else(Vec::new, |h| h.mounts), s.timeout);
     let holding = Holding { release, below };
     plan_and_fix(reached, snapshot.text, &holding, s, log)
 }
@@ -193,19 +192,18 @@ fn plan_and_fix(reached: Reached, text: Vec<u8>, holding: &Holding, s: &Settings
     // What the blocked processes wait for, read while they still wait.
     let waiting: Vec<Blocked> =
         survey.blocked.iter().map(|&pid| Blocked::of(&inside, pid, points.iter().map(Vec::as_slice))).collect();
-    let found = Found { namespaces: &namespaces, places: &places, private, waiting: &waiting, holding };
+    let copies = Copies { namespaces: &namespaces, places: &places };
+    let found = Found { copies, private, waiting: &waiting, holding };
     let fx = Fixing { inside: &inside, timeout: s.timeout, probe: s.probe, blocked: s.blocked, log };
     let fixed = fix(&fx, plan, &found);
     blocked(&fx, &waiting, &fixed.released);
     Ok(missing.max(u8::from(fixed.failed)))
 }
 
-/// What the survey found that the fix must know: nested namespaces with their copies, how many
-/// of those are private, and the processes blocked before the fix; and what releases.
+/// What the survey found that the fix must know: the copies in nested namespaces, how many of
+/// them are private, and the processes blocked before the fix; and what releases.
 struct Found<'a> {
-    namespaces: &'a [Namespace],
-    /// Those of them with private copies, held open.
-    places: &'a Places,
+    copies: Copies<'a>,
     private: usize,
     waiting: &'a [Blocked],
     /// What releases old superblocks without a path walk.
@@ -320,11 +318,9 @@ fn fix(fx: &Fixing<'_>, plan: Plan, found: &Found<'_>) -> Fixed {
     Fixed { failed, released }
 }
 
-/// Makes the restarted units' old superblocks catatonic: through the descriptor the
-/// pre-resume run held, which wakes every waiter in every namespace with no path walk, else
-/// each private copy in a nested namespace by its path (`release::by_path`). A copy
-/// that stays as it was is worth a warning, not a failure: the unit is fixed. Returns the
-/// mount points released through a held descriptor.
+/// Releases the restarted units' old superblocks (`Release::replaced` says how) and says so.
+/// A copy that stays as it was is worth a warning, not a failure: the unit is fixed. Returns
+/// the mount points released through a held descriptor.
 fn release(fx: &Fixing<'_>, found: &Found<'_>, outcomes: &[Outcome]) -> Vec<Vec<u8>> {
     let (inside, log) = (fx.inside, fx.log);
     // Only superblocks the container's own namespace no longer has: catatonic is for good,
@@ -351,39 +347,28 @@ fn release(fx: &Fixing<'_>, found: &Found<'_>, outcomes: &[Outcome]) -> Vec<Vec<
             ));
             continue;
         }
-        // Held: one descriptor on the superblock serves the container's namespace and every copy.
         let waiting =
             || found.waiting.iter().any(|b| b.on.as_ref() == Some(&u.path) && init.procs().still_blocked(b.pid));
-        if let Some(done) = holding.release.superblock(u.dev, waiting) {
-            match done {
-                Ok(waits) => {
-                    let line = format!("{}: made its old autofs mount {} catatonic{}", u.name, u.dev, waits.note());
-                    match waits {
-                        Waits::Unanswered(_) => log.say(format_args!("warning: {line}")),
-                        _ => log.step(line),
-                    }
-                    released.push(u.path.clone());
-                    continue;
+        let Released { held, copies } = holding.release.replaced(inside, u.dev, &found.copies, waiting);
+        match held {
+            Some(Ok(waits)) => {
+                let line = format!("{}: made its old autofs mount {} catatonic{}", u.name, u.dev, waits.note());
+                match waits {
+                    Waits::Unanswered(_) => log.say(format_args!("warning: {line}")),
+                    _ => log.step(line),
                 }
-                Err(e) => {
-                    log.say(format_args!("{}: warning: its old autofs mount {} stays as it was: {e}", u.name, u.dev))
-                }
+                released.push(u.path.clone());
             }
+            Some(Err(e)) => {
+                log.say(format_args!("{}: warning: its old autofs mount {} stays as it was: {e}", u.name, u.dev))
+            }
+            None => {}
         }
-        for ns in found.namespaces {
-            // A copy with mounts on top is left as it is: no path reaches it, and the top answers.
-            for c in ns.copies.iter().filter(|c| c.reach == Reach::Private && c.on_top == 0 && c.dev == u.dev) {
-                let done = match found.places.of(ns.pid) {
-                    Some(place) => release::by_path(inside, Some(place), &c.path, c.dev, fx.timeout),
-                    None => Err(crate::error::Error::check(format!("{} went away", ns.describe()))),
-                };
-                let (path, ns) = (Shown(&c.path), ns.describe());
-                match done {
-                    Ok(()) => log.step(format_args!("{}: made the copy at {path} in {ns} catatonic", u.name)),
-                    Err(e) => {
-                        log.say(format_args!("{}: warning: the copy at {path} in {ns} stays as it was: {e}", u.name))
-                    }
-                }
+        for CopyReleased { path, namespace: ns, done } in copies {
+            let path = Shown(&path);
+            match done {
+                Ok(()) => log.step(format_args!("{}: made the copy at {path} in {ns} catatonic", u.name)),
+                Err(e) => log.say(format_args!("{}: warning: the copy at {path} in {ns} stays as it was: {e}", u.name)),
             }
         }
     }

@@ -8,6 +8,8 @@
 //! - By its path, where nothing holds it (`by_path`): this very binary, run as a child in the
 //!   namespace that has it (a nested one, or the container's), as the hidden command
 //!   `--internal-catatonic PATH DEV`, makes it catatonic.
+//!
+//! `Release::replaced` decides between the two for a superblock a unit's restart replaced.
 
 use std::os::fd::{AsFd, BorrowedFd};
 use std::time::Duration;
@@ -17,23 +19,71 @@ use rustix::fs::{CWD, Mode, OFlags};
 use crate::container::{Inside, Place};
 use crate::error::{Context, Error, Result};
 use crate::model::mountinfo::Dev;
+use crate::model::nested::{Namespace, Reach};
 use crate::show::Shown;
 use crate::work::autofsdev::{self, Control};
 use crate::work::holder::HeldMount;
+use crate::work::survey::Places;
 use crate::work::tokens;
 
 /// What releases old superblocks in a post-resume run without a path walk: the descriptors
 /// the pre-resume run's holder held, and the control device that releases through them (and
 /// through a daemon's own). Where it has neither, superblocks are released by path
-/// (`by_path`) or not at all.
+/// (`by_path`, each bounded by `timeout`) or not at all.
 pub struct Release {
     releaser: Option<Releaser>,
     held: Vec<HeldMount>,
+    timeout: Duration,
+}
+
+/// The copies of the container's autofs mounts in nested namespaces, and the places held open
+/// to reach the private ones by path (`survey`).
+pub struct Copies<'a> {
+    pub namespaces: &'a [Namespace],
+    pub places: &'a Places,
+}
+
+/// How a superblock that a restart replaced was released (`Release::replaced`).
+pub struct Released {
+    /// Through the descriptor held on it, where one was: how its waits were answered.
+    pub held: Option<Result<Waits>>,
+    /// Where none was, or that failed: each private copy of it with nothing on top, by its path.
+    pub copies: Vec<CopyReleased>,
+}
+
+/// A private copy released by its path: where, in which namespace (described), and how.
+pub struct CopyReleased {
+    pub path: Vec<u8>,
+    pub namespace: String,
+    pub done: Result<()>,
 }
 
 impl Release {
-    pub fn new(releaser: Option<Releaser>, held: Vec<HeldMount>) -> Release {
-        Release { releaser, held }
+    pub fn new(releaser: Option<Releaser>, held: Vec<HeldMount>, timeout: Duration) -> Release {
+        Release { releaser, held, timeout }
+    }
+
+    /// Releases superblock `dev`, which a restart replaced and the container's own namespace
+    /// no longer has: through the descriptor held on it, which wakes every waiter in every
+    /// namespace with no path walk; else each private copy of it in a nested namespace, by
+    /// its path. A copy with mounts on top is left as it is: no path reaches it, and the top
+    /// answers. `waiting`: whether a process known to be blocked on it still waits.
+    pub fn replaced(&self, inside: &Inside, dev: Dev, copies: &Copies<'_>, waiting: impl Fn() -> bool) -> Released {
+        let held = self.superblock(dev, waiting);
+        if let Some(Ok(_)) = held {
+            return Released { held, copies: Vec::new() };
+        }
+        let mut done = Vec::new();
+        for ns in copies.namespaces {
+            for c in ns.copies.iter().filter(|c| c.reach == Reach::Private && c.on_top == 0 && c.dev == dev) {
+                let how = match copies.places.of(ns.pid) {
+                    Some(place) => by_path(inside, Some(place), &c.path, c.dev, self.timeout),
+                    None => Err(Error::check(format!("{} went away", ns.describe()))),
+                };
+                done.push(CopyReleased { path: c.path.clone(), namespace: ns.describe(), done: how });
+            }
+        }
+        Released { held, copies: done }
     }
 
     /// Whether it can release through descriptors at all: the control device is open.
