@@ -27,6 +27,8 @@ mod model {
 }
 #[path = "../src/error.rs"]
 mod error;
+#[path = "../src/pids.rs"]
+mod pids;
 #[path = "../src/show.rs"]
 mod show;
 

@@ -25,6 +25,7 @@ mod cli;
 mod criu;
 mod error;
 mod log;
+mod pids;
 mod settings;
 mod show;
 

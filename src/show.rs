@@ -4,6 +4,8 @@
 use std::fmt;
 use std::time::Duration;
 
+use crate::pids::CtrPid;
+
 /// Shows bytes from the system (paths, values) on one line: control characters, backslashes
 /// and invalid UTF-8 are written as octal escapes, as in mountinfo.
 pub struct Shown<'a>(pub &'a [u8]);
@@ -40,13 +42,13 @@ pub fn seconds(d: Duration) -> String {
 }
 
 /// A process of the container, for messages: "pid 10483 (278 in the container, sleep)".
-pub fn who(pid: u32, ctr_pid: Option<u32>, comm: &[u8]) -> String {
+pub fn who(pid: u32, ctr_pid: Option<CtrPid>, comm: &[u8]) -> String {
     let inner = ctr_pid.map_or_else(String::new, |p| format!("{p} in the container, "));
     format!("pid {pid} ({inner}{})", Shown(comm))
 }
 
 /// The same for a table column: "pid 10483 = 278 inside (sleep)".
-pub fn who_short(pid: u32, ctr_pid: Option<u32>, comm: &[u8]) -> String {
+pub fn who_short(pid: u32, ctr_pid: Option<CtrPid>, comm: &[u8]) -> String {
     let inner = ctr_pid.map_or_else(String::new, |p| format!(" = {p} inside"));
     format!("pid {pid}{inner} ({})", Shown(comm))
 }
@@ -105,9 +107,9 @@ mod tests {
 
     #[test]
     fn processes() {
-        assert_eq!(who(10483, Some(278), b"sleep"), "pid 10483 (278 in the container, sleep)");
+        assert_eq!(who(10483, Some(CtrPid(278)), b"sleep"), "pid 10483 (278 in the container, sleep)");
         assert_eq!(who(10483, None, b"sleep"), "pid 10483 (sleep)");
-        assert_eq!(who_short(10483, Some(278), b"sleep"), "pid 10483 = 278 inside (sleep)");
+        assert_eq!(who_short(10483, Some(CtrPid(278)), b"sleep"), "pid 10483 = 278 inside (sleep)");
     }
 
     #[test]

@@ -40,6 +40,7 @@ pub use table::Snapshot;
 
 use crate::error::{Context, Error, Result};
 use crate::model::procfs;
+use crate::pids::CtrPid;
 use crate::settings::{Api, InitPid};
 
 /// The container's init, held by a pidfd (its identity: the pid cannot be reused under it),
@@ -213,10 +214,10 @@ impl Init {
     }
 
     /// The pid of host pid `pid` in the container's pid namespace.
-    pub fn ctr_pid(&self, pid: u32) -> Option<u32> {
+    pub fn ctr_pid(&self, pid: u32) -> Option<CtrPid> {
         // The init is 1 in its namespace: its depth says which NSpid column is the container's.
         let depth = procfs::nspid(&self.procs().proc_file(self.host_pid(), "status")?).len();
-        procfs::nspid(&self.procs().proc_file(pid, "status")?).get(depth.checked_sub(1)?).copied()
+        procfs::nspid(&self.procs().proc_file(pid, "status")?).get(depth.checked_sub(1)?).copied().map(CtrPid)
     }
 
     /// A name for this container that no other gets while the host runs (see `layout::key`).

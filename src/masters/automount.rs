@@ -105,11 +105,11 @@ impl<'c> Daemon<'c> {
 
     /// The `-v` lines of what it left behind and what became of it.
     pub fn steps(&self) -> Vec<String> {
-        let pid = self.leftovers.pid();
+        let naming = self.leftovers.pid().map_or_else(String::new, |p| format!(" (naming pid {p} in the container)"));
         self.cleared
             .iter()
             .map(|(path, done)| match done {
-                Ok(true) => format!("{}: removed {} (naming pid {pid} in the container)", self.who(), Shown(path)),
+                Ok(true) => format!("{}: removed {}{naming}", self.who(), Shown(path)),
                 Ok(false) => format!("{}: left {}: it changed since the daemon was killed", self.who(), Shown(path)),
                 Err(e) => format!("{}: warning: {e}", self.who()),
             })

@@ -12,12 +12,13 @@ use rustix::fs::{AtFlags, Mode, OFlags, openat, unlinkat};
 use crate::container::{Inside, paths};
 use crate::error::{Context, Result};
 use crate::model::{leftovers, procfs};
+use crate::pids::CtrPid;
 use crate::show::Shown;
 
 /// A daemon's files that name it.
 pub struct Leftovers {
-    /// Its pid in the container, as its files say it.
-    pid: u32,
+    /// Its pid in the container, as its files say it (None where it has none there).
+    pid: Option<CtrPid>,
     files: Vec<Named>,
 }
 
@@ -40,7 +41,7 @@ impl Leftovers {
     /// (where its executable says) and its pid file (where its command line says).
     pub fn find(inside: &Inside, pid: u32) -> Leftovers {
         let init = inside.init();
-        let Some(ctr_pid) = init.ctr_pid(pid) else { return Leftovers { pid, files: Vec::new() } };
+        let Some(ctr_pid) = init.ctr_pid(pid) else { return Leftovers { pid: None, files: Vec::new() } };
         let argv = init.procs().proc_file(pid, "cmdline").map(|c| procfs::nul_list(&c)).unwrap_or_default();
         let mut candidates = leftovers::flag_paths(init.procs().proc_file(pid, "exe").as_deref());
         candidates.extend(leftovers::pid_file(&argv));
@@ -54,16 +55,16 @@ impl Leftovers {
                 }
             }
         }
-        Leftovers { pid: ctr_pid, files }
+        Leftovers { pid: Some(ctr_pid), files }
     }
 
     /// Once the daemon is killed: removes each file found that is still the same file and
     /// still names it. Each one's path, and whether it was removed (false: not the same any
     /// more, left).
     pub fn clear(&self) -> Vec<(Vec<u8>, Result<bool>)> {
-        let Ok(root) = paths::root() else { return Vec::new() };
+        let (Ok(root), Some(pid)) = (paths::root(), self.pid) else { return Vec::new() };
         let clear = |f: &Named| -> Result<bool> {
-            match naming(root.as_fd(), &f.path, self.pid)? {
+            match naming(root.as_fd(), &f.path, pid)? {
                 Some(found) if found.id == f.id => {
                     unlinkat(&found.dir, found.name.as_slice(), AtFlags::empty())
                         .context(format!("removing {}", Shown(&f.path)))?;
@@ -75,14 +76,15 @@ impl Leftovers {
         self.files.iter().map(|f| (f.path.clone(), clear(f))).collect()
     }
 
-    /// The pid its files name, in the container.
-    pub fn pid(&self) -> u32 {
+    /// The pid its files name, in the container (None where it had none there: then no file
+    /// was found).
+    pub fn pid(&self) -> Option<CtrPid> {
         self.pid
     }
 }
 
 /// The regular file at `path` in the container, if it names `pid`.
-fn naming(root: BorrowedFd<'_>, path: &[u8], pid: u32) -> Result<Option<Found>> {
+fn naming(root: BorrowedFd<'_>, path: &[u8], pid: CtrPid) -> Result<Option<Found>> {
     let cut = path.iter().rposition(|&b| b == b'/').unwrap_or(0);
     let (dir, name) = (if cut == 0 { &b"/"[..] } else { &path[..cut] }, &path[cut + 1..]);
     let dir = match paths::open_dir_in_root(root, dir) {

@@ -13,6 +13,8 @@
 //!
 //! The directory of the flag is built into the daemon: its executable holds the path.
 
+use crate::pids::CtrPid;
+
 /// The flag's file name.
 const FLAG: &[u8] = b"/autofs-running";
 
@@ -45,7 +47,7 @@ pub fn flag_paths(exe: Option<&[u8]>) -> Vec<Vec<u8>> {
 
 /// Whether a flag or pid file's content names `pid` (its pid in the daemon's pid namespace),
 /// as the daemon writes it: the number and a newline.
-pub fn names(content: &[u8], pid: u32) -> bool {
+pub fn names(content: &[u8], pid: CtrPid) -> bool {
     content == format!("{pid}\n").as_bytes()
 }
 
@@ -168,11 +170,11 @@ mod tests {
 
     #[test]
     fn a_file_names_a_pid_as_the_daemon_writes_it() {
-        assert!(names(b"42\n", 42));
-        assert!(!names(b"42", 42), "unfinished: the daemon takes it for stale itself");
-        assert!(!names(b"420\n", 42));
-        assert!(!names(b"4\n", 42));
-        assert!(!names(b"", 42));
+        assert!(names(b"42\n", CtrPid(42)));
+        assert!(!names(b"42", CtrPid(42)), "unfinished: the daemon takes it for stale itself");
+        assert!(!names(b"420\n", CtrPid(42)));
+        assert!(!names(b"4\n", CtrPid(42)));
+        assert!(!names(b"", CtrPid(42)));
     }
 
     #[test]

@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use crate::error::Result;
 use crate::model::autofs::Table;
 use crate::model::mountinfo::{AutofsOptions, Dev, Mount, Propagation};
+use crate::pids::CtrPid;
 use crate::show::who;
 
 /// A mount namespace of the container other than its init's, seen through one of its
@@ -19,7 +20,7 @@ use crate::show::who;
 pub struct Namespace {
     /// A process in it: host pid, pid in the container, command.
     pub pid: u32,
-    pub ctr_pid: Option<u32>,
+    pub ctr_pid: Option<CtrPid>,
     pub comm: Vec<u8>,
     pub copies: Vec<Copy>,
 }

@@ -350,6 +350,7 @@ mod tests {
     use super::*;
     use crate::model::mountinfo::parse;
     use crate::model::report;
+    use crate::pids::CtrPid;
 
     /// A process the fake /proc knows.
     struct Proc {
@@ -531,7 +532,7 @@ mod tests {
         let judged = crate::model::nested::judge(&main, &[(7001, private), (7002, slave)]).unwrap();
         let namespaces: Vec<Namespace> = judged
             .into_iter()
-            .map(|(pid, copies)| Namespace { pid, ctr_pid: Some(278), comm: b"sleep".to_vec(), copies })
+            .map(|(pid, copies)| Namespace { pid, ctr_pid: Some(CtrPid(278)), comm: b"sleep".to_vec(), copies })
             .collect();
         let nested = plan.apply_nested_policy(&namespaces, policy);
         let (lines, private) = (report::nested(&nested), nested.copies.len());

@@ -17,6 +17,7 @@ use crate::error::{Context, Error, NEEDS_A_LOOK, Result};
 use crate::model::autofs::{self, Table};
 use crate::model::plan::{self, ServedBy};
 use crate::model::procfs;
+use crate::pids::CtrPid;
 use crate::settings::{Api, InitPid};
 use crate::show::{Shown, json_string as string, who};
 use crate::stages::status;
@@ -30,7 +31,7 @@ struct Container {
     comm: Vec<u8>,
     mounts: Vec<Mount>,
     /// Processes in autofs waits: host pid, pid in the container, command.
-    blocked: Vec<(u32, Option<u32>, Vec<u8>)>,
+    blocked: Vec<(u32, Option<CtrPid>, Vec<u8>)>,
     /// How many restored mounts a pre-resume holder keeps.
     held: Option<usize>,
     interrupted: bool,
@@ -243,7 +244,7 @@ mod tests {
                     catatonic: true,
                 },
             ],
-            blocked: vec![(4300, Some(78), b"stat".to_vec())],
+            blocked: vec![(4300, Some(CtrPid(78)), b"stat".to_vec())],
             held: Some(2),
             interrupted: false,
         }

@@ -9,6 +9,7 @@ use crate::model::blocked;
 use crate::model::nested::{self, Namespace, Reach};
 use crate::model::plan::Facts;
 use crate::model::procfs;
+use crate::pids::CtrPid;
 use crate::show::{Shown, who};
 
 /// The planner's facts, read from the host's /proc.
@@ -95,7 +96,7 @@ impl Places {
 /// A process blocked on an autofs mount: who, on which mount point, looking up which path.
 pub struct Blocked {
     pub pid: u32,
-    pub ctr_pid: Option<u32>,
+    pub ctr_pid: Option<CtrPid>,
     pub comm: Vec<u8>,
     pub on: Option<Vec<u8>>,
     pub path: Option<Vec<u8>>,
