@@ -15,6 +15,7 @@ use std::io::Write;
 use crate::container::{Host, Init, pidfd};
 use crate::error::{Context, Error, NEEDS_A_LOOK, Result};
 use crate::model::autofs::{self, Table};
+use crate::model::mountinfo::AutofsKind;
 use crate::model::plan::{self, ServedBy};
 use crate::model::procfs;
 use crate::pids::CtrPid;
@@ -40,7 +41,8 @@ struct Container {
 #[derive(Clone)]
 struct Mount {
     path: Vec<u8>,
-    kind: &'static str,
+    /// None where its options do not say (the JSON's "?").
+    kind: Option<AutofsKind>,
     master: String,
     /// What kind of master, for the one line.
     by: ServedBy,
@@ -137,9 +139,8 @@ fn mounts(init: &Init, table: &Table<'_>) -> Result<Vec<Mount>> {
         let master = plan::master_of(&a, who, &mut facts)?;
         let by = master.served_by();
         let master = status::master_words(init, &master);
-        let kind = a.options.kind.map_or("?", |k| k.as_str());
         let catatonic = a.options.catatonic();
-        mounts.push(Mount { path: a.mount.mount_point.to_vec(), kind, master, by, catatonic });
+        mounts.push(Mount { path: a.mount.mount_point.to_vec(), kind: a.options.kind, master, by, catatonic });
     }
     Ok(mounts)
 }
@@ -194,7 +195,7 @@ impl Container {
                 format!(
                     "{{\"where\":{},\"type\":{},\"master\":{},\"catatonic\":{}}}",
                     string(&m.path),
-                    string(m.kind.as_bytes()),
+                    string(m.kind.map_or("?", AutofsKind::as_str).as_bytes()),
                     string(m.master.as_bytes()),
                     m.catatonic
                 )
@@ -231,14 +232,14 @@ mod tests {
             mounts: vec![
                 Mount {
                     path: b"/srv/idle".to_vec(),
-                    kind: "direct",
+                    kind: Some(AutofsKind::Direct),
                     master: "systemd srv-idle.automount".into(),
                     by: ServedBy::Systemd,
                     catatonic: false,
                 },
                 Mount {
                     path: b"/srv/a \"b\"".to_vec(),
-                    kind: "indirect",
+                    kind: Some(AutofsKind::Indirect),
                     master: "none".into(),
                     by: ServedBy::Nothing,
                     catatonic: true,
