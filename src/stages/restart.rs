@@ -1,11 +1,14 @@
 //! post-resume, `restart` and `recover`: the fix, phase by phase. What to do is `plan`'s;
 //! each kind of master has its module (`systemd`, `automount`); this file puts the phases in
-//! order and says the outcome:
-//! 1. a quick look (nothing to do: nothing to lock), the lock, and what an interrupted run
-//!    left goes back first;
-//! 2. the plan, the nested namespaces and the policy (a dry run stops here and says the plan);
-//! 3. enter, restart the systemd units (`systemd`), release their private copies, restart the
-//!    daemons (`automount`), name the processes still blocked.
+//! order and says the outcome. Each phase is a function from one value to the next, and
+//! `run_logged` only orders them:
+//! 1. `open` → `Opened`: a quick look (nothing to do: nothing to lock), the lock, and what an
+//!    interrupted run left goes back first;
+//! 2. `plan` → `Planned`: the plan, the nested namespaces and the policy (a dry run stops here
+//!    and says the plan);
+//! 3. `enter` → `Entered`, then `fix` → `Fixed`: restart the systemd units (`systemd`),
+//!    release their old superblocks (`Release`), restart the daemons (`automount`); then
+//!    `blocked` names the processes still blocked.
 
 use std::time::Duration;
 
@@ -21,6 +24,7 @@ use crate::masters::automount::Daemon;
 use crate::masters::systemd::{self, Outcome};
 use crate::model::autofs::{self, Table};
 use crate::model::mountinfo::Dev;
+use crate::model::nested::Namespace;
 use crate::model::plan::Plan;
 use crate::model::report;
 use crate::settings::{Api, InitPid, OnBlocked, Settings};
@@ -58,14 +62,49 @@ pub fn run(init: InitPid, s: &Settings) -> Result<u8> {
     done
 }
 
+/// The phases in order, each a value handed to the next; a phase may end the run with its
+/// exit code (`Step::Done`).
 fn run_logged(init: InitPid, s: &Settings, log: &Log) -> Result<u8> {
+    let opened = match open(init, s, log)? {
+        Step::Go(opened) => opened,
+        Step::Done(code) => return Ok(code),
+    };
+    let planned = match plan(opened, s, log)? {
+        Step::Go(planned) => planned,
+        Step::Done(code) => return Ok(code),
+    };
+    let (entered, plan) = enter(planned, s.api)?;
+    let fx = Fixing { inside: &entered.inside, timeout: s.timeout, probe: s.probe, blocked: s.blocked, log };
+    let found = entered.found();
+    let fixed = fix(&fx, plan, &found);
+    blocked(&fx, found.waiting, &fixed.released);
+    Ok(entered.missing.max(u8::from(fixed.failed)))
+}
+
+/// Where a phase leaves the run: on to the next phase, or done with this exit code.
+enum Step<T> {
+    Go(T),
+    Done(u8),
+}
+
+/// Phase 1's outcome: the container reached (entered where an interrupted run's trees went
+/// back), its mount table, and what releases old superblocks.
+struct Opened {
+    reached: Reached,
+    text: Vec<u8>,
+    holding: Holding,
+}
+
+/// Phase 1: a quick look (nothing to do: nothing to lock), the lock, and what an interrupted
+/// run left set aside goes back first.
+fn open(init: InitPid, s: &Settings, log: &Log) -> Result<Step<Opened>> {
     let host = Host::open(init)?;
     // A second run by the same CRIU process (the script named twice in its configuration).
     match once::first("post-resume", host.init(), s.criu) {
         Ok(true) => {}
         Ok(false) => {
             log.step(format_args!("nothing to do: this CRIU process ran post-resume on this container already"));
-            return Ok(0);
+            return Ok(Step::Done(0));
         }
         Err(e) => log.say(format_args!("warning: {e}")),
     }
@@ -81,7 +120,7 @@ fn run_logged(init: InitPid, s: &Settings, log: &Log) -> Result<u8> {
     log.step(format_args!("the container's mount table: {}", snapshot.read));
     // No autofs mount and nothing left by an interrupted run: nothing to lock either.
     if !autofs::any(&snapshot.text) && !staging::anything_left(host.init(), &snapshot.text) {
-        return Ok(no_autofs(&host, s, log));
+        return Ok(Step::Done(no_autofs(&host, s, log)));
     }
     let (_lock, waited) = host.lock(s.timeout)?;
     if waited {
@@ -93,7 +132,7 @@ fn run_logged(init: InitPid, s: &Settings, log: &Log) -> Result<u8> {
         // What an interrupted run left set aside goes back first: the plan must see it in place.
         match recover_staged(host, &snapshot.text, s.api, log)? {
             Recovered::Nothing(host) => Reached::Outside(host),
-            Recovered::NotAll => return Ok(1),
+            Recovered::NotAll => return Ok(Step::Done(1)),
             Recovered::AllBack(inside) => {
                 snapshot = inside.mount_table()?;
                 Reached::In(inside)
@@ -102,8 +141,7 @@ fn run_logged(init: InitPid, s: &Settings, log: &Log) -> Result<u8> {
     };
     let below = if snapshot.read.is_below() { below } else { Vec::new() };
     let release = Release::new(releaser, held.map_or_else(Vec::new, |h| h.mounts), s.timeout);
-    let holding = Holding { release, below };
-    plan_and_fix(reached, snapshot.text, &holding, s, log)
+    Ok(Step::Go(Opened { reached, text: snapshot.text, holding: Holding { release, below } }))
 }
 
 /// The end of a run on a container without autofs mounts: a unit asked for is not there (a
@@ -145,8 +183,28 @@ fn take_held(host: &Host, log: &Log) -> Option<Held> {
     })
 }
 
-/// Phase 2, then phase 3 unless it is a dry run or there is nothing to do.
-fn plan_and_fix(reached: Reached, text: Vec<u8>, holding: &Holding, s: &Settings, log: &Log) -> Result<u8> {
+/// Phase 2's outcome: the plan, the container's copies in nested namespaces and the
+/// processes blocked on its mounts, found while still outside; what releases.
+struct Planned {
+    reached: Reached,
+    plan: Plan,
+    holding: Holding,
+    namespaces: Vec<Namespace>,
+    places: Places,
+    /// How many of the copies are private.
+    private: usize,
+    /// Host pids of the processes blocked in autofs, and the autofs mount points they may
+    /// wait on.
+    blocked: Vec<u32>,
+    points: Vec<Vec<u8>>,
+    /// 1 where a unit asked for is not there, else 0.
+    missing: u8,
+}
+
+/// Phase 2: the plan, the nested namespaces and the policy. A dry run stops here and says the
+/// plan; so does a run with nothing to do.
+fn plan(opened: Opened, s: &Settings, log: &Log) -> Result<Step<Planned>> {
+    let Opened { reached, text, holding } = opened;
     let init = reached.init();
     let table = Table::from_mountinfo(&text, init.host_pid())?;
     if s.dry_run {
@@ -165,7 +223,7 @@ fn plan_and_fix(reached: Reached, text: Vec<u8>, holding: &Holding, s: &Settings
         if plan.missing.is_empty() {
             say_nothing_to_do(report::NO_MASTER, s, log);
         }
-        return Ok(missing);
+        return Ok(Step::Done(missing));
     }
     // Copies in nested mount namespaces that the restart does not reach: named, then the
     // policy says. Only systemd's restart makes new superblocks; a restarted automount daemon
@@ -176,28 +234,49 @@ fn plan_and_fix(reached: Reached, text: Vec<u8>, holding: &Holding, s: &Settings
     let nested = plan.apply_nested_policy(&namespaces, s.nested);
     report::nested(&nested).iter().for_each(|l| log.say(l));
     if nested.refuses() {
-        return Ok(1);
+        return Ok(Step::Done(1));
     }
     let private = nested.copies.len();
     if plan.is_empty() || s.dry_run {
         report::describe(&plan).iter().for_each(|l| log.say(l));
-        return Ok(missing);
+        return Ok(Step::Done(missing));
     }
     // What follows needs only what it owns, not the table: a large one would stay in memory
     // while phase 4 reads the table again (peak RSS, build/bench-notes.md).
     let points: Vec<Vec<u8>> = table.autofs_points().into_iter().map(<[u8]>::to_vec).collect();
     drop(table);
     drop(text);
-    let inside = reached.enter(s.api)?;
-    // What the blocked processes wait for, read while they still wait.
+    let planned =
+        Planned { reached, plan, holding, namespaces, places, private, blocked: survey.blocked, points, missing };
+    Ok(Step::Go(planned))
+}
+
+/// Phase 3's start: inside the container, with what the blocked processes wait for, read
+/// while they still wait (the plan goes apart from it, to the fix).
+struct Entered {
+    inside: Inside,
+    holding: Holding,
+    namespaces: Vec<Namespace>,
+    places: Places,
+    private: usize,
+    waiting: Vec<Blocked>,
+    missing: u8,
+}
+
+fn enter(planned: Planned, api: Api) -> Result<(Entered, Plan)> {
+    let Planned { reached, plan, holding, namespaces, places, private, blocked, points, missing } = planned;
+    let inside = reached.enter(api)?;
     let waiting: Vec<Blocked> =
-        survey.blocked.iter().map(|&pid| Blocked::of(&inside, pid, points.iter().map(Vec::as_slice))).collect();
-    let copies = Copies { namespaces: &namespaces, places: &places };
-    let found = Found { copies, private, waiting: &waiting, holding };
-    let fx = Fixing { inside: &inside, timeout: s.timeout, probe: s.probe, blocked: s.blocked, log };
-    let fixed = fix(&fx, plan, &found);
-    blocked(&fx, &waiting, &fixed.released);
-    Ok(missing.max(u8::from(fixed.failed)))
+        blocked.iter().map(|&pid| Blocked::of(&inside, pid, points.iter().map(Vec::as_slice))).collect();
+    Ok((Entered { inside, holding, namespaces, places, private, waiting, missing }, plan))
+}
+
+impl Entered {
+    /// What the fix must know of what was found.
+    fn found(&self) -> Found<'_> {
+        let copies = Copies { namespaces: &self.namespaces, places: &self.places };
+        Found { copies, private: self.private, waiting: &self.waiting, holding: &self.holding }
+    }
 }
 
 /// What the survey found that the fix must know: the copies in nested namespaces, how many of
