@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use rustix::process::{Signal, pidfd_send_signal};
 
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
 
 use crate::container::{Host, Inside, Reached, pidfd};
 use crate::error::{Context, Result};
@@ -90,6 +90,9 @@ enum Step<T> {
 /// Phase 1's outcome: the container reached (entered where an interrupted run's trees went
 /// back), its mount table, and what releases old superblocks.
 struct Opened {
+    /// The container's run lock (`Host::lock`), handed on from phase to phase until the run
+    /// ends: closing it frees the container for another run.
+    lock: OwnedFd,
     reached: Reached,
     text: Vec<u8>,
     holding: Holding,
@@ -122,7 +125,7 @@ fn open(init: InitPid, s: &Settings, log: &Log) -> Result<Step<Opened>> {
     if !autofs::any(&snapshot.text) && !staging::anything_left(host.init(), &snapshot.text) {
         return Ok(Step::Done(no_autofs(&host, s, log)));
     }
-    let (_lock, waited) = host.lock(s.timeout)?;
+    let (lock, waited) = host.lock(s.timeout)?;
     if waited {
         snapshot = table(&host)?;
     }
@@ -141,7 +144,7 @@ fn open(init: InitPid, s: &Settings, log: &Log) -> Result<Step<Opened>> {
     };
     let below = if snapshot.read.is_below() { below } else { Vec::new() };
     let release = Release::new(releaser, held.map_or_else(Vec::new, |h| h.mounts), s.timeout);
-    Ok(Step::Go(Opened { reached, text: snapshot.text, holding: Holding { release, below } }))
+    Ok(Step::Go(Opened { lock, reached, text: snapshot.text, holding: Holding { release, below } }))
 }
 
 /// The end of a run on a container without autofs mounts: a unit asked for is not there (a
@@ -186,6 +189,7 @@ fn take_held(host: &Host, log: &Log) -> Option<Held> {
 /// Phase 2's outcome: the plan, the container's copies in nested namespaces and the
 /// processes blocked on its mounts, found while still outside; what releases.
 struct Planned {
+    lock: OwnedFd,
     reached: Reached,
     plan: Plan,
     holding: Holding,
@@ -204,7 +208,7 @@ struct Planned {
 /// Phase 2: the plan, the nested namespaces and the policy. A dry run stops here and says the
 /// plan; so does a run with nothing to do.
 fn plan(opened: Opened, s: &Settings, log: &Log) -> Result<Step<Planned>> {
-    let Opened { reached, text, holding } = opened;
+    let Opened { lock, reached, text, holding } = opened;
     let init = reached.init();
     let table = Table::from_mountinfo(&text, init.host_pid())?;
     if s.dry_run {
@@ -247,7 +251,7 @@ fn plan(opened: Opened, s: &Settings, log: &Log) -> Result<Step<Planned>> {
     drop(table);
     drop(text);
     let planned =
-        Planned { reached, plan, holding, namespaces, places, private, blocked: survey.blocked, points, missing };
+        Planned { lock, reached, plan, holding, namespaces, places, private, blocked: survey.blocked, points, missing };
     Ok(Step::Go(planned))
 }
 
@@ -261,14 +265,17 @@ struct Entered {
     private: usize,
     waiting: Vec<Blocked>,
     missing: u8,
+    /// Kept, not read: the run lock, closed when the run ends, after all else here (fields
+    /// drop in order).
+    _lock: OwnedFd,
 }
 
 fn enter(planned: Planned, api: Api) -> Result<(Entered, Plan)> {
-    let Planned { reached, plan, holding, namespaces, places, private, blocked, points, missing } = planned;
+    let Planned { lock, reached, plan, holding, namespaces, places, private, blocked, points, missing } = planned;
     let inside = reached.enter(api)?;
     let waiting: Vec<Blocked> =
         blocked.iter().map(|&pid| Blocked::of(&inside, pid, points.iter().map(Vec::as_slice))).collect();
-    Ok((Entered { inside, holding, namespaces, places, private, waiting, missing }, plan))
+    Ok((Entered { _lock: lock, inside, holding, namespaces, places, private, waiting, missing }, plan))
 }
 
 impl Entered {
