@@ -278,18 +278,39 @@ impl Drop for Tmpfs {
     }
 }
 
-/// runc's configuration of a container on `rootfs` (a Debian root) whose init is `sh -c
-/// init`: with the autofs control device and the capabilities that the automount daemon
-/// needs, its own /run and /tmp, this host's network (CRIU locks a network namespace of its
-/// own with iptables), and `conf` as CRIU's configuration file when given (runc's annotation
-/// `org.criu.config`).
-fn autofs_config(init: &str, conf: Option<&Path>) -> String {
-    let caps = ["CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID"]
-        .into_iter()
-        .chain(["SETPCAP", "SYS_CHROOT", "SYS_PTRACE", "SYS_ADMIN", "MKNOD", "AUDIT_WRITE", "SETFCAP"])
-        .map(|c| format!("\"CAP_{c}\""))
-        .collect::<Vec<_>>()
-        .join(", ");
+/// What a runc container of the tests runs as its init.
+enum Init<'a> {
+    /// `sh -c SCRIPT`.
+    Shell(&'a str),
+    /// Debian's systemd, booting `autofs-test.target` (tests/harness/units) in a cgroup
+    /// namespace of its own with its cgroup file system writable, as systemd needs to run as
+    /// a container's init.
+    Systemd,
+}
+
+/// runc's configuration of a container on `rootfs` (a Debian root) whose init is `init`: with
+/// the autofs control device and the capabilities that systemd and the automount daemon need,
+/// its own /run and /tmp, this host's network (CRIU locks a network namespace of its own with
+/// iptables), and `conf` as CRIU's configuration file when given (runc's annotation
+/// `org.criu.config`). Its cgroup is runc's default, `/ID`.
+fn autofs_config(init: Init, conf: Option<&Path>) -> String {
+    let mut caps = vec!["CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID"];
+    caps.extend(["SETPCAP", "SYS_CHROOT", "SYS_PTRACE", "SYS_ADMIN", "MKNOD", "AUDIT_WRITE", "SETFCAP"]);
+    let (args, env, namespaces, mounts) = match init {
+        Init::Shell(script) => (format!(r#""/bin/sh", "-c", "{script}""#), "", "", ""),
+        Init::Systemd => {
+            caps.extend(["NET_ADMIN", "SYS_RESOURCE", "SYS_BOOT", "SYS_NICE", "IPC_LOCK", "LINUX_IMMUTABLE"]);
+            (
+                r#""/lib/systemd/systemd", "--unit=autofs-test.target""#.to_string(),
+                // No generators: what they would make, a container of the tests has no use for.
+                r#", "container=oci", "SYSTEMD_GENERATOR_PATH=/nonexistent""#,
+                r#", {"type": "cgroup"}"#,
+                r#", {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]},
+  {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": ["nosuid", "noexec", "nodev", "rw"]}"#,
+            )
+        }
+    };
+    let caps = caps.iter().map(|c| format!("\"CAP_{c}\"")).collect::<Vec<_>>().join(", ");
     let annotations =
         conf.map_or(String::new(), |c| format!("\"annotations\": {{\"org.criu.config\": \"{}\"}},", c.display()));
     // /dev holds the device nodes runc makes: not nodev.
@@ -298,13 +319,13 @@ fn autofs_config(init: &str, conf: Option<&Path>) -> String {
     };
     format!(
         r#"{{"ociVersion": "1.0.2", {annotations}
-"process": {{"terminal": false, "user": {{"uid": 0, "gid": 0}}, "args": ["/bin/sh", "-c", "{init}"],
-  "env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"], "cwd": "/",
+"process": {{"terminal": false, "user": {{"uid": 0, "gid": 0}}, "args": [{args}],
+  "env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"{env}], "cwd": "/",
   "capabilities": {{"bounding": [{caps}], "effective": [{caps}], "permitted": [{caps}]}}}},
 "root": {{"path": "rootfs", "readonly": false}},
 "hostname": "autofs-test",
-"mounts": [{{"destination": "/proc", "type": "proc", "source": "proc"}}, {}, {}, {}],
-"linux": {{"namespaces": [{{"type": "pid"}}, {{"type": "ipc"}}, {{"type": "uts"}}, {{"type": "mount"}}],
+"mounts": [{{"destination": "/proc", "type": "proc", "source": "proc"}}, {}, {}, {}{mounts}],
+"linux": {{"namespaces": [{{"type": "pid"}}, {{"type": "ipc"}}, {{"type": "uts"}}, {{"type": "mount"}}{namespaces}],
   "devices": [{{"path": "/dev/autofs", "type": "c", "major": 10, "minor": 235, "fileMode": 384, "uid": 0, "gid": 0}}],
   "resources": {{"devices": [{{"allow": true, "access": "rwm"}}]}}}}}}"#,
         tmpfs("/dev", r#""nosuid", "mode=755""#),
@@ -470,24 +491,38 @@ impl AutofsRunc {
     /// Writes runc's configuration: `init`, and CRIU's configuration file (our script) named
     /// or not.
     fn configure(&self, init: &str, ours: bool) {
-        let config = autofs_config(init, ours.then_some(self.conf.as_path()));
-        std::fs::write(Path::new(&self.bundle).join("config.json"), config).unwrap();
+        self.write_config(Init::Shell(init), ours.then_some(self.conf.as_path()));
+    }
+
+    fn write_config(&self, init: Init, conf: Option<&Path>) {
+        std::fs::write(Path::new(&self.bundle).join("config.json"), autofs_config(init, conf)).unwrap();
+    }
+
+    /// `runc run -d` as configured, with no images left of an earlier scenario.
+    fn start(&self) {
+        for d in [&self.img, &self.work] {
+            let _ = std::fs::remove_dir_all(d);
+        }
+        let runc = &self.runc;
+        runc.run(&self.criu, &["run", "-d", "--bundle", &self.bundle, &runc.id], &[]);
+        runc.note_pid();
+    }
+
+    /// `runc checkpoint` into the scene's images.
+    fn checkpoint(&self) -> Result<(), String> {
+        let args = ["checkpoint", "--image-path", &self.img, "--work-path", &self.work, &self.runc.id];
+        common::timed("criu", || self.runc.try_run(&self.criu, &args, &[]))
     }
 
     /// Starts it (as configured), waits for both maps, uses both, and unmounts the direct one
     /// (CRIU refuses to dump the daemon while a direct entry is mounted over it); then the
-    /// checkpoint, into images of its own.
+    /// checkpoint.
     fn run_and_checkpoint(&self) -> Result<(), String> {
-        let (runc, criu) = (&self.runc, &self.criu);
-        for d in [&self.img, &self.work] {
-            let _ = std::fs::remove_dir_all(d);
-        }
-        runc.run(criu, &["run", "-d", "--bundle", &self.bundle, &runc.id], &[]);
-        runc.note_pid();
+        self.start();
+        let runc = &self.runc;
         runc.ok("until [ -e /srv/ind ] && grep -q ' /srv/direct ' /proc/self/mountinfo; do sleep 0.2; done");
         assert_eq!(runc.ok("cat /srv/direct/f /srv/ind/k/f && umount /srv/direct"), "direct\nindirect\n");
-        let args = ["checkpoint", "--image-path", &self.img, "--work-path", &self.work, &runc.id];
-        common::timed("criu", || runc.try_run(criu, &args, &[]))
+        self.checkpoint()
     }
 
     /// `runc restore -d` of the checkpoint; returns CRIU's log of it.
@@ -509,18 +544,21 @@ impl Drop for AutofsRunc {
     }
 }
 
-/// Under runc, the automount daemon in both places a container image puts it, one container
-/// root for both (each scenario's container stopped before the next starts):
-/// `a_daemon_under_the_shell_is_restarted` and `a_daemon_that_is_the_init_is_left_running`.
-/// CRIU before 3.19 cannot run the script under runc (the test above): there the first
-/// scenario ends once it has shown the hang, the second shows the broken checkpoint.
+/// Under runc, on one container root (each scenario's container stopped before the next
+/// starts): the automount daemon in both places a container image puts it,
+/// `a_daemon_under_the_shell_is_restarted` and `a_daemon_that_is_the_init_is_left_running`,
+/// then `systemd_as_the_init_has_its_automounts_restarted`. CRIU before 3.19 cannot run the
+/// script under runc (the test above): there the first and the last scenario end once they
+/// have shown the hang, the second shows the broken checkpoint.
 #[test]
 #[ignore = "needs root, the kernel's autofs, runc and criu: make test runs it"]
-fn under_runc_the_automount_daemon_is_restarted_after_a_restore_unless_it_is_the_init() {
+fn under_runc_the_automount_daemon_and_systemd_after_a_restore() {
     let scene = AutofsRunc::new();
     a_daemon_under_the_shell_is_restarted(&scene);
     scene.runc.stop();
     a_daemon_that_is_the_init_is_left_running(&scene);
+    scene.runc.stop();
+    systemd_as_the_init_has_its_automounts_restarted(&scene);
 }
 
 /// The container's shell starts the automount daemon in the foreground, in a session of its
@@ -597,4 +635,68 @@ fn a_daemon_that_is_the_init_is_left_running(scene: &AutofsRunc) {
     assert_eq!(out.status.code(), Some(137), "{criu}: the access did not hang, as said: {out:?}");
     let said = runc.ok("cat /run/automount.log");
     assert!(said.contains("can't find map entry for"), "{criu}: the daemon said:\n{said}");
+}
+
+/// Debian 12's systemd as the container's init, booting `autofs-test.target`: a tmpfs on
+/// `srv-data.automount` holding a file, `srv-idle.automount` and the binfmt_misc automount
+/// idle. What CRIU needs to restore a systemd container under runc at all, whatever the
+/// action scripts (DESIGN "Under runc"): `cgroup-root` in its configuration file, so that
+/// the dump takes the container's whole cgroup tree (systemd watches the empty cgroup a
+/// mount unit keeps; CRIU otherwise dumps only its tasks' cgroups), and no cgroup controller
+/// enabled by the container's systemd (CRIU enables them after the restored processes have
+/// opened their watches). Restored without our script, the idle automount hangs and systemd
+/// says why; restored again from the same checkpoint with it, each unit is restarted, the
+/// tmpfs kept on top.
+fn systemd_as_the_init_has_its_automounts_restarted(scene: &AutofsRunc) {
+    let (runc, criu) = (&scene.runc, &scene.criu);
+    let rootfs = Path::new(&scene.bundle).join("rootfs");
+    let units = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/harness/units/.");
+    let copied = Command::new("cp").arg("-a").arg(units).arg(rootfs.join("etc/systemd/system")).status();
+    assert!(copied.unwrap().success(), "copying tests/harness/units");
+    for d in ["srv/data", "srv/idle", "etc/systemd/system.conf.d"] {
+        std::fs::create_dir_all(rootfs.join(d)).unwrap();
+    }
+    let accounting = "[Manager]\nDefaultMemoryAccounting=no\nDefaultTasksAccounting=no\nDefaultTasksMax=infinity\n";
+    std::fs::write(rootfs.join("etc/systemd/system.conf.d/criu.conf"), accounting).unwrap();
+    let settings = format!("cgroup-root /{}\n", runc.id);
+    let (plain, ours) = (runc.dir.join("criu-systemd.conf"), runc.dir.join("criu-systemd-ours.conf"));
+    std::fs::write(&plain, &settings).unwrap();
+    std::fs::write(&ours, format!("{settings}action-script {}\n", bin().display())).unwrap();
+
+    scene.write_config(Init::Systemd, Some(&plain));
+    scene.start();
+    runc.ok("until [ -e /run/autofs-test.ready ]; do sleep 0.2; done");
+    // CRIU cannot dump systemd's credentials (ramfs), which it uses only while a unit starts.
+    runc.ok("for m in /run/credentials/*; do [ -d \"$m\" ] || continue; umount \"$m\" && rmdir \"$m\"; done");
+    assert_eq!(runc.ok("echo kept > /srv/data/f && cat /srv/data/f"), "kept\n");
+    if let Err(said) = scene.checkpoint() {
+        panic!("{criu}: runc checkpoint of systemd: {said}");
+    }
+
+    // Without our script: the access hangs, and systemd says why.
+    scene.restore();
+    let out = runc.exec("ls /srv/idle/", 10);
+    assert_eq!(out.status.code(), Some(137), "{criu}: the access did not hang: {out:?}");
+    let said = runc.ok("journalctl --no-pager -u srv-idle.automount");
+    assert!(said.contains("Automount point already active?"), "{criu}: systemd said:\n{said}");
+    runc.stop();
+    if criu_version(criu) < (3, 19) {
+        return;
+    }
+
+    // With it, from CRIU's configuration file: the same checkpoint restored once more.
+    scene.write_config(Init::Systemd, Some(&ours));
+    let log = scene.restore();
+    let said: Vec<&str> = log.lines().filter(|l| l.starts_with("autofs-restart: ")).collect();
+    let restarted = ["srv-data.automount: restarted, tmpfs srv-data kept on top", "srv-idle.automount: restarted"];
+    for unit in restarted {
+        assert!(said.contains(&format!("autofs-restart: {unit}").as_str()), "{criu}: {said:#?}\n{log}");
+    }
+    let binfmt = "autofs-restart: proc-sys-fs-binfmt_misc.automount: restarted";
+    assert!(said.iter().any(|l| l.starts_with(binfmt)), "{criu}: {said:#?}");
+    assert_eq!(runc.ok("cat /srv/data/f"), "kept\n", "{criu}: the tmpfs on top was not kept");
+    let out = runc.exec("ls /srv/idle/", 10);
+    assert!(out.status.success(), "{criu}: the idle automount does not answer: {out:?}");
+    let units = runc.ok("systemctl is-active srv-data.automount srv-idle.automount srv-data.mount");
+    assert_eq!(units, "active\nactive\nactive\n", "{criu}");
 }
