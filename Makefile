@@ -11,11 +11,12 @@ CARGOFLAGS ?= --locked
 # gcc-GNU-TYPE and libc6-dev-ARCH-cross), in target/ARCH. `make check-cross` builds each and runs
 # their tests under qemu-user.
 ARCH ?=
-cross_arm64 := aarch64-unknown-linux-gnu aarch64-linux-gnu
-cross_armhf := armv7-unknown-linux-gnueabihf arm-linux-gnueabihf
-cross_ppc64el := powerpc64le-unknown-linux-gnu powerpc64le-linux-gnu
-cross_s390x := s390x-unknown-linux-gnu s390x-linux-gnu
-cross_riscv64 := riscv64gc-unknown-linux-gnu riscv64-linux-gnu
+# Each: Rust's target, GNU's type, QEMU's name (qemu-user runs the tests there).
+cross_arm64 := aarch64-unknown-linux-gnu aarch64-linux-gnu aarch64
+cross_armhf := armv7-unknown-linux-gnueabihf arm-linux-gnueabihf arm
+cross_ppc64el := powerpc64le-unknown-linux-gnu powerpc64le-linux-gnu ppc64le
+cross_s390x := s390x-unknown-linux-gnu s390x-linux-gnu s390x
+cross_riscv64 := riscv64gc-unknown-linux-gnu riscv64-linux-gnu riscv64
 ifneq ($(ARCH),)
 ifeq ($(cross_$(ARCH)),)
 $(error ARCH=$(ARCH): not one of arm64 armhf ppc64el s390x riscv64)
@@ -221,10 +222,10 @@ check-cross:
 # ARCH's Rust target and GNU type, from the one table above: what build/check-cross asks.
 cross-names:
 	@[ -n '$(ARCH)' ] || { echo "cross-names: say which: ARCH=..." >&2; exit 2; }
-	@echo $(TARGET) $(GNU_TYPE)
+	@echo $(cross_$(ARCH))
 
 # The Debian package of build/debian, built in a Debian 13 chroot, lintian-clean, installed
-# over criu's script, run and removed.
+# over criu's script, run and removed; beside it, cross-built for DEB_CROSS (default arm64).
 check-deb:
 	build/check-deb
 
