@@ -525,6 +525,20 @@ impl AutofsRunc {
         self.checkpoint()
     }
 
+    /// Restores the checkpoint as configured (without our script): an access to `path` hangs,
+    /// and what `why` prints in the container (its master's log) says `says`; then stops the
+    /// container. Whether this CRIU runs our script under runc (3.19 and later).
+    fn restore_shows_the_hang(&self, path: &str, why: &str, says: &str) -> bool {
+        let (runc, criu) = (&self.runc, &self.criu);
+        self.restore();
+        let out = runc.exec(&format!("ls {path}/"), 10);
+        assert_eq!(out.status.code(), Some(137), "{criu}: the access to {path} did not hang: {out:?}");
+        let said = runc.ok(why);
+        assert!(said.contains(says), "{criu}: {why}:\n{said}");
+        runc.stop();
+        criu_version(criu) >= (3, 19)
+    }
+
     /// `runc restore -d` of the checkpoint; returns CRIU's log of it.
     fn restore(&self) -> String {
         let runc = &self.runc;
@@ -577,13 +591,7 @@ fn a_daemon_under_the_shell_is_restarted(scene: &AutofsRunc) {
     }
 
     // Without our script: the access hangs, and the daemon says why.
-    scene.restore();
-    let out = runc.exec("ls /srv/direct/", 10);
-    assert_eq!(out.status.code(), Some(137), "{criu}: the access did not hang: {out:?}");
-    let said = runc.ok("cat /run/automount.log");
-    assert!(said.contains("can't find map entry for"), "{criu}: the daemon said:\n{said}");
-    runc.stop();
-    if criu_version(criu) < (3, 19) {
+    if !scene.restore_shows_the_hang("/srv/direct", "cat /run/automount.log", "can't find map entry for") {
         return;
     }
 
@@ -674,13 +682,8 @@ fn systemd_as_the_init_has_its_automounts_restarted(scene: &AutofsRunc) {
     }
 
     // Without our script: the access hangs, and systemd says why.
-    scene.restore();
-    let out = runc.exec("ls /srv/idle/", 10);
-    assert_eq!(out.status.code(), Some(137), "{criu}: the access did not hang: {out:?}");
-    let said = runc.ok("journalctl --no-pager -u srv-idle.automount");
-    assert!(said.contains("Automount point already active?"), "{criu}: systemd said:\n{said}");
-    runc.stop();
-    if criu_version(criu) < (3, 19) {
+    let journal = "journalctl --no-pager -u srv-idle.automount";
+    if !scene.restore_shows_the_hang("/srv/idle", journal, "Automount point already active?") {
         return;
     }
 
