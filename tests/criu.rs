@@ -494,6 +494,7 @@ impl AutofsRunc {
         self.write_config(Init::Shell(init), ours.then_some(self.conf.as_path()));
     }
 
+    /// Writes runc's configuration: `init`, and `conf` as CRIU's configuration file if given.
     fn write_config(&self, init: Init, conf: Option<&Path>) {
         std::fs::write(Path::new(&self.bundle).join("config.json"), autofs_config(init, conf)).unwrap();
     }
